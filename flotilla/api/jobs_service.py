@@ -1,0 +1,107 @@
+"""``api.Jobs``: job status and details from the API's view of the log."""
+
+from __future__ import annotations
+
+import json
+
+from armada_client.armada import job_pb2, job_pb2_grpc, submit_pb2
+
+from flotilla.api.event_messages import timestamp
+from flotilla.api.job_view import JobView
+from flotilla.jobs.state import JobState, RunRecord
+
+_JOB_STATES = {
+    "submitted": submit_pb2.SUBMITTED,
+    "queued": submit_pb2.QUEUED,
+    "leased": submit_pb2.LEASED,
+    "pending": submit_pb2.PENDING,
+    "running": submit_pb2.RUNNING,
+    "succeeded": submit_pb2.SUCCEEDED,
+    "failed": submit_pb2.FAILED,
+    "cancelled": submit_pb2.CANCELLED,
+    "preempted": submit_pb2.PREEMPTED,
+}
+
+_RUN_STATES = {
+    "leased": job_pb2.RUN_STATE_LEASED,
+    "pending": job_pb2.RUN_STATE_PENDING,
+    "running": job_pb2.RUN_STATE_RUNNING,
+    "succeeded": job_pb2.RUN_STATE_SUCCEEDED,
+    "failed": job_pb2.RUN_STATE_FAILED,
+    "preempted": job_pb2.RUN_STATE_PREEMPTED,
+    "cancelled": job_pb2.RUN_STATE_CANCELLED,
+    "lease_expired": job_pb2.RUN_STATE_LEASE_EXPIRED,
+    "lease_returned": job_pb2.RUNS_STATE_LEASE_RETURNED,
+}
+
+
+def job_state(job: JobState | None) -> int:
+    return submit_pb2.UNKNOWN if job is None else _JOB_STATES[job.state]
+
+
+def _run_details(run: RunRecord, job_id: str) -> job_pb2.JobRunDetails:
+    details = job_pb2.JobRunDetails(
+        run_id=run.run_id,
+        job_id=job_id,
+        state=_RUN_STATES.get(run.state, job_pb2.RUN_STATE_UNKNOWN),
+        cluster=run.executor,
+        node=run.node,
+        leased_ts=timestamp(run.leased_at),
+    )
+    for name, value in (("pending_ts", run.pending_at), ("started_ts", run.started_at), ("finished_ts", run.finished_at)):
+        if value:
+            getattr(details, name).CopyFrom(timestamp(value))
+    return details
+
+
+class JobsService(job_pb2_grpc.JobsServicer):
+    def __init__(self, view: JobView) -> None:
+        self._view = view
+
+    async def GetJobStatus(self, request, context):  # noqa: N802 - gRPC method names
+        await self._view.catch_up()
+        return job_pb2.JobStatusResponse(
+            job_states={job_id: job_state(self._view.jobs.get(job_id)) for job_id in request.job_ids}
+        )
+
+    async def GetJobDetails(self, request, context):  # noqa: N802
+        await self._view.catch_up()
+        details = {}
+        for job_id in request.job_ids:
+            job = self._view.jobs.get(job_id)
+            if job is None:
+                continue
+            item = job_pb2.JobDetails(
+                job_id=job_id,
+                queue=job.spec.queue,
+                jobset=job.spec.job_set,
+                namespace=job.spec.namespace,
+                state=job_state(job),
+                submitted_ts=timestamp(job.spec.submitted_at),
+                last_transition_ts=timestamp(job.updated),
+                latest_run_id=job.runs[-1].run_id if job.runs else "",
+                cancel_reason=job.cancel_reason if job.state == "cancelled" else "",
+            )
+            if request.expand_job_run:
+                item.job_runs.extend(_run_details(r, job_id) for r in job.runs)
+            details[job_id] = item
+        return job_pb2.JobDetailsResponse(job_details=details)
+
+    async def GetJobRunDetails(self, request, context):  # noqa: N802
+        await self._view.catch_up()
+        wanted = set(request.run_ids)
+        found = {}
+        for job in self._view.jobs.values():
+            for run in job.runs:
+                if run.run_id in wanted:
+                    found[run.run_id] = _run_details(run, job.spec.job_id)
+        return job_pb2.JobRunDetailsResponse(job_run_details=found)
+
+    async def GetJobErrors(self, request, context):  # noqa: N802
+        await self._view.catch_up()
+        errors = {}
+        for job_id in request.job_ids:
+            job = self._view.jobs.get(job_id)
+            if job is not None and job.state == "failed":
+                errors[job_id] = job.reason or json.dumps(job.exit_codes)
+        return job_pb2.JobErrorsResponse(job_errors=errors)

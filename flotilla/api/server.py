@@ -1,0 +1,89 @@
+"""The gRPC API process: Armada's Submit, QueueService, Event and Jobs services."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import grpc
+from armada_client.armada import event_pb2_grpc, job_pb2_grpc, submit_pb2_grpc
+
+from flotilla.api.event_service import EventService
+from flotilla.api.job_view import JobView
+from flotilla.api.jobs_service import JobsService
+from flotilla.api.queue_service import QueueService
+from flotilla.api.submit_service import SubmitService
+from flotilla.api.validation import SubmitRules
+from flotilla.settings import Settings
+from flotilla.streams.log_writer import LogWriter
+from flotilla.streams.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+class PortInUse(RuntimeError):
+    pass
+
+
+def submit_rules(settings: Settings) -> SubmitRules:
+    return SubmitRules(
+        min_termination_grace_period=settings.api.min_termination_grace_period,
+        max_termination_grace_period=settings.api.max_termination_grace_period,
+        default_namespace=settings.api.default_namespace,
+    )
+
+
+class ApiServer:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.view = JobView(settings)
+        self._writer = LogWriter(settings)
+        self._server: grpc.aio.Server | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self._settings.api.host}:{self._settings.api.port}"
+
+    async def start(self) -> None:
+        await ensure_topics(self._settings)
+        await self._writer.start()
+        await self.view.start()
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        queues = QueueService(self.view, self._writer)
+        submit_pb2_grpc.add_QueueServiceServicer_to_server(queues, server)
+        submit_pb2_grpc.add_SubmitServicer_to_server(
+            SubmitService(self.view, self._writer, submit_rules(self._settings), queues), server
+        )
+        event_pb2_grpc.add_EventServicer_to_server(EventService(self.view), server)
+        job_pb2_grpc.add_JobsServicer_to_server(JobsService(self.view), server)
+        try:
+            bound = server.add_insecure_port(self.address)
+        except RuntimeError as exc:
+            raise PortInUse(f"cannot listen on {self.address}: {exc}") from exc
+        if bound == 0:
+            raise PortInUse(f"cannot listen on {self.address}: port in use")
+        await server.start()
+        self._server = server
+        log.info("gRPC API listening on %s", self.address)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(grace=1)
+        await self.view.stop()
+        await self._writer.stop()
+
+
+async def run_api(settings: Settings) -> None:
+    """Run the API until SIGTERM or SIGINT."""
+    server = ApiServer(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    print(f"flotilla api: listening on {server.address}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()

@@ -1,0 +1,201 @@
+"""``api.Submit``: validates requests and writes them to the log before replying.
+
+Nothing reaches the log unless the whole request is valid (all or nothing), and a reply
+is sent only after the broker acknowledged every record (acks=all; invariant 6).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import grpc
+from armada_client.armada import health_pb2, submit_pb2, submit_pb2_grpc
+from google.protobuf import empty_pb2
+
+from flotilla.api.job_view import JobView
+from flotilla.api.queue_service import QueueService
+from flotilla.api.validation import SubmitRules, ValidationError, new_job_id, validate_submit_request
+from flotilla.jobs.state import JobState
+from flotilla.schema import (
+    JobCancelling,
+    JobEvent,
+    JobPreempting,
+    JobReprioritizing,
+    JobSubmitted,
+    now,
+)
+from flotilla.streams.log_writer import LogWriter
+
+# Armada's JobState filter values, as our state names.
+_FILTER_STATES = {
+    submit_pb2.QUEUED: {"submitted", "queued"},
+    submit_pb2.SUBMITTED: {"submitted"},
+    submit_pb2.LEASED: {"leased"},
+    submit_pb2.PENDING: {"pending"},
+    submit_pb2.RUNNING: {"running"},
+}
+
+
+class SubmitService(submit_pb2_grpc.SubmitServicer):
+    def __init__(self, view: JobView, writer: LogWriter, rules: SubmitRules, queues: QueueService) -> None:
+        self._view = view
+        self._writer = writer
+        self._rules = rules
+        self._queues = queues
+
+    async def _require_queue(self, name: str, context: grpc.aio.ServicerContext) -> None:
+        if not name:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "queue: must not be empty")
+        if name not in self._view.queues:
+            await self._view.catch_up()
+        if name not in self._view.queues:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"queue {name!r} does not exist")
+
+    async def _job(self, job_id: str, queue: str, job_set: str, context) -> JobState:
+        job = self._view.jobs.get(job_id)
+        if job is None:
+            await self._view.catch_up()
+            job = self._view.jobs.get(job_id)
+        if job is None or job.spec.queue != queue or job.spec.job_set != job_set:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"job {job_id!r} not found in queue {queue!r} job set {job_set!r}"
+            )
+        return job
+
+    async def SubmitJobs(self, request, context):  # noqa: N802 - gRPC method names
+        await self._require_queue(request.queue, context)
+        submitted_at = now()
+        try:
+            specs = validate_submit_request(request, self._rules, new_job_id, submitted_at)
+        except ValidationError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        await self._writer.job_events(
+            JobSubmitted(job_id=s.job_id, queue=s.queue, job_set=s.job_set, created=submitted_at, job=s)
+            for s in specs
+        )
+        return submit_pb2.JobSubmitResponse(
+            job_response_items=[submit_pb2.JobSubmitResponseItem(job_id=s.job_id) for s in specs]
+        )
+
+    async def CancelJobs(self, request, context):  # noqa: N802
+        await self._require_queue(request.queue, context)
+        if not request.job_set_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_set_id: must not be empty")
+        ids = list(dict.fromkeys([*request.job_ids, *([request.job_id] if request.job_id else [])]))
+        if not ids:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_ids: name at least one job to cancel")
+        jobs = [await self._job(i, request.queue, request.job_set_id, context) for i in ids]
+        live = [j for j in jobs if not j.terminal]
+        await self._writer.job_events(self._cancelling(j, request.reason) for j in live)
+        return submit_pb2.CancellationResult(cancelled_ids=[j.spec.job_id for j in live])
+
+    def _cancelling(self, job: JobState, reason: str) -> JobEvent:
+        return JobCancelling(
+            job_id=job.spec.job_id,
+            queue=job.spec.queue,
+            job_set=job.spec.job_set,
+            created=now(),
+            requestor="anonymous",
+            reason=reason or "cancelled by user",
+        )
+
+    async def CancelJobSet(self, request, context):  # noqa: N802
+        await self._require_queue(request.queue, context)
+        if not request.job_set_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_set_id: must not be empty")
+        wanted: set[str] = set()
+        for state in request.filter.states:
+            if state not in _FILTER_STATES:
+                name = submit_pb2.JobState.Name(state)
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"filter.states: {name} is not a state a job can be cancelled in",
+                )
+            wanted |= _FILTER_STATES[state]
+        await self._view.catch_up()
+        live = [
+            j
+            for j in self._view.jobs_in_set(request.queue, request.job_set_id)
+            if not j.terminal and (not wanted or j.state in wanted)
+        ]
+        await self._writer.job_events(self._cancelling(j, request.reason) for j in live)
+        return empty_pb2.Empty()
+
+    async def ReprioritizeJobs(self, request, context):  # noqa: N802
+        await self._require_queue(request.queue, context)
+        if not request.job_set_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_set_id: must not be empty")
+        if request.new_priority < 0:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"new_priority: {request.new_priority} must not be negative"
+            )
+        if request.job_ids:
+            jobs = [await self._job(i, request.queue, request.job_set_id, context) for i in request.job_ids]
+        else:
+            await self._view.catch_up()
+            jobs = self._view.jobs_in_set(request.queue, request.job_set_id)
+        results: dict[str, str] = {}
+        events: list[JobEvent] = []
+        for job in jobs:
+            if job.terminal:
+                results[job.spec.job_id] = f"job is {job.state}"
+                continue
+            results[job.spec.job_id] = ""
+            events.append(
+                JobReprioritizing(
+                    job_id=job.spec.job_id,
+                    queue=job.spec.queue,
+                    job_set=job.spec.job_set,
+                    created=now(),
+                    new_priority=request.new_priority,
+                    requestor="anonymous",
+                    request_id=uuid.uuid4().hex,
+                )
+            )
+        await self._writer.job_events(events)
+        return submit_pb2.JobReprioritizeResponse(reprioritization_results=results)
+
+    async def PreemptJobs(self, request, context):  # noqa: N802
+        await self._require_queue(request.queue, context)
+        if not request.job_ids:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_ids: name at least one job to preempt")
+        jobs = [await self._job(i, request.queue, request.job_set_id, context) for i in request.job_ids]
+        await self._writer.job_events(
+            JobPreempting(
+                job_id=j.spec.job_id,
+                queue=j.spec.queue,
+                job_set=j.spec.job_set,
+                created=now(),
+                requestor="anonymous",
+                reason=request.reason or "preempted by user",
+            )
+            for j in jobs
+            if j.has_active_run
+        )
+        return empty_pb2.Empty()
+
+    async def Health(self, request, context):  # noqa: N802
+        return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+
+    # Armada's Submit service still carries the queue methods; they are QueueService's.
+    async def CreateQueue(self, request, context):  # noqa: N802
+        return await self._queues.CreateQueue(request, context)
+
+    async def CreateQueues(self, request, context):  # noqa: N802
+        return await self._queues.CreateQueues(request, context)
+
+    async def UpdateQueue(self, request, context):  # noqa: N802
+        return await self._queues.UpdateQueue(request, context)
+
+    async def UpdateQueues(self, request, context):  # noqa: N802
+        return await self._queues.UpdateQueues(request, context)
+
+    async def DeleteQueue(self, request, context):  # noqa: N802
+        return await self._queues.DeleteQueue(request, context)
+
+    async def GetQueue(self, request, context):  # noqa: N802
+        return await self._queues.GetQueue(request, context)
+
+    async def GetQueues(self, request, context):  # noqa: N802
+        async for message in self._queues.GetQueues(request, context):
+            yield message

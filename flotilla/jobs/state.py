@@ -1,0 +1,204 @@
+"""A job's state as a left fold over its events: ``apply(state, event) -> new state or None``.
+
+Every projection of the log (the scheduler's tables, the API's event view, the executors'
+view of their leases, later Lookout) folds events through this one function, so they agree
+on which events count. ``None`` means the event is refused: a duplicate (at-least-once
+delivery), a report about a run that is no longer the job's run (invariant 4: an executor
+that lost its lease cannot decide the job's outcome), or a second lease on a job that is
+already leased (a deposed scheduler's lease loses to the one earlier in the log).
+
+States follow Armada's Lookout vocabulary (``armada-docs/job-lifecycle-events.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from flotilla.schema import (
+    JobCancelled,
+    JobCancelling,
+    JobEvent,
+    JobFailed,
+    JobLeased,
+    JobLeaseExpired,
+    JobLeaseReturned,
+    JobPending,
+    JobPreempted,
+    JobPreempting,
+    JobQueued,
+    JobReprioritized,
+    JobReprioritizing,
+    JobRunning,
+    JobSpec,
+    JobSubmitted,
+    JobSucceeded,
+)
+
+SUBMITTED = "submitted"
+QUEUED = "queued"
+LEASED = "leased"
+PENDING = "pending"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+CANCELLED = "cancelled"
+PREEMPTED = "preempted"
+
+ACTIVE_RUN_STATES = frozenset({LEASED, PENDING, RUNNING})
+TERMINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELLED, PREEMPTED})
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    executor: str
+    node: str
+    leased_at: float
+    pending_at: float = 0.0
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    state: str = LEASED
+
+
+@dataclass(frozen=True)
+class JobState:
+    spec: JobSpec
+    state: str
+    priority: float
+    updated: float
+    attempt: int = 0
+    run_id: str = ""
+    executor: str = ""
+    node: str = ""
+    cancel_requested: bool = False
+    preempt_requested: bool = False
+    cancel_reason: str = ""
+    reason: str = ""
+    exit_codes: dict[str, int] = field(default_factory=dict)
+    runs: tuple[RunRecord, ...] = ()
+    applied_reprioritizations: tuple[str, ...] = ()
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def has_active_run(self) -> bool:
+        return self.state in ACTIVE_RUN_STATES
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobState:
+        data = dict(data)
+        data["spec"] = JobSpec.from_dict(data["spec"])
+        data["runs"] = tuple(RunRecord(**r) for r in data.get("runs", ()))
+        data["applied_reprioritizations"] = tuple(data.get("applied_reprioritizations", ()))
+        return cls(**data)
+
+
+def _end_run(job: JobState, event: JobEvent, run_state: str) -> tuple[RunRecord, ...]:
+    return _update_run(job, state=run_state, finished_at=event.created)
+
+
+def _update_run(job: JobState, **changes: Any) -> tuple[RunRecord, ...]:
+    return tuple(replace(r, **changes) if r.run_id == job.run_id else r for r in job.runs)
+
+
+def apply(state: JobState | None, event: JobEvent) -> JobState | None:
+    """The job's state after ``event``, or None when the event does not apply to it."""
+    if isinstance(event, JobSubmitted):
+        if state is not None or event.job is None:
+            return None
+        return JobState(spec=event.job, state=SUBMITTED, priority=event.job.priority, updated=event.created)
+    if state is None or state.terminal:
+        return None
+    at = event.created
+    current_run = bool(event.run_id) and event.run_id == state.run_id
+
+    if isinstance(event, JobQueued):
+        if state.state != SUBMITTED or event.attempt != state.attempt:
+            return None
+        return replace(state, state=QUEUED, updated=at)
+    if isinstance(event, JobLeased):
+        if state.state != QUEUED or state.cancel_requested or not event.run_id:
+            return None
+        run = RunRecord(run_id=event.run_id, executor=event.executor, node=event.node, leased_at=at)
+        return replace(
+            state,
+            state=LEASED,
+            run_id=event.run_id,
+            executor=event.executor,
+            node=event.node,
+            runs=state.runs + (run,),
+            updated=at,
+        )
+    if isinstance(event, JobPending):
+        if not current_run or state.state != LEASED:
+            return None
+        return replace(state, state=PENDING, runs=_update_run(state, state=PENDING, pending_at=at), updated=at)
+    if isinstance(event, JobRunning):
+        if not current_run or state.state not in (LEASED, PENDING):
+            return None
+        return replace(state, state=RUNNING, runs=_update_run(state, state=RUNNING, started_at=at), updated=at)
+    if isinstance(event, JobSucceeded):
+        if not current_run or not state.has_active_run:
+            return None
+        return replace(state, state=SUCCEEDED, runs=_end_run(state, event, SUCCEEDED), updated=at)
+    if isinstance(event, JobFailed):
+        if not current_run or not state.has_active_run:
+            return None
+        return replace(
+            state,
+            state=FAILED,
+            reason=event.reason,
+            exit_codes=event.exit_codes,
+            runs=_end_run(state, event, FAILED),
+            updated=at,
+        )
+    if isinstance(event, (JobLeaseReturned, JobLeaseExpired)):
+        if not current_run or not state.has_active_run:
+            return None
+        run_state = "lease_returned" if isinstance(event, JobLeaseReturned) else "lease_expired"
+        return replace(
+            state,
+            state=QUEUED,
+            attempt=state.attempt + 1,
+            run_id="",
+            executor="",
+            node="",
+            preempt_requested=False,
+            runs=_end_run(state, event, run_state),
+            updated=at,
+        )
+    if isinstance(event, JobCancelling):
+        if state.cancel_requested:
+            return None
+        return replace(state, cancel_requested=True, cancel_reason=event.reason, updated=at)
+    if isinstance(event, JobCancelled):
+        runs = _end_run(state, event, CANCELLED) if state.has_active_run else state.runs
+        return replace(state, state=CANCELLED, runs=runs, updated=at)
+    if isinstance(event, JobReprioritizing):
+        if event.request_id in state.applied_reprioritizations:
+            return None
+        return replace(state, updated=at)
+    if isinstance(event, JobReprioritized):
+        if event.request_id in state.applied_reprioritizations:
+            return None
+        return replace(
+            state,
+            priority=event.new_priority,
+            applied_reprioritizations=state.applied_reprioritizations + (event.request_id,),
+            updated=at,
+        )
+    if isinstance(event, JobPreempting):
+        if not state.has_active_run or state.preempt_requested:
+            return None
+        return replace(state, preempt_requested=True, updated=at)
+    if isinstance(event, JobPreempted):
+        if not current_run or not state.has_active_run:
+            return None
+        return replace(state, state=PREEMPTED, runs=_end_run(state, event, PREEMPTED), updated=at)
+    return None

@@ -1,0 +1,119 @@
+"""Dominant-resource fairness (DRF), as Armada's scheduler uses it to order queues.
+
+* A queue's **cost** is its dominant share: the largest, over the configured resources, of
+  what the queue is allocated divided by the pool's total capacity. A resource the pool has
+  none of is skipped (it cannot be anyone's dominant share).
+* A queue's **weight** is ``1 / priority_factor``; its **fair share** is its weight divided by
+  the sum of the weights of the *active* queues (queues with queued or running jobs).
+* The next job is taken from the active queue with the smallest ``cost / fair_share``, ties
+  going to the queue whose name sorts first so that cycles are deterministic.
+
+Within one cycle the active set is fixed, so the ``sum(weights)`` in every fair share is a
+common factor: a queue's ratio changes only when that queue is allocated something. The cycle
+relies on this to keep candidate queues in a heap (see :class:`FairShareState`).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Collection, Iterable, Mapping, Sequence
+
+from flotilla.resources import add
+
+from .model import Node, Queue
+
+
+def total_capacity(nodes: Iterable[Node]) -> dict[str, int]:
+    """The sum of ``allocatable`` over the schedulable nodes (``unschedulable`` ones excluded)."""
+    total: dict[str, int] = {}
+    for node in nodes:
+        if not node.unschedulable:
+            for name, quantity in node.allocatable.items():
+                total[name] = total.get(name, 0) + quantity
+    return total
+
+
+def dominant_share(
+    allocation: Mapping[str, int], total: Mapping[str, int], resources: Sequence[str]
+) -> float:
+    """A queue's DRF cost: ``max(allocation[r] / total[r])`` over ``resources`` with ``total[r] > 0``."""
+    cost = 0.0
+    for name in resources:
+        capacity = total.get(name, 0)
+        if capacity > 0:
+            share = allocation.get(name, 0) / capacity
+            if share > cost:
+                cost = share
+    return cost
+
+
+def fair_shares(queues: Iterable[Queue], active: Collection[str]) -> dict[str, float]:
+    """Each active queue's fair share, ``weight / sum(weights of active queues)``.
+
+    Queues not in ``active`` get no entry; the shares of the active queues sum to 1.
+    """
+    weights = {q.name: q.weight for q in queues if q.name in active}
+    total = sum(weights.values())
+    return {name: weight / total for name, weight in weights.items()} if total > 0 else {}
+
+
+def pick_queue(
+    candidates: Iterable[str], costs: Mapping[str, float], shares: Mapping[str, float]
+) -> str | None:
+    """The candidate with the smallest ``cost / fair_share`` (ties: smallest name), or None."""
+    best: tuple[float, str] | None = None
+    for name in candidates:
+        key = (costs.get(name, 0.0) / shares[name], name)
+        if best is None or key < best:
+            best = key
+    return None if best is None else best[1]
+
+
+class FairShareState:
+    """Allocations, costs and fair shares of the active queues during one cycle.
+
+    ``allocations`` seeds each queue's allocation (its running jobs); :meth:`allocate` adds a
+    new lease. Candidate queues (those with jobs left to try) are kept in a heap ordered by
+    ``(cost / fair_share, name)``: :meth:`pop` removes and returns the queue furthest below
+    its fair share, and the caller :meth:`push`-es it back after trying one of its jobs.
+    """
+
+    def __init__(
+        self,
+        queues: Iterable[Queue],
+        active: Collection[str],
+        total: Mapping[str, int],
+        resources: Sequence[str],
+        allocations: Mapping[str, Mapping[str, int]] | None = None,
+    ) -> None:
+        self.total = dict(total)
+        self.resources = tuple(resources)
+        self.shares = fair_shares(queues, active)
+        self.allocations: dict[str, dict[str, int]] = {
+            name: dict((allocations or {}).get(name, {})) for name in self.shares
+        }
+        self.costs: dict[str, float] = {
+            name: dominant_share(allocation, self.total, self.resources)
+            for name, allocation in self.allocations.items()
+        }
+        self._heap: list[tuple[float, str]] = []
+
+    def ratio(self, queue: str) -> float:
+        """``cost / fair_share``: below 1 the queue has less than its share, above 1 more."""
+        return self.costs[queue] / self.shares[queue]
+
+    def allocate(self, queue: str, requests: Mapping[str, int]) -> None:
+        self.allocations[queue] = add(self.allocations[queue], requests)
+        self.costs[queue] = dominant_share(self.allocations[queue], self.total, self.resources)
+
+    def push(self, queue: str) -> None:
+        """Make ``queue`` a candidate again. Call after :meth:`allocate`, never before, so
+        that the heap holds its current ratio."""
+        heapq.heappush(self._heap, (self.ratio(queue), queue))
+
+    def pop(self) -> str | None:
+        """Remove and return the candidate with the smallest ratio (ties: name), or None."""
+        return heapq.heappop(self._heap)[1] if self._heap else None
+
+    def __len__(self) -> int:
+        return len(self._heap)

@@ -1,0 +1,364 @@
+"""The log's message schema, version 1: every record Flotilla writes to Kafka.
+
+One module defines every message so that the API, the Faust agents, the executors and the
+projections (Lookout, analytics) cannot disagree about the wire format. Messages are JSON
+objects with a ``v`` (schema version) and a ``type``; readers refuse versions they do not know.
+
+Topics (names are prefixed by ``settings.kafka.topic_prefix``):
+
+``events``     Job events, keyed by ``queue/job_set`` so that a job set's events are totally
+               ordered (one partition). The source of truth for jobs: submits, requests
+               (cancel, reprioritise, preempt), scheduler decisions (queued, leased, ...) and
+               executor reports (pending, running, succeeded, failed) all live here.
+``queues``     Queue definitions, keyed by queue name (compacted: the last record wins, a
+               ``queue_deleted`` record is a tombstone in meaning).
+``executors``  Executor heartbeats, keyed by executor id.
+
+Event ids are deterministic (job id, type and run id or a sequence number) so that a
+consumer that sees a record twice, as at-least-once delivery allows, can drop the copy.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+SCHEMA_VERSION = 1
+
+EVENTS_TOPIC = "events"
+QUEUES_TOPIC = "queues"
+EXECUTORS_TOPIC = "executors"
+
+
+class SchemaError(ValueError):
+    """A record that is not a message of this schema."""
+
+
+def job_set_key(queue: str, job_set: str) -> bytes:
+    """The Kafka key of a job set's events: one key, one partition, total order."""
+    return f"{queue}/{job_set}".encode()
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A validated job as submitted: what the scheduler and executors need to run it.
+
+    ``pod_spec`` is the Kubernetes PodSpec as JSON (camelCase keys, quantities as strings).
+    ``requests`` is the job's resource request in milli-units (see ``flotilla.resources``):
+    the sum of its containers' requests (a container's limits stand in for absent requests),
+    or the largest init container's request when that is larger.
+    """
+
+    job_id: str
+    queue: str
+    job_set: str
+    priority: float
+    pod_spec: dict[str, Any]
+    requests: dict[str, int]
+    namespace: str = "default"
+    client_id: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    priority_class: str = ""
+    submitted_at: float = 0.0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+# --- job events --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """Base of every record on the events topic.
+
+    ``run_id`` is set on every event about a run (leased onwards); an event whose run is not
+    the job's current run is a stale report and changes nothing (invariant 4).
+    """
+
+    type: ClassVar[str] = ""
+    job_id: str
+    queue: str
+    job_set: str
+    created: float
+    run_id: str = ""
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.job_id}:{self.type}:{self.run_id}"
+
+    @property
+    def key(self) -> bytes:
+        return job_set_key(self.queue, self.job_set)
+
+
+@dataclass(frozen=True)
+class JobSubmitted(JobEvent):
+    type: ClassVar[str] = "submitted"
+    job: JobSpec | None = None
+
+
+@dataclass(frozen=True)
+class JobQueued(JobEvent):
+    """The scheduler accepted the job into its queue; ``attempt`` counts requeues."""
+
+    type: ClassVar[str] = "queued"
+    attempt: int = 0
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.job_id}:queued:{self.attempt}"
+
+
+@dataclass(frozen=True)
+class JobLeased(JobEvent):
+    type: ClassVar[str] = "leased"
+    executor: str = ""
+    node: str = ""
+    pool: str = ""
+    leader_epoch: int = 0
+
+
+@dataclass(frozen=True)
+class JobLeaseReturned(JobEvent):
+    type: ClassVar[str] = "lease_returned"
+    executor: str = ""
+    reason: str = ""
+    run_attempted: bool = False
+
+
+@dataclass(frozen=True)
+class JobLeaseExpired(JobEvent):
+    type: ClassVar[str] = "lease_expired"
+    executor: str = ""
+
+
+@dataclass(frozen=True)
+class JobPending(JobEvent):
+    type: ClassVar[str] = "pending"
+    executor: str = ""
+    node: str = ""
+    pod_name: str = ""
+
+
+@dataclass(frozen=True)
+class JobRunning(JobEvent):
+    type: ClassVar[str] = "running"
+    executor: str = ""
+    node: str = ""
+    pod_name: str = ""
+
+
+@dataclass(frozen=True)
+class JobSucceeded(JobEvent):
+    type: ClassVar[str] = "succeeded"
+    executor: str = ""
+    node: str = ""
+
+
+@dataclass(frozen=True)
+class ContainerExit:
+    name: str
+    exit_code: int
+    message: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class JobFailed(JobEvent):
+    type: ClassVar[str] = "failed"
+    executor: str = ""
+    node: str = ""
+    reason: str = ""
+    containers: tuple[ContainerExit, ...] = ()
+
+    @property
+    def exit_codes(self) -> dict[str, int]:
+        return {c.name: c.exit_code for c in self.containers}
+
+
+@dataclass(frozen=True)
+class JobCancelling(JobEvent):
+    """A user asked to cancel (written by the API); ``cancelled`` follows from the scheduler."""
+
+    type: ClassVar[str] = "cancelling"
+    requestor: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class JobCancelled(JobEvent):
+    type: ClassVar[str] = "cancelled"
+    requestor: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class JobReprioritizing(JobEvent):
+    type: ClassVar[str] = "reprioritizing"
+    new_priority: float = 0.0
+    requestor: str = ""
+    request_id: str = ""
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.job_id}:reprioritizing:{self.request_id}"
+
+
+@dataclass(frozen=True)
+class JobReprioritized(JobEvent):
+    type: ClassVar[str] = "reprioritized"
+    new_priority: float = 0.0
+    requestor: str = ""
+    request_id: str = ""
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.job_id}:reprioritized:{self.request_id}"
+
+
+@dataclass(frozen=True)
+class JobPreempting(JobEvent):
+    type: ClassVar[str] = "preempting"
+    requestor: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class JobPreempted(JobEvent):
+    type: ClassVar[str] = "preempted"
+    executor: str = ""
+    reason: str = ""
+
+
+JOB_EVENT_TYPES: dict[str, type[JobEvent]] = {
+    cls.type: cls
+    for cls in (
+        JobSubmitted,
+        JobQueued,
+        JobLeased,
+        JobLeaseReturned,
+        JobLeaseExpired,
+        JobPending,
+        JobRunning,
+        JobSucceeded,
+        JobFailed,
+        JobCancelling,
+        JobCancelled,
+        JobReprioritizing,
+        JobReprioritized,
+        JobPreempting,
+        JobPreempted,
+    )
+}
+
+TERMINAL_EVENT_TYPES = frozenset({"succeeded", "failed", "cancelled", "preempted"})
+
+
+# --- queues ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueDefinition:
+    name: str
+    priority_factor: float = 1.0
+    user_owners: tuple[str, ...] = ()
+    group_owners: tuple[str, ...] = ()
+    resource_limits: dict[str, float] = field(default_factory=dict)
+    cordoned: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    deleted: bool = False
+    updated: float = 0.0
+
+
+# --- executors ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    """A node an executor can run jobs on, with its capacity in milli-units."""
+
+    name: str
+    pool: str = "default"
+    allocatable: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: tuple[dict[str, str], ...] = ()
+    unschedulable: bool = False
+
+
+@dataclass(frozen=True)
+class ExecutorHeartbeat:
+    """An executor's periodic report: its nodes and the runs it holds (run id -> node)."""
+
+    executor: str
+    created: float
+    nodes: tuple[NodeReport, ...] = ()
+    runs: dict[str, str] = field(default_factory=dict)
+
+
+# --- encoding ----------------------------------------------------------------------------
+
+
+def now() -> float:
+    return time.time()
+
+
+def encode(message: JobEvent | QueueDefinition | ExecutorHeartbeat) -> bytes:
+    body = asdict(message)
+    if isinstance(message, JobEvent):
+        kind = message.type
+    elif isinstance(message, QueueDefinition):
+        kind = "queue"
+    else:
+        kind = "heartbeat"
+    return json.dumps({"v": SCHEMA_VERSION, "type": kind, **body}, separators=(",", ":")).encode()
+
+
+def _envelope(raw: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except (TypeError, ValueError) as exc:
+        raise SchemaError(f"record is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SchemaError(f"record is not a JSON object: {raw[:80]!r}")
+    version = data.pop("v", None)
+    if version != SCHEMA_VERSION:
+        raise SchemaError(f"unsupported schema version v={version!r}")
+    return data
+
+
+def decode_job_event(raw: bytes) -> JobEvent:
+    data = _envelope(raw)
+    kind = data.pop("type", None)
+    cls = JOB_EVENT_TYPES.get(kind)  # type: ignore[arg-type]
+    if cls is None:
+        raise SchemaError(f"unknown job event type={kind!r}")
+    if cls is JobSubmitted and data.get("job") is not None:
+        data["job"] = JobSpec.from_dict(data["job"])
+    if cls is JobFailed:
+        data["containers"] = tuple(ContainerExit(**c) for c in data.get("containers", ()))
+    return cls(**data)
+
+
+def decode_queue(raw: bytes) -> QueueDefinition:
+    data = _envelope(raw)
+    if data.pop("type", None) != "queue":
+        raise SchemaError("not a queue record")
+    data["user_owners"] = tuple(data.get("user_owners", ()))
+    data["group_owners"] = tuple(data.get("group_owners", ()))
+    return QueueDefinition(**data)
+
+
+def decode_heartbeat(raw: bytes) -> ExecutorHeartbeat:
+    data = _envelope(raw)
+    if data.pop("type", None) != "heartbeat":
+        raise SchemaError("not a heartbeat record")
+    nodes = tuple(
+        NodeReport(**{**n, "taints": tuple(n.get("taints", ()))}) for n in data.get("nodes", ())
+    )
+    return ExecutorHeartbeat(executor=data["executor"], created=data["created"], nodes=nodes, runs=data.get("runs", {}))

@@ -1,0 +1,183 @@
+"""Flotilla's settings: one typed object, from a YAML file, FLOTILLA_* variables and flags.
+
+Precedence, lowest first: defaults, the YAML file (``--config``), environment variables,
+command-line flags. A variable names a section and a field: ``FLOTILLA_KAFKA_BOOTSTRAP``
+sets ``kafka.bootstrap``, ``FLOTILLA_SCHEDULER_INTERVAL_SECONDS`` sets
+``scheduler.interval_seconds``. Values are converted to the field's type; a value that does
+not convert is refused with the variable's name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+
+class SettingsError(ValueError):
+    def __init__(self, name: str, value: object, problem: str) -> None:
+        super().__init__(f"setting {name}={value!r}: {problem}")
+        self.name = name
+        self.value = value
+
+
+@dataclass
+class KafkaSettings:
+    bootstrap: str = ""
+    """Bootstrap servers of an external Kafka. Empty: `flotilla up` starts the embedded broker."""
+    embedded_port: int = 9092
+    topic_prefix: str = "flotilla."
+    partitions: int = 4
+    session_timeout_ms: int = 10000
+    heartbeat_interval_ms: int = 1000
+
+
+@dataclass
+class PostgresSettings:
+    dsn: str = ""
+    """DSN of an external Postgres. Empty: `flotilla up` starts embedded Postgres in the data dir."""
+
+
+@dataclass
+class ApiSettings:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    min_termination_grace_period: int = 1
+    max_termination_grace_period: int = 300
+    default_namespace: str = "default"
+
+
+@dataclass
+class SchedulerSettings:
+    app_id: str = "flotilla-scheduler"
+    interval_seconds: float = 1.0
+    lease_timeout_seconds: float = 30.0
+    """An executor silent for this long loses its runs: they are expired and queued again."""
+    resources: tuple[str, ...] = ("cpu", "memory")
+    max_jobs_per_cycle: int = 10000
+    web_port: int = 6066
+
+
+@dataclass
+class ExecutorSettings:
+    id: str = field(default_factory=lambda: f"local-{socket.gethostname()}")
+    pool: str = "default"
+    cpu: str = ""
+    """Capacity offered, as Kubernetes quantities. Empty: this machine's CPUs and memory."""
+    memory: str = ""
+    heartbeat_interval_seconds: float = 2.0
+    work_dir: str = ""
+
+
+@dataclass
+class Settings:
+    data_dir: str = ".flotilla"
+    log_level: str = "info"
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    postgres: PostgresSettings = field(default_factory=PostgresSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
+
+    def topic(self, name: str) -> str:
+        return f"{self.kafka.topic_prefix}{name}"
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+
+def _convert(name: str, value: Any, kind: Any) -> Any:
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if kind in (int, float, str):
+            return kind(value)
+        if kind == tuple[str, ...]:
+            if isinstance(value, str):
+                return tuple(v.strip() for v in value.split(",") if v.strip())
+            return tuple(str(v) for v in value)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(name, value, str(exc)) from exc
+    raise SettingsError(name, value, f"unsupported type {kind}")
+
+
+def _apply(target: Any, values: Mapping[str, Any], prefix: str) -> None:
+    hints = get_type_hints(type(target))
+    known = {f.name for f in dataclasses.fields(target)}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if key not in known:
+            raise SettingsError(name, value, f"unknown setting; known: {', '.join(sorted(known))}")
+        current = getattr(target, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, Mapping):
+                raise SettingsError(name, value, "expected a mapping")
+            _apply(current, value, f"{name}.")
+        else:
+            setattr(target, key, _convert(name, value, hints[key]))
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    sections = {f.name for f in dataclasses.fields(Settings) if f.name not in ("data_dir", "log_level")}
+    for variable, value in environ.items():
+        if not variable.startswith("FLOTILLA_"):
+            continue
+        rest = variable[len("FLOTILLA_") :].lower()
+        section, _, name = rest.partition("_")
+        if section in sections and name:
+            values.setdefault(section, {})[name] = value
+        elif rest in ("data_dir", "log_level"):
+            values[rest] = value
+    return values
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings: defaults < config file < FLOTILLA_* variables < ``overrides``."""
+    settings = Settings()
+    if config_file:
+        path = Path(config_file)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise SettingsError("--config", str(path), str(exc)) from exc
+        if not isinstance(loaded, Mapping):
+            raise SettingsError("--config", str(path), "expected a YAML mapping at the top level")
+        _apply(settings, loaded, "")
+    _apply(settings, _from_environment(os.environ if environ is None else environ), "")
+    if overrides:
+        _apply(settings, overrides, "")
+    return settings
+
+
+def to_environment(settings: Settings) -> dict[str, str]:
+    """The FLOTILLA_* variables that reproduce ``settings`` in a child process."""
+    env: dict[str, str] = {
+        "FLOTILLA_DATA_DIR": settings.data_dir,
+        "FLOTILLA_LOG_LEVEL": settings.log_level,
+    }
+    for section in ("kafka", "postgres", "api", "scheduler", "executor"):
+        for f in dataclasses.fields(getattr(settings, section)):
+            value = getattr(getattr(settings, section), f.name)
+            if isinstance(value, tuple):
+                value = ",".join(value)
+            env[f"FLOTILLA_{section.upper()}_{f.name.upper()}"] = str(value)
+    return env

@@ -1,0 +1,186 @@
+"""``flotilla up``: the whole system on one machine, started, supervised and stopped together.
+
+Parts start in dependency order (broker, Postgres, then the scheduler worker, the API and a
+local executor as child processes); each must report ready before the next starts, and a
+part that fails to start stops everything already started and names itself in the error.
+Children run in process groups of their own and are told by the kernel to stop if this
+process dies (PR_SET_PDEATHSIG), so nothing outlives the stack.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from flotilla.embedded.errors import ComponentFailed
+from flotilla.embedded.postgres import EmbeddedPostgres
+from flotilla.embedded.tansu import TansuBroker, log_tail, port_in_use
+from flotilla.settings import Settings, to_environment
+
+READY_MARKERS = {
+    "worker": "flotilla worker: ready",
+    "api": "flotilla api: listening",
+    "executor": "flotilla executor:",
+}
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    os.setsid()
+
+
+class FlotillaProcess:
+    """One Flotilla part (``worker``, ``api``, ``executor``) as a child process."""
+
+    def __init__(self, part: str, settings: Settings, log_dir: Path, extra_env: dict[str, str] | None = None):
+        self.part = part
+        self.settings = settings
+        self.log_path = log_dir / f"{part}.log"
+        self.extra_env = extra_env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 120.0) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **to_environment(self.settings), **self.extra_env, "PYTHONUNBUFFERED": "1"}
+        log_file = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        offset = self.log_path.stat().st_size
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flotilla", self.part],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=_die_with_parent,
+        )
+        log_file.close()
+        deadline = time.monotonic() + timeout
+        marker = READY_MARKERS[self.part]
+        while time.monotonic() < deadline:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                if marker.encode() in f.read():
+                    return
+            if self.process.poll() is not None:
+                raise ComponentFailed(
+                    self.part, f"exited with code {self.process.returncode}:\n{log_tail(self.log_path)}"
+                )
+            time.sleep(0.1)
+        self.stop()
+        raise ComponentFailed(self.part, f"not ready after {timeout:.0f}s:\n{log_tail(self.log_path)}")
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the part, as a crash would."""
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self, grace: float = 15.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        except ProcessLookupError:
+            pass
+
+
+class Stack:
+    def __init__(self, settings: Settings, say: Callable[[str], None] = print) -> None:
+        self.settings = dataclasses.replace(settings)
+        self.say = say
+        self.data = settings.data_path
+        self.broker: TansuBroker | None = None
+        self.postgres: EmbeddedPostgres | None = None
+        self.parts: dict[str, FlotillaProcess] = {}
+
+    def start(self) -> None:
+        self.data.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        settings = self.settings
+        if not settings.kafka.bootstrap:
+            self.broker = TansuBroker(port=settings.kafka.embedded_port, log_path=self.data / "logs" / "tansu.log")
+            settings.kafka.bootstrap = self.broker.start()
+            self.say(f"kafka     embedded Tansu broker at {settings.kafka.bootstrap}")
+        else:
+            self.say(f"kafka     external at {settings.kafka.bootstrap}")
+        if not settings.postgres.dsn:
+            self.postgres = EmbeddedPostgres(self.data / "postgres")
+            settings.postgres.dsn = self.postgres.start()
+            self.say(f"postgres  embedded PostgreSQL at {settings.postgres.dsn}")
+        else:
+            self.say("postgres  external (postgres.dsn)")
+        if port_in_use(settings.api.host, settings.api.port):
+            raise ComponentFailed("api", f"port {settings.api.host}:{settings.api.port} is already in use")
+        for part in ("worker", "api", "executor"):
+            process = FlotillaProcess(part, settings, self.data / "logs")
+            self.parts[part] = process
+            process.start()
+            self.say(f"{part:<9} ready (pid {process.pid}, log {process.log_path})")
+        self.say(f"api       Armada gRPC API on {settings.api.host}:{settings.api.port}")
+
+    def failed_part(self) -> str | None:
+        for name, part in self.parts.items():
+            if not part.alive():
+                return name
+        return None
+
+    def stop(self) -> None:
+        for part in reversed(list(self.parts.values())):
+            part.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+        if self.broker is not None:
+            self.broker.stop()
+
+
+def run_stack(settings: Settings) -> int:
+    """Start the stack, supervise it until SIGINT/SIGTERM, stop it. Returns the exit code."""
+    stopping = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    stack = Stack(settings)
+    try:
+        stack.start()
+    except ComponentFailed as exc:
+        print(f"flotilla up: {exc}", file=sys.stderr)
+        return 1
+    print("flotilla up: ready; Ctrl-C stops everything", flush=True)
+    code = 0
+    while not stopping.wait(0.5):
+        failed = stack.failed_part()
+        if failed:
+            print(f"flotilla up: {failed} exited:\n{log_tail(stack.parts[failed].log_path)}", file=sys.stderr)
+            code = 1
+            break
+    print("flotilla up: stopping", flush=True)
+    stack.stop()
+    print("flotilla up: stopped", flush=True)
+    return code

@@ -1,0 +1,106 @@
+"""Reads whole topics from their beginning, then follows them: the base of in-process views.
+
+A view (the API's job view, an executor's view of its leases) is a fold of the log; it is
+rebuilt by reading from offset zero at start, so it needs no storage of its own (invariant 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+
+from flotilla.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class LogTail:
+    def __init__(
+        self,
+        settings: Settings,
+        topics: list[str],
+        on_record: Callable[[ConsumerRecord], None],
+    ) -> None:
+        self._settings = settings
+        self._topics = topics
+        self._on_record = on_record
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._positions: dict[TopicPartition, int] = {}
+        self._progress = asyncio.Condition()
+
+    async def start(self, timeout: float = 60.0) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka.bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await self._consumer.start()
+        partitions = await self._partitions(timeout)
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_beginning(*partitions)
+        self._task = asyncio.create_task(self._run(), name=f"log-tail {','.join(self._topics)}")
+
+    async def _partitions(self, timeout: float) -> list[TopicPartition]:
+        assert self._consumer is not None
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            found: list[TopicPartition] = []
+            for topic in self._topics:
+                numbers = self._consumer.partitions_for_topic(topic)
+                if not numbers:
+                    await self._consumer.topics()  # refresh metadata
+                    numbers = self._consumer.partitions_for_topic(topic)
+                found.extend(TopicPartition(topic, p) for p in sorted(numbers or ()))
+            if {tp.topic for tp in found} == set(self._topics):
+                return found
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"topics {self._topics} not found on {self._settings.kafka.bootstrap}")
+            await asyncio.sleep(0.2)
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        while True:
+            try:
+                batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
+            except KafkaError as exc:
+                log.warning("log tail fetch failed, retrying: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            for tp, records in batches.items():
+                for record in records:
+                    try:
+                        self._on_record(record)
+                    except Exception:
+                        log.exception("skipping record %s[%d]@%d", tp.topic, tp.partition, record.offset)
+                    self._positions[tp] = record.offset + 1
+            async with self._progress:
+                self._progress.notify_all()
+
+    async def catch_up(self, timeout: float = 30.0) -> None:
+        """Return once every record written before this call has been handed to the view."""
+        assert self._consumer is not None
+        partitions = list(self._consumer.assignment())
+        ends = await self._consumer.end_offsets(partitions)
+
+        def reached() -> bool:
+            return all(self._positions.get(tp, 0) >= end for tp, end in ends.items())
+
+        async with self._progress:
+            await asyncio.wait_for(self._progress.wait_for(reached), timeout)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self._consumer is not None:
+            await self._consumer.stop()

@@ -1,0 +1,65 @@
+"""Writes messages to the log and returns only once the broker has them (acks=all).
+
+The API acknowledges a submit only after this returns (invariant 6); executors and the
+scheduler use the same writer so that every record on the log goes through one encoder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaProducer
+
+from flotilla.schema import (
+    EVENTS_TOPIC,
+    EXECUTORS_TOPIC,
+    QUEUES_TOPIC,
+    ExecutorHeartbeat,
+    JobEvent,
+    QueueDefinition,
+    encode,
+)
+from flotilla.settings import Settings
+
+
+class LogWriter:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka.bootstrap,
+            acks="all",
+            enable_idempotence=False,  # the embedded broker has no idempotent producer
+            linger_ms=2,
+            max_request_size=8 * 1024 * 1024,
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def __aenter__(self) -> LogWriter:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def job_events(self, events: Iterable[JobEvent]) -> None:
+        """Write events; returns when all are acknowledged. Events of one job set keep their order."""
+        topic = self._settings.topic(EVENTS_TOPIC)
+        futures = [await self._producer.send(topic, encode(e), key=e.key) for e in events]
+        if futures:
+            await asyncio.gather(*futures)
+
+    async def queue(self, queue: QueueDefinition) -> None:
+        await self._producer.send_and_wait(
+            self._settings.topic(QUEUES_TOPIC), encode(queue), key=queue.name.encode()
+        )
+
+    async def heartbeat(self, heartbeat: ExecutorHeartbeat) -> None:
+        await self._producer.send_and_wait(
+            self._settings.topic(EXECUTORS_TOPIC), encode(heartbeat), key=heartbeat.executor.encode()
+        )

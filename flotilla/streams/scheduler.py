@@ -1,0 +1,248 @@
+"""The scheduler as Faust agents and a leader-only timer.
+
+- ``ingest_events`` folds each job event into the ``jobs`` table and writes the scheduler's
+  replies (queued, cancelled, reprioritized, preempted; ``flotilla.jobs.reactions``).
+- ``ingest_queues`` and ``ingest_heartbeats`` keep the ``queues`` and ``executors`` tables.
+- ``cycle`` runs on the leader only: it expires the runs of silent executors and hands the
+  tables to the pure cycle (``flotilla.scheduling.schedule``), writing each lease as an event.
+
+Tables change only in agents, from the log; the cycle only writes events. A lease therefore
+takes effect when the agent folds it back in, and until then the leader remembers it as in
+flight so that it neither leases the job twice nor double-books the node.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+
+import faust
+
+from flotilla.jobs.reactions import reactions
+from flotilla.jobs.state import QUEUED, JobState, apply
+from flotilla.scheduling import (
+    Node,
+    Queue,
+    QueuedJob,
+    RunningJob,
+    SchedulingConfig,
+    schedule,
+)
+from flotilla.schema import (
+    EVENTS_TOPIC,
+    EXECUTORS_TOPIC,
+    QUEUES_TOPIC,
+    JobEvent,
+    JobLeased,
+    JobLeaseExpired,
+    SchemaError,
+    decode_heartbeat,
+    decode_job_event,
+    decode_queue,
+    encode,
+    now,
+)
+from flotilla.settings import Settings
+from flotilla.streams.app import create_app
+from flotilla.tables.scheduler_tables import create_tables
+
+log = logging.getLogger(__name__)
+
+IN_FLIGHT_SECONDS = 30.0
+RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+
+@dataclass
+class InFlight:
+    """Leases written by this leader that the jobs table has not folded in yet."""
+
+    runs: dict[str, tuple[str, float, RunningJob]] = field(default_factory=dict)
+
+    def add(self, job: RunningJob) -> None:
+        self.runs[job.job_id] = (job.run_id, time.monotonic(), job)
+
+    def settle(self, jobs: dict[str, JobState]) -> None:
+        horizon = time.monotonic() - IN_FLIGHT_SECONDS
+        for job_id, (run_id, at, _) in list(self.runs.items()):
+            state = jobs.get(job_id)
+            if at < horizon or state is None or state.state != QUEUED:
+                del self.runs[job_id]
+
+    def __contains__(self, job_id: str) -> bool:
+        return job_id in self.runs
+
+    def running(self) -> list[RunningJob]:
+        return [job for _, _, job in self.runs.values()]
+
+
+def build_scheduler(settings: Settings) -> faust.App:
+    app = create_app(settings)
+    tables = create_tables(app, settings.kafka.partitions)
+    events_topic = app.topic(settings.topic(EVENTS_TOPIC), partitions=settings.kafka.partitions, **RAW)
+    queues_topic = app.topic(settings.topic(QUEUES_TOPIC), partitions=1, **RAW)
+    executors_topic = app.topic(settings.topic(EXECUTORS_TOPIC), partitions=1, **RAW)
+    in_flight = InFlight()
+    became_leader: list[float] = []
+    config = SchedulingConfig(
+        resources=tuple(settings.scheduler.resources),
+        max_jobs_per_cycle=settings.scheduler.max_jobs_per_cycle,
+    )
+
+    async def write(events: list[JobEvent]) -> None:
+        # Awaiting each delivery before the agent moves on means the source offset is never
+        # committed ahead of the replies it caused (at-least-once, no transactions).
+        futures = [await events_topic.send(key=e.key, value=encode(e)) for e in events]
+        for future in futures:
+            await future
+
+    @app.agent(events_topic)
+    async def ingest_events(stream):
+        async for raw in stream:
+            try:
+                event = decode_job_event(raw)
+            except SchemaError as exc:
+                log.error("dropping a record that is not a job event: %s", exc)
+                continue
+            stored = tables.jobs.get(event.job_id)
+            try:
+                before = JobState.from_dict(stored) if stored is not None else None
+                after = apply(before, event)
+            except Exception:
+                # One bad record must not stop the scheduler: log it and go on.
+                log.exception("cannot apply %s to job %s; skipping it", event.type, event.job_id)
+                continue
+            if after is None:
+                continue
+            tables.jobs[event.job_id] = after.to_dict()
+            await write(reactions(before, after, event, now()))
+
+    @app.agent(queues_topic)
+    async def ingest_queues(stream):
+        async for raw in stream:
+            try:
+                queue = decode_queue(raw)
+            except SchemaError as exc:
+                log.error("dropping a record that is not a queue: %s", exc)
+                continue
+            if queue.deleted:
+                tables.queues.pop(queue.name, None)
+            else:
+                tables.queues[queue.name] = {
+                    "name": queue.name,
+                    "priority_factor": queue.priority_factor,
+                    "cordoned": queue.cordoned,
+                }
+
+    @app.agent(executors_topic)
+    async def ingest_heartbeats(stream):
+        async for raw in stream:
+            try:
+                heartbeat = decode_heartbeat(raw)
+            except SchemaError as exc:
+                log.error("dropping a record that is not a heartbeat: %s", exc)
+                continue
+            tables.executors[heartbeat.executor] = raw.decode()
+
+    @app.timer(settings.scheduler.interval_seconds, on_leader=True)
+    async def cycle():
+        started = time.monotonic()
+        jobs = {job_id: JobState.from_dict(value) for job_id, value in tables.jobs.items()}
+        in_flight.settle(jobs)
+        wall = now()
+
+        live_executors: set[str] = set()
+        nodes: list[Node] = []
+        for executor_id, value in tables.executors.items():
+            heartbeat = decode_heartbeat(value.encode())
+            if wall - heartbeat.created > settings.scheduler.lease_timeout_seconds:
+                continue
+            live_executors.add(executor_id)
+            nodes.extend(Node.from_report(executor_id, n) for n in heartbeat.nodes)
+
+        expired: list[JobEvent] = []
+        queued: list[QueuedJob] = []
+        running: list[RunningJob] = list(in_flight.running())
+        for job in jobs.values():
+            if job.has_active_run:
+                if job.executor not in live_executors:
+                    expired.append(
+                        JobLeaseExpired(
+                            job_id=job.spec.job_id,
+                            queue=job.spec.queue,
+                            job_set=job.spec.job_set,
+                            created=wall,
+                            run_id=job.run_id,
+                            executor=job.executor,
+                        )
+                    )
+                    continue
+                running.append(
+                    RunningJob(
+                        job_id=job.spec.job_id,
+                        queue=job.spec.queue,
+                        run_id=job.run_id,
+                        executor=job.executor,
+                        node=job.node,
+                        requests=job.spec.requests,
+                    )
+                )
+            elif job.state == QUEUED and not job.cancel_requested and job.spec.job_id not in in_flight:
+                queued.append(replace(QueuedJob.from_spec(job.spec), priority=job.priority))
+        # A new leader may hold heartbeats older than the time it was away; give executors one
+        # lease timeout to be heard from before taking their runs away.
+        if not became_leader:
+            became_leader.append(time.monotonic())
+        if time.monotonic() - became_leader[0] < settings.scheduler.lease_timeout_seconds:
+            expired = []
+        if expired:
+            log.warning("expiring %d runs of silent executors", len(expired))
+            await write(expired)
+
+        queues = [
+            Queue(name=q["name"], priority_factor=q["priority_factor"], cordoned=q["cordoned"])
+            for q in tables.queues.values()
+        ]
+        if not queued or not nodes:
+            return
+        result = schedule(queued, running, nodes, queues, config)
+        leases: list[JobEvent] = []
+        by_id = {q.job_id: q for q in queued}
+        for lease in result.leases:
+            job = by_id[lease.job_id]
+            run_id = uuid.uuid4().hex
+            leases.append(
+                JobLeased(
+                    job_id=job.job_id,
+                    queue=job.queue,
+                    job_set=job.job_set,
+                    created=now(),
+                    run_id=run_id,
+                    executor=lease.executor,
+                    node=lease.node,
+                    pool=lease.pool,
+                )
+            )
+            in_flight.add(
+                RunningJob(
+                    job_id=job.job_id,
+                    queue=job.queue,
+                    run_id=run_id,
+                    executor=lease.executor,
+                    node=lease.node,
+                    requests=job.requests,
+                )
+            )
+        await write(leases)
+        if leases:
+            log.info(
+                "cycle: %d queued, %d running, %d nodes -> %d leases in %.3fs",
+                len(queued),
+                len(running),
+                len(nodes),
+                len(leases),
+                time.monotonic() - started,
+            )
+
+    return app

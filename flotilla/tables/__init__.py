@@ -1,0 +1,1 @@
+"""Changelog-backed Faust tables: the scheduler's state, each table owned by one agent."""

@@ -1,0 +1,50 @@
+"""``flotilla watch``: a live table of a job set's jobs, from the API's event stream."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import Counter
+
+TERMINAL = {"succeeded", "failed", "cancelled", "preempted"}
+
+
+def _event_kind(message) -> str:
+    return message.message.WhichOneof("events") or "unknown"
+
+
+def watch_job_set(client, queue: str, job_set: str, exit_on_inactive: bool, timeout: float = 0) -> int:
+    """Print each event as it arrives with a summary of job states; returns 1 if a job failed."""
+    states: dict[str, str] = {}
+    stream = client.get_job_events_stream(queue=queue, job_set_id=job_set)
+    if timeout:
+        timer = threading.Timer(timeout, stream.cancel)
+        timer.daemon = True
+        timer.start()
+    started = time.monotonic()
+    try:
+        for message in stream:
+            kind = _event_kind(message)
+            event = getattr(message.message, kind)
+            job_id = event.job_id
+            if kind in ("cancelling", "reprioritizing", "reprioritized", "preempting"):
+                shown = kind
+            else:
+                states[job_id] = kind
+                shown = kind
+            detail = ""
+            if kind == "failed":
+                codes = ", ".join(f"{k}={v}" for k, v in event.exit_codes.items())
+                detail = f" exit codes: {codes} {event.reason[:200]}"
+            counts = Counter(states.values())
+            summary = " ".join(f"{state}:{n}" for state, n in sorted(counts.items()))
+            print(f"{time.monotonic() - started:7.1f}s {job_id} {shown}{detail}   [{summary}]", flush=True)
+            if exit_on_inactive and states and all(s in TERMINAL for s in states.values()):
+                break
+    except Exception as exc:  # the stream ends with an error when cancelled by the timeout
+        if not timeout:
+            raise
+        print(f"flotilla watch: stopped after {timeout:g}s ({type(exc).__name__})", file=sys.stderr)
+        return 1
+    return 1 if any(s == "failed" for s in states.values()) else 0

@@ -1,0 +1,164 @@
+from flotilla.scheduling import Node, NodeDb, QueuedJob, RunningJob, tolerates
+
+GI = 2**30 * 1000
+
+
+def node(name, cpu=8000, memory=32 * GI, **kwargs):
+    return Node("ex", name, "default", {"cpu": cpu, "memory": memory}, **kwargs)
+
+
+def job(job_id="j", cpu=1000, memory=GI, **kwargs):
+    return QueuedJob(job_id, "q", "set", 0, 0.0, {"cpu": cpu, "memory": memory}, **kwargs)
+
+
+def running(node_name, cpu, memory=0, job_id="r"):
+    return RunningJob(job_id, "q", "run-" + job_id, "ex", node_name, {"cpu": cpu, "memory": memory})
+
+
+NO_SCHEDULE = {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}
+
+
+def test_free_is_allocatable_minus_running_requests():
+    db = NodeDb([node("a")], [running("a", 3000, GI), running("a", 1000, job_id="r2")])
+    assert db.free("ex/a") == {"cpu": 4000, "memory": 31 * GI}
+
+
+def test_running_job_on_unknown_node_is_ignored():
+    db = NodeDb([node("a")], [running("gone", 3000)])
+    assert db.free("ex/a")["cpu"] == 8000
+
+
+def test_best_fit_picks_the_fuller_node():
+    db = NodeDb([node("a"), node("b")], [running("b", 6000)])
+    found, reason = db.find_node(job(cpu=1000))
+    assert (found.name, reason) == ("b", "")
+
+
+def test_best_fit_orders_by_first_configured_resource_first():
+    # a has less cpu free, b less memory free: cpu leads the tuple ordering.
+    db = NodeDb([node("a", cpu=2000, memory=64 * GI), node("b", cpu=4000, memory=2 * GI)])
+    assert db.find_node(job(cpu=1000, memory=GI))[0].name == "a"
+    db_memory_first = NodeDb(
+        [node("a", cpu=2000, memory=64 * GI), node("b", cpu=4000, memory=2 * GI)],
+        resources=("memory", "cpu"),
+    )
+    assert db_memory_first.find_node(job(cpu=1000, memory=GI))[0].name == "b"
+
+
+def test_best_fit_skips_fuller_node_lacking_a_second_resource():
+    db = NodeDb([node("a", cpu=2000, memory=GI // 2), node("b", cpu=4000)])
+    assert db.find_node(job(cpu=1000, memory=GI))[0].name == "b"
+
+
+def test_bind_takes_resources_so_the_next_job_does_not_fit():
+    db = NodeDb([node("a", cpu=1000)])
+    found, _ = db.find_node(job("j1"))
+    db.bind(found.id, job("j1").requests)
+    assert db.free("ex/a")["cpu"] == 0
+    assert db.find_node(job("j2")) == (None, "insufficient cpu")
+
+
+def test_insufficient_reason_names_the_short_resource():
+    db = NodeDb([node("a", cpu=8000, memory=GI)])
+    assert db.find_node(job(cpu=1000, memory=2 * GI)) == (None, "insufficient memory")
+
+
+def test_insufficient_reason_names_an_unconfigured_resource():
+    db = NodeDb([node("a")])
+    gpu_job = QueuedJob("j", "q", "set", 0, 0.0, {"cpu": 1000, "nvidia.com/gpu": 1000})
+    assert db.find_node(gpu_job) == (None, "insufficient nvidia.com/gpu")
+
+
+def test_unschedulable_node_is_skipped():
+    db = NodeDb([node("a", cpu=1000, unschedulable=True), node("b")])
+    assert db.find_node(job())[0].name == "b"
+    assert "ex/a" not in db
+
+
+def test_only_unschedulable_nodes_means_no_schedulable_nodes():
+    db = NodeDb([node("a", unschedulable=True)])
+    assert db.find_node(job()) == (None, "no schedulable nodes")
+
+
+def test_node_selector_picks_matching_node():
+    db = NodeDb([node("a", cpu=2000, labels={"zone": "x"}), node("b", labels={"zone": "y"})])
+    assert db.find_node(job(node_selector={"zone": "y"}))[0].name == "b"
+
+
+def test_node_selector_matching_no_node_is_reported():
+    db = NodeDb([node("a", labels={"zone": "x"})])
+    assert db.find_node(job(node_selector={"zone": "z"})) == (None, "no node matches node selector")
+
+
+def test_untolerated_no_schedule_taint_keeps_job_off_the_node():
+    db = NodeDb([node("a", cpu=2000, taints=(NO_SCHEDULE,)), node("b")])
+    assert db.find_node(job())[0].name == "b"
+
+
+def test_taint_not_tolerated_is_reported():
+    db = NodeDb([node("a", taints=(NO_SCHEDULE,))])
+    assert db.find_node(job()) == (None, "taint not tolerated: dedicated=gpu:NoSchedule")
+
+
+def test_tolerated_taint_admits_the_job():
+    db = NodeDb([node("a", cpu=2000, taints=(NO_SCHEDULE,)), node("b")])
+    toleration = {"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}
+    assert db.find_node(job(tolerations=(toleration,)))[0].name == "a"
+
+
+def test_prefer_no_schedule_taint_does_not_block():
+    soft = {"key": "dedicated", "value": "gpu", "effect": "PreferNoSchedule"}
+    db = NodeDb([node("a", taints=(soft,))])
+    assert db.find_node(job())[0].name == "a"
+
+
+def test_no_execute_taint_blocks_like_no_schedule():
+    db = NodeDb([node("a", taints=({"key": "k", "effect": "NoExecute"},))])
+    assert db.find_node(job()) == (None, "taint not tolerated: k:NoExecute")
+
+
+def test_toleration_semantics():
+    taint = {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}
+    assert tolerates({"key": "dedicated", "operator": "Equal", "value": "gpu"}, taint)
+    assert tolerates({"key": "dedicated", "value": "gpu"}, taint)  # Equal is the default
+    assert not tolerates({"key": "dedicated", "operator": "Equal", "value": "cpu"}, taint)
+    assert tolerates({"key": "dedicated", "operator": "Exists"}, taint)
+    assert not tolerates({"key": "other", "operator": "Exists"}, taint)
+    assert tolerates({"operator": "Exists"}, taint)  # empty key + Exists tolerates everything
+    assert not tolerates({"operator": "Equal", "value": "gpu"}, taint)
+    assert not tolerates({"key": "dedicated", "operator": "Exists", "effect": "NoExecute"}, taint)
+    assert tolerates({"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}, taint)
+
+
+def test_unfit_shape_is_searched_once():
+    db = NodeDb([node(f"n{i}", cpu=2000) for i in range(50)])
+    for i in range(10_000):
+        assert db.find_node(job(f"j{i}", cpu=4000)) == (None, "insufficient cpu")
+    assert db.stats.node_searches == 1
+    assert db.stats.shape_cache_hits == 9_999
+
+
+def test_unfit_cache_distinguishes_shapes():
+    db = NodeDb([node("a", cpu=2000)])
+    assert db.find_node(job("big", cpu=4000))[0] is None
+    assert db.find_node(job("small", cpu=1000))[0] is not None
+    assert db.find_node(job("big-selector", cpu=4000, node_selector={"x": "y"}))[1] == (
+        "no node matches node selector"
+    )
+    assert db.stats.node_searches == 3
+
+
+def test_unbind_returns_resources_and_forgets_unfit_shapes():
+    db = NodeDb([node("a", cpu=1000)], [running("a", 1000)])
+    assert db.find_node(job("j1"))[0] is None
+    db.unbind("ex/a", {"cpu": 1000, "memory": 0})
+    assert db.find_node(job("j2"))[0].name == "a"
+
+
+def test_bind_keeps_index_order_for_later_searches():
+    db = NodeDb([node("a"), node("b")])
+    assert db.find_node(job("j0"))[0].name == "a"  # equal free: node id breaks the tie
+    db.bind("ex/b", {"cpu": 7000})
+    assert db.find_node(job("j1"))[0].name == "b"
+    db.bind("ex/b", {"cpu": 1000})
+    assert db.find_node(job("j2"))[0].name == "a"
