@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -332,33 +334,47 @@ def _envelope(raw: bytes) -> dict[str, Any]:
     return data
 
 
+@contextmanager
+def _fields_of(kind: object) -> Iterator[None]:
+    """Turn a record whose fields do not fit its type (missing, unknown, wrong shape) into a SchemaError."""
+    try:
+        yield
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise SchemaError(f"record of type={kind!r} does not match the schema: {exc}") from exc
+
+
 def decode_job_event(raw: bytes) -> JobEvent:
     data = _envelope(raw)
     kind = data.pop("type", None)
     cls = JOB_EVENT_TYPES.get(kind)  # type: ignore[arg-type]
     if cls is None:
         raise SchemaError(f"unknown job event type={kind!r}")
-    if cls is JobSubmitted and data.get("job") is not None:
-        data["job"] = JobSpec.from_dict(data["job"])
-    if cls is JobFailed:
-        data["containers"] = tuple(ContainerExit(**c) for c in data.get("containers", ()))
-    return cls(**data)
+    with _fields_of(kind):
+        if cls is JobSubmitted and data.get("job") is not None:
+            data["job"] = JobSpec.from_dict(data["job"])
+        if cls is JobFailed:
+            data["containers"] = tuple(ContainerExit(**c) for c in data.get("containers", ()))
+        return cls(**data)
 
 
 def decode_queue(raw: bytes) -> QueueDefinition:
     data = _envelope(raw)
     if data.pop("type", None) != "queue":
         raise SchemaError("not a queue record")
-    data["user_owners"] = tuple(data.get("user_owners", ()))
-    data["group_owners"] = tuple(data.get("group_owners", ()))
-    return QueueDefinition(**data)
+    with _fields_of("queue"):
+        data["user_owners"] = tuple(data.get("user_owners", ()))
+        data["group_owners"] = tuple(data.get("group_owners", ()))
+        return QueueDefinition(**data)
 
 
 def decode_heartbeat(raw: bytes) -> ExecutorHeartbeat:
     data = _envelope(raw)
     if data.pop("type", None) != "heartbeat":
         raise SchemaError("not a heartbeat record")
-    nodes = tuple(
-        NodeReport(**{**n, "taints": tuple(n.get("taints", ()))}) for n in data.get("nodes", ())
-    )
-    return ExecutorHeartbeat(executor=data["executor"], created=data["created"], nodes=nodes, runs=data.get("runs", {}))
+    with _fields_of("heartbeat"):
+        nodes = tuple(
+            NodeReport(**{**n, "taints": tuple(n.get("taints", ()))}) for n in data.get("nodes", ())
+        )
+        return ExecutorHeartbeat(
+            executor=data["executor"], created=data["created"], nodes=nodes, runs=data.get("runs", {})
+        )

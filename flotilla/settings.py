@@ -71,8 +71,20 @@ class ExecutorSettings:
     cpu: str = ""
     """Capacity offered, as Kubernetes quantities. Empty: this machine's CPUs and memory."""
     memory: str = ""
+    node_labels: str = ""
+    """Labels of the executor's node, as ``key=value,key=value``; jobs select them by nodeSelector."""
     heartbeat_interval_seconds: float = 2.0
     work_dir: str = ""
+
+    def labels(self) -> dict[str, str]:
+        pairs = [p for p in self.node_labels.split(",") if p.strip()]
+        labels: dict[str, str] = {}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or not key.strip():
+                raise SettingsError("executor.node_labels", self.node_labels, f"{pair!r} is not key=value")
+            labels[key.strip()] = value.strip()
+        return labels
 
 
 @dataclass

@@ -296,7 +296,7 @@ class KRaftKafka:
             "format",
             "--ignore-formatted",
             "-t",
-            _cluster_id(),
+            self._existing_cluster_id() or _cluster_id(),
             "-c",
             str(config),
             heap="256m",
@@ -314,6 +314,20 @@ class KRaftKafka:
         if out.returncode != 0:
             tail = "\n".join((out.stdout + out.stderr).splitlines()[-30:])
             raise ComponentFailed(self.part, f"storage format failed (code {out.returncode}):\n{tail}")
+
+    def _existing_cluster_id(self) -> str | None:
+        """The cluster id of an already formatted log dir, so a restart keeps its data."""
+        props = self.server_properties()
+        dirs = [d for d in props["log.dirs"].split(",") if d]
+        if props.get("metadata.log.dir"):
+            dirs.append(props["metadata.log.dir"])
+        for d in dirs:
+            meta = Path(d.strip()) / "meta.properties"
+            if meta.is_file():
+                match = re.search(r"^cluster\.id=(\S+)", meta.read_text(), re.MULTILINE)
+                if match:
+                    return match.group(1)
+        return None
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM the node's process group (controlled shutdown), SIGKILL after ``grace``s. Idempotent."""

@@ -62,7 +62,9 @@ def log_tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> str:
     return f"--- last {len(tail)} lines of {path} ---\n" + "\n".join(tail)
 
 
-def spawn_process_group(argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+def spawn_process_group(
+    argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """Start ``argv`` in its own session/process group with stdout+stderr appended to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log_file:

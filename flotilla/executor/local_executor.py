@@ -70,6 +70,7 @@ class LocalExecutor:
         self._processes: dict[str, LocalPodProcess] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._ready = False
+        self._labels = settings.executor.labels()
         self._heartbeat_task: asyncio.Task[None] | None = None
 
     # --- the log ---------------------------------------------------------------------
@@ -164,6 +165,7 @@ class LocalExecutor:
             name=self.node_name,
             pool=self._settings.executor.pool,
             allocatable=self.slots.capacity,
+            labels=self._labels,
         )
         return ExecutorHeartbeat(
             executor=self.executor_id,

@@ -125,6 +125,9 @@ def apply(state: JobState | None, event: JobEvent) -> JobState | None:
     if isinstance(event, JobLeased):
         if state.state != QUEUED or state.cancel_requested or not event.run_id:
             return None
+        if any(r.run_id == event.run_id for r in state.runs):
+            # A redelivered lease of a run that already ended: a run never becomes active twice.
+            return None
         run = RunRecord(run_id=event.run_id, executor=event.executor, node=event.node, leased_at=at)
         return replace(
             state,
@@ -195,6 +198,10 @@ def apply(state: JobState | None, event: JobEvent) -> JobState | None:
         )
     if isinstance(event, JobPreempting):
         if not state.has_active_run or state.preempt_requested:
+            return None
+        if event.run_id and not current_run:
+            # Aimed at a run the job no longer has (a redelivered request must not preempt
+            # the run that replaced it).
             return None
         return replace(state, preempt_requested=True, updated=at)
     if isinstance(event, JobPreempted):

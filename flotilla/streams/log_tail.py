@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from flotilla.settings import Settings
@@ -48,21 +49,28 @@ class LogTail:
         self._task = asyncio.create_task(self._run(), name=f"log-tail {','.join(self._topics)}")
 
     async def _partitions(self, timeout: float) -> list[TopicPartition]:
-        assert self._consumer is not None
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            found: list[TopicPartition] = []
-            for topic in self._topics:
-                numbers = self._consumer.partitions_for_topic(topic)
-                if not numbers:
-                    await self._consumer.topics()  # refresh metadata
-                    numbers = self._consumer.partitions_for_topic(topic)
-                found.extend(TopicPartition(topic, p) for p in sorted(numbers or ()))
-            if {tp.topic for tp in found} == set(self._topics):
-                return found
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"topics {self._topics} not found on {self._settings.kafka.bootstrap}")
-            await asyncio.sleep(0.2)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.kafka.bootstrap)
+        await admin.start()
+        try:
+            deadline = asyncio.get_running_loop().time() + timeout
+            while True:
+                try:
+                    described = await admin.describe_topics(self._topics)
+                    found = [
+                        TopicPartition(topic["topic"], partition["partition"])
+                        for topic in described
+                        if topic["error_code"] == 0
+                        for partition in topic["partitions"]
+                    ]
+                    if {tp.topic for tp in found} == set(self._topics):
+                        return sorted(found)
+                except KafkaError as exc:
+                    log.info("waiting for topics %s: %s", self._topics, exc)
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(f"topics {self._topics} not found on {self._settings.kafka.bootstrap}")
+                await asyncio.sleep(0.2)
+        finally:
+            await admin.close()
 
     async def _run(self) -> None:
         assert self._consumer is not None

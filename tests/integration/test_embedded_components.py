@@ -5,25 +5,24 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import sys
 import uuid
 from pathlib import Path
 
 import psutil
 import pytest
 
-try:
-    from tests.ports import free_port
-except ImportError:  # run as `pytest` (not `python -m pytest`) without the repo root on sys.path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.ports import free_port
-
 from flotilla.embedded.errors import ComponentFailed
 from flotilla.embedded.kafka_kraft import KRaftKafka, default_kafka_home
 from flotilla.embedded.postgres import EmbeddedPostgres
 from flotilla.embedded.tansu import TansuBroker
+from tests.ports import free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # kafka-python loads its protocol schemas with the deprecated importlib.resources API.
+    pytest.mark.filterwarnings("ignore:read_text is deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:open_text is deprecated:DeprecationWarning"),
+]
 
 
 def _alive(pid: int) -> bool:
@@ -46,8 +45,10 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
-async def _roundtrip(bootstrap: str, count: int = 5) -> None:
-    """Create a topic, produce ``count`` records with acks=all, consume them back in a group."""
+async def _roundtrip(bootstrap: str, count: int = 5) -> str:
+    """Create a topic, produce ``count`` records with acks=all, consume them back in a group.
+
+    Returns the topic name."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -88,6 +89,7 @@ async def _roundtrip(bootstrap: str, count: int = 5) -> None:
     finally:
         await consumer.stop()
     assert received == sent
+    return topic
 
 
 # ---------------------------------------------------------------------------------------- Tansu
@@ -166,8 +168,22 @@ async def test_kraft_kafka_roundtrip(tmp_path: Path) -> None:
     pid = kafka.pid
     assert pid is not None and _alive(pid)
     try:
-        await _roundtrip(bootstrap)
+        topic = await _roundtrip(bootstrap)
     finally:
         await asyncio.to_thread(kafka.stop)
     assert not _alive(pid)
     assert _group_members(pid) == []
+
+    # A restart on the same data dir keeps the cluster (storage is not re-formatted).
+    assert await asyncio.to_thread(kafka.start) == bootstrap
+    try:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            assert topic in await admin.list_topics()
+        finally:
+            await admin.close()
+    finally:
+        await asyncio.to_thread(kafka.stop)
