@@ -25,6 +25,7 @@ class SettingsError(ValueError):
         super().__init__(f"setting {name}={value!r}: {problem}")
         self.name = name
         self.value = value
+        self.problem = problem
 
 
 @dataclass
@@ -174,7 +175,12 @@ def load_settings(
         if not isinstance(loaded, Mapping):
             raise SettingsError("--config", str(path), "expected a YAML mapping at the top level")
         _apply(settings, loaded, "")
-    _apply(settings, _from_environment(os.environ if environ is None else environ), "")
+    try:
+        _apply(settings, _from_environment(os.environ if environ is None else environ), "")
+    except SettingsError as exc:
+        # Name the variable the user set, not the dotted setting it maps to.
+        variable = "FLOTILLA_" + exc.name.replace(".", "_").upper()
+        raise SettingsError(variable, exc.value, f"{exc.problem} (setting {exc.name})") from exc
     if overrides:
         _apply(settings, overrides, "")
     return settings

@@ -166,6 +166,7 @@ class SubmitService(submit_pb2_grpc.SubmitServicer):
                 queue=j.spec.queue,
                 job_set=j.spec.job_set,
                 created=now(),
+                run_id=j.run_id,
                 requestor="anonymous",
                 reason=request.reason or "preempted by user",
             )

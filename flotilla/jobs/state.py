@@ -77,6 +77,7 @@ class JobState:
     reason: str = ""
     exit_codes: dict[str, int] = field(default_factory=dict)
     runs: tuple[RunRecord, ...] = ()
+    requested_reprioritizations: tuple[str, ...] = ()
     applied_reprioritizations: tuple[str, ...] = ()
 
     @property
@@ -95,6 +96,7 @@ class JobState:
         data = dict(data)
         data["spec"] = JobSpec.from_dict(data["spec"])
         data["runs"] = tuple(RunRecord(**r) for r in data.get("runs", ()))
+        data["requested_reprioritizations"] = tuple(data.get("requested_reprioritizations", ()))
         data["applied_reprioritizations"] = tuple(data.get("applied_reprioritizations", ()))
         return cls(**data)
 
@@ -184,9 +186,13 @@ def apply(state: JobState | None, event: JobEvent) -> JobState | None:
         runs = _end_run(state, event, CANCELLED) if state.has_active_run else state.runs
         return replace(state, state=CANCELLED, runs=runs, updated=at)
     if isinstance(event, JobReprioritizing):
-        if event.request_id in state.applied_reprioritizations:
+        if event.request_id in state.requested_reprioritizations:
             return None
-        return replace(state, updated=at)
+        return replace(
+            state,
+            requested_reprioritizations=state.requested_reprioritizations + (event.request_id,),
+            updated=at,
+        )
     if isinstance(event, JobReprioritized):
         if event.request_id in state.applied_reprioritizations:
             return None

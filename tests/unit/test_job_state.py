@@ -72,7 +72,9 @@ def queued(created: float = 2.0, attempt: int = 0) -> JobEvent:
     return event(JobQueued, created, attempt=attempt)
 
 
-def leased(run_id: str = "run-1", created: float = 3.0, executor: str = "exec-a", node: str = "node-1") -> JobEvent:
+def leased(
+    run_id: str = "run-1", created: float = 3.0, executor: str = "exec-a", node: str = "node-1"
+) -> JobEvent:
     return event(JobLeased, created, run_id=run_id, executor=executor, node=node, pool="default")
 
 
@@ -227,7 +229,9 @@ def test_leased_moves_a_queued_job_to_leased_and_records_the_run():
     assert job is not None
     assert job.state == LEASED
     assert (job.run_id, job.executor, job.node) == ("run-1", "exec-a", "node-1")
-    assert job.runs == (RunRecord(run_id="run-1", executor="exec-a", node="node-1", leased_at=3.0, state=LEASED),)
+    assert job.runs == (
+        RunRecord(run_id="run-1", executor="exec-a", node="node-1", leased_at=3.0, state=LEASED),
+    )
 
 
 def test_leased_on_a_job_that_is_not_queued_is_refused():
@@ -388,7 +392,9 @@ def test_cancelled_ends_a_queued_job():
 
 
 def test_cancelled_ends_the_active_run_as_cancelled():
-    job = apply(job_in(submitted(), queued(), leased("run-1"), running("run-1"), cancelling()), cancelled("run-1"))
+    job = apply(
+        job_in(submitted(), queued(), leased("run-1"), running("run-1"), cancelling()), cancelled("run-1")
+    )
 
     assert job is not None
     assert job.state == CANCELLED
@@ -448,7 +454,9 @@ def test_reprioritized_changes_the_priority():
 
 
 def test_a_replayed_reprioritized_is_refused():
-    job = job_in(submitted(), queued(), reprioritized("req-1", priority=5.0), reprioritized("req-2", priority=2.0))
+    job = job_in(
+        submitted(), queued(), reprioritized("req-1", priority=5.0), reprioritized("req-2", priority=2.0)
+    )
 
     assert apply(job, reprioritized("req-1", priority=5.0, created=9.0)) is None
     assert job.priority == 2.0
@@ -504,7 +512,9 @@ def test_losing_the_lease_clears_a_pending_preemption_request():
 
 
 def test_preempted_from_the_current_run_ends_the_job():
-    job = apply(job_in(submitted(), queued(), leased(), running(), preempting()), preempted("run-1", created=8.0))
+    job = apply(
+        job_in(submitted(), queued(), leased(), running(), preempting()), preempted("run-1", created=8.0)
+    )
 
     assert job is not None
     assert job.state == PREEMPTED

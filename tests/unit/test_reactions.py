@@ -139,7 +139,10 @@ def test_preempting_is_answered_by_preempted_for_the_current_run():
         ([SUBMITTED, QUEUED, LEASED, RUNNING], event(JobFailed, 6.0, run_id="run-1", reason="x")),
         ([SUBMITTED, QUEUED, LEASED, RUNNING], event(JobLeaseExpired, 6.0, run_id="run-1")),
         ([SUBMITTED, QUEUED, CANCELLING], event(JobCancelled, 6.0, reason="not needed")),
-        ([SUBMITTED, QUEUED, REPRIORITIZING], event(JobReprioritized, 6.0, new_priority=7.0, request_id="req-1")),
+        (
+            [SUBMITTED, QUEUED, REPRIORITIZING],
+            event(JobReprioritized, 6.0, new_priority=7.0, request_id="req-1"),
+        ),
         ([SUBMITTED, QUEUED, LEASED, RUNNING, PREEMPTING], event(JobPreempted, 6.0, run_id="run-1")),
     ],
     ids=lambda v: v.type if isinstance(v, JobEvent) else "",

@@ -39,7 +39,13 @@ from flotilla.schema import (
     job_set_key,
 )
 
-COMMON = {"job_id": "01job", "queue": "queue-a", "job_set": "set-1", "created": 1700000000.25, "run_id": "run-7"}
+COMMON = {
+    "job_id": "01job",
+    "queue": "queue-a",
+    "job_set": "set-1",
+    "created": 1700000000.25,
+    "run_id": "run-7",
+}
 
 SPEC = JobSpec(
     job_id="01job",
@@ -158,7 +164,9 @@ def test_an_unknown_job_event_type_is_refused():
         decode_job_event(json.dumps(record).encode())
 
 
-@pytest.mark.parametrize("raw", [b"not json", b"\xff\xfe", b"", b"{"], ids=["text", "binary", "empty", "truncated"])
+@pytest.mark.parametrize(
+    "raw", [b"not json", b"\xff\xfe", b"", b"{"], ids=["text", "binary", "empty", "truncated"]
+)
 def test_a_record_that_is_not_json_is_refused(raw):
     with pytest.raises(SchemaError):
         decode_job_event(raw)
