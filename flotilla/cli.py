@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -188,8 +187,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"flotilla: {exc}", file=sys.stderr)
             return 2
         raise
-    finally:
-        _ = time
 
 
 if __name__ == "__main__":

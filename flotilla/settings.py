@@ -62,7 +62,6 @@ class SchedulerSettings:
     """An executor silent for this long loses its runs: they are expired and queued again."""
     resources: tuple[str, ...] = ("cpu", "memory")
     max_jobs_per_cycle: int = 10000
-    web_port: int = 6066
 
 
 @dataclass

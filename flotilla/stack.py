@@ -122,7 +122,9 @@ class Stack:
     def _start(self) -> None:
         settings = self.settings
         if not settings.kafka.bootstrap:
-            self.broker = TansuBroker(port=settings.kafka.embedded_port, log_path=self.data / "logs" / "tansu.log")
+            self.broker = TansuBroker(
+                port=settings.kafka.embedded_port, log_path=self.data / "logs" / "tansu.log"
+            )
             settings.kafka.bootstrap = self.broker.start()
             self.say(f"kafka     embedded Tansu broker at {settings.kafka.bootstrap}")
         else:

@@ -48,7 +48,11 @@ def _run_details(run: RunRecord, job_id: str) -> job_pb2.JobRunDetails:
         node=run.node,
         leased_ts=timestamp(run.leased_at),
     )
-    for name, value in (("pending_ts", run.pending_at), ("started_ts", run.started_at), ("finished_ts", run.finished_at)):
+    for name, value in (
+        ("pending_ts", run.pending_at),
+        ("started_ts", run.started_at),
+        ("finished_ts", run.finished_at),
+    ):
         if value:
             getattr(details, name).CopyFrom(timestamp(value))
     return details

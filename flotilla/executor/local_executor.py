@@ -51,7 +51,9 @@ PGIDS_FILE = "pgids"
 
 
 def executor_capacity(settings: Settings) -> dict[str, int]:
-    configured = {k: v for k, v in (("cpu", settings.executor.cpu), ("memory", settings.executor.memory)) if v}
+    configured = {
+        k: v for k, v in (("cpu", settings.executor.cpu), ("memory", settings.executor.memory)) if v
+    }
     capacity = machine_capacity()
     capacity.update(capacity_from_config(configured))
     return capacity
@@ -62,7 +64,9 @@ class LocalExecutor:
         self._settings = settings
         self.executor_id = settings.executor.id
         self.node_name = socket.gethostname()
-        self.work_root = Path(settings.executor.work_dir or settings.data_path / "executor" / self.executor_id)
+        self.work_root = Path(
+            settings.executor.work_dir or settings.data_path / "executor" / self.executor_id
+        )
         self.slots = RunSlots(executor_capacity(settings))
         self._writer = LogWriter(settings)
         self._tail = LogTail(settings, [settings.topic(EVENTS_TOPIC)], self._on_record)
@@ -206,9 +210,7 @@ class LocalExecutor:
         await self._tail.start()
         await self._tail.catch_up(timeout=300)
         self._ready = True
-        orphaned = [
-            j for j in self._jobs.values() if j.has_active_run and j.executor == self.executor_id
-        ]
+        orphaned = [j for j in self._jobs.values() if j.has_active_run and j.executor == self.executor_id]
         await self._writer.job_events(
             self._event(j, JobLeaseReturned, reason="executor restarted", run_attempted=j.state != "leased")
             for j in orphaned

@@ -143,11 +143,15 @@ def apply(state: JobState | None, event: JobEvent) -> JobState | None:
     if isinstance(event, JobPending):
         if not current_run or state.state != LEASED:
             return None
-        return replace(state, state=PENDING, runs=_update_run(state, state=PENDING, pending_at=at), updated=at)
+        return replace(
+            state, state=PENDING, runs=_update_run(state, state=PENDING, pending_at=at), updated=at
+        )
     if isinstance(event, JobRunning):
         if not current_run or state.state not in (LEASED, PENDING):
             return None
-        return replace(state, state=RUNNING, runs=_update_run(state, state=RUNNING, started_at=at), updated=at)
+        return replace(
+            state, state=RUNNING, runs=_update_run(state, state=RUNNING, started_at=at), updated=at
+        )
     if isinstance(event, JobSucceeded):
         if not current_run or not state.has_active_run:
             return None

@@ -58,14 +58,15 @@ RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_s
 class InFlight:
     """Leases written by this leader that the jobs table has not folded in yet."""
 
-    runs: dict[str, tuple[str, float, RunningJob]] = field(default_factory=dict)
+    runs: dict[str, tuple[float, RunningJob]] = field(default_factory=dict)
 
     def add(self, job: RunningJob) -> None:
-        self.runs[job.job_id] = (job.run_id, time.monotonic(), job)
+        self.runs[job.job_id] = (time.monotonic(), job)
 
     def settle(self, jobs: dict[str, JobState]) -> None:
+        """Forget leases the table has caught up with (or that never arrived, after a while)."""
         horizon = time.monotonic() - IN_FLIGHT_SECONDS
-        for job_id, (run_id, at, _) in list(self.runs.items()):
+        for job_id, (at, _) in list(self.runs.items()):
             state = jobs.get(job_id)
             if at < horizon or state is None or state.state != QUEUED:
                 del self.runs[job_id]
@@ -74,7 +75,7 @@ class InFlight:
         return job_id in self.runs
 
     def running(self) -> list[RunningJob]:
-        return [job for _, _, job in self.runs.values()]
+        return [job for _, job in self.runs.values()]
 
 
 def build_scheduler(settings: Settings) -> faust.App:

@@ -72,7 +72,9 @@ def test_asyncio_client_submits_and_follows_a_job_to_success(stack):
             client = ArmadaAsyncIOClient(channel)
             queue = f"async-{os.getpid()}"
             await client.create_queue(client_queue(queue))
-            response = await client.submit_jobs(queue=queue, job_set_id="s", job_request_items=[job(["true"])])
+            response = await client.submit_jobs(
+                queue=queue, job_set_id="s", job_request_items=[job(["true"])]
+            )
             job_id = response.job_response_items[0].job_id
             kinds: list[str] = []
             stream = await client.get_job_events_stream(queue=queue, job_set_id="s")
@@ -231,7 +233,9 @@ def test_event_stream_of_a_missing_job_set_with_error_if_missing_is_not_found(cl
 
 def test_reprioritize_emits_reprioritizing_and_reprioritized(client):
     queue = new_queue(client)
-    [job_id] = submit(client, queue, "p", [job(["true"], node_selector={"flotilla.test/executor": "nowhere"})])
+    [job_id] = submit(
+        client, queue, "p", [job(["true"], node_selector={"flotilla.test/executor": "nowhere"})]
+    )
     watch(client, queue, "p", lambda ev: "queued" in ev.get(job_id, []))
 
     result = client.reprioritize_jobs(new_priority=5, job_ids=[job_id], job_set_id="p", queue=queue)

@@ -28,7 +28,11 @@ def running_per_queue(stack, factors: list[float]) -> list[int]:
         for job_id in submit(client, queue, "fair", items):
             jobs[job_id] = queue
     executor = stack.start_part(
-        "executor", id=label, cpu=f"{SLOTS * 100}m", memory="64Gi", node_labels=f"flotilla.test/executor={label}"
+        "executor",
+        id=label,
+        cpu=f"{SLOTS * 100}m",
+        memory="64Gi",
+        node_labels=f"flotilla.test/executor={label}",
     )
     try:
 
