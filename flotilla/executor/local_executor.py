@@ -74,6 +74,7 @@ class LocalExecutor:
         self._processes: dict[str, LocalPodProcess] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._ready = False
+        self._stopping = False
         self._labels = settings.executor.labels()
         self._heartbeat_task: asyncio.Task[None] | None = None
 
@@ -91,7 +92,12 @@ class LocalExecutor:
         held = before is not None and before.run_id in self._tasks
         if held and (after.run_id != before.run_id or not after.has_active_run):
             self._end_run(before.run_id, f"run is now {after.state}")
-        if after.has_active_run and after.executor == self.executor_id and after.run_id not in self._tasks:
+        if (
+            after.has_active_run
+            and after.executor == self.executor_id
+            and after.run_id not in self._tasks
+            and not self._stopping
+        ):
             self._start_run(after)
 
     # --- runs ------------------------------------------------------------------------
@@ -124,6 +130,11 @@ class LocalExecutor:
     async def _run(self, job: JobState) -> None:
         run_id = job.run_id
         try:
+            if self._stopping:
+                await self._writer.job_events(
+                    [self._event(job, JobLeaseReturned, reason="executor shut down")]
+                )
+                return
             if not self.slots.try_reserve(run_id, job.spec.requests):
                 await self._writer.job_events(
                     [self._event(job, JobLeaseReturned, reason="insufficient free capacity on executor")]
@@ -140,7 +151,12 @@ class LocalExecutor:
             current = self._jobs.get(job.spec.job_id)
             if current is None or current.run_id != run_id or not current.has_active_run:
                 return  # the run was taken away (cancelled, preempted, expired): not our outcome
-            await self._writer.job_events([self._outcome_event(job, outcome)])
+            if self._stopping:
+                # Killed by our own shutdown, not by the job: hand it back to run elsewhere.
+                event = self._event(job, JobLeaseReturned, reason="executor shut down", run_attempted=True)
+            else:
+                event = self._outcome_event(job, outcome)
+            await self._writer.job_events([event])
         except asyncio.CancelledError:
             process = self._processes.get(run_id)
             if process is not None:
@@ -165,6 +181,9 @@ class LocalExecutor:
     # --- heartbeats ------------------------------------------------------------------
 
     def heartbeat(self) -> ExecutorHeartbeat:
+        if self._stopping:
+            # A last word: no nodes, so the scheduler stops leasing here at once.
+            return ExecutorHeartbeat(executor=self.executor_id, created=now())
         node = NodeReport(
             name=self.node_name,
             pool=self._settings.executor.pool,
@@ -218,13 +237,17 @@ class LocalExecutor:
         self._heartbeat_task = asyncio.create_task(self._heartbeats(), name="heartbeats")
 
     async def stop(self) -> None:
+        """Stop taking work, end the runs it holds and return their leases."""
+        self._stopping = True
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
-        await self._tail.stop()
+        try:
+            await self._writer.heartbeat(self.heartbeat())
+        except Exception as exc:
+            log.warning("could not announce shutdown: %s", exc)
         await asyncio.gather(*(p.stop() for p in list(self._processes.values())), return_exceptions=True)
-        for task in list(self._tasks.values()):
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await asyncio.wait_for(asyncio.gather(*self._tasks.values(), return_exceptions=True), timeout=30)
+        await self._tail.stop()
         await self._writer.stop()
 
 
