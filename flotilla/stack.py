@@ -23,7 +23,11 @@ from pathlib import Path
 from flotilla.embedded.errors import ComponentFailed
 from flotilla.embedded.postgres import EmbeddedPostgres
 from flotilla.embedded.tansu import TansuBroker, log_tail, port_in_use
+from flotilla.lookout.database import check_connection
 from flotilla.settings import Settings, to_environment
+
+MAX_CRASHES = 5
+CRASH_WINDOW_SECONDS = 60.0
 
 READY_MARKERS = {
     "worker": "flotilla worker: ready",
@@ -132,9 +136,11 @@ class Stack:
         if not settings.postgres.dsn:
             self.postgres = EmbeddedPostgres(self.data / "postgres")
             settings.postgres.dsn = self.postgres.start()
-            self.say(f"postgres  embedded PostgreSQL at {settings.postgres.dsn}")
+            where = "embedded"
         else:
-            self.say("postgres  external (postgres.dsn)")
+            where = "external"
+        version = check_connection(settings.postgres.dsn).split(" on ")[0]
+        self.say(f"postgres  {where} {version} at {settings.postgres.dsn}")
         if port_in_use(settings.api.host, settings.api.port):
             raise ComponentFailed("api", f"port {settings.api.host}:{settings.api.port} is already in use")
         for part in ("worker", "api", "executor"):
@@ -144,11 +150,8 @@ class Stack:
             self.say(f"{part:<9} ready (pid {process.pid}, log {process.log_path})")
         self.say(f"api       Armada gRPC API on {settings.api.host}:{settings.api.port}")
 
-    def failed_part(self) -> str | None:
-        for name, part in self.parts.items():
-            if not part.alive():
-                return name
-        return None
+    def failed_parts(self) -> list[str]:
+        return [name for name, part in self.parts.items() if not part.alive()]
 
     def stop(self) -> None:
         for part in reversed(list(self.parts.values())):
@@ -176,12 +179,26 @@ def run_stack(settings: Settings) -> int:
         return 1
     print("flotilla up: ready; Ctrl-C stops everything", flush=True)
     code = 0
-    while not stopping.wait(0.5):
-        failed = stack.failed_part()
-        if failed:
-            print(f"flotilla up: {failed} exited:\n{log_tail(stack.parts[failed].log_path)}", file=sys.stderr)
-            code = 1
-            break
+    crashes: list[float] = []
+    while not stopping.wait(0.5) and code == 0:
+        for name in stack.failed_parts():
+            part = stack.parts[name]
+            print(f"flotilla up: {name} exited:\n{log_tail(part.log_path)}", file=sys.stderr, flush=True)
+            crashes = [t for t in crashes if time.monotonic() - t < CRASH_WINDOW_SECONDS] + [time.monotonic()]
+            if len(crashes) > MAX_CRASHES:
+                print(
+                    f"flotilla up: {len(crashes)} crashes within {CRASH_WINDOW_SECONDS}s; giving up",
+                    file=sys.stderr,
+                )
+                code = 1
+                break
+            try:
+                part.start()
+                print(f"flotilla up: {name} restarted (pid {part.pid})", flush=True)
+            except ComponentFailed as exc:
+                print(f"flotilla up: {exc}", file=sys.stderr)
+                code = 1
+                break
     print("flotilla up: stopping", flush=True)
     stack.stop()
     print("flotilla up: stopped", flush=True)

@@ -146,9 +146,26 @@ def build_scheduler(settings: Settings) -> faust.App:
                 continue
             tables.executors[heartbeat.executor] = raw.decode()
 
+    def holds_every_partition() -> bool:
+        """The cycle needs every job: a leader that holds only some partitions of the jobs
+        table (several workers in one group) must not schedule from half the picture."""
+        held = {
+            tp.partition
+            for tp in app.assignor.assigned_actives()
+            if tp.topic == events_topic.get_topic_name()
+        }
+        return len(held) >= settings.kafka.partitions
+
     @app.timer(settings.scheduler.interval_seconds, on_leader=True)
     async def cycle():
         started = time.monotonic()
+        if not holds_every_partition():
+            log.warning(
+                "this leader holds only some partitions of %s; not scheduling (run one scheduler "
+                "worker per app id)",
+                events_topic.get_topic_name(),
+            )
+            return
         jobs = {job_id: JobState.from_dict(value) for job_id, value in tables.jobs.items()}
         in_flight.settle(jobs)
         wall = now()

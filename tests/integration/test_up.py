@@ -98,3 +98,18 @@ def test_the_readme_demo_runs_the_sleep_job_to_success_and_stops(tmp_path: Path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "succeeded" in result.stdout
     assert "flotilla up: stopped" in result.stdout
+
+
+def test_up_restarts_a_part_that_crashes(tmp_path: Path):
+    up = start_up(tmp_path, up_env(tmp_path))
+    output = read_until(up, "flotilla up: ready")
+    worker_pid = int(output.split("worker    ready (pid ")[1].split(",")[0])
+    try:
+        os.kill(worker_pid, signal.SIGKILL)
+
+        restarted = read_until(up, "flotilla up: worker restarted", timeout=120)
+
+        assert "worker exited" in restarted
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(60)
