@@ -54,7 +54,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_executor(args: argparse.Namespace) -> int:
-    from flotilla.executor.local_executor import run_executor
+    from flotilla.executor.core import run_executor
 
     asyncio.run(run_executor(_settings(args)))
     return 0

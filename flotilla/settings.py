@@ -67,6 +67,12 @@ class SchedulerSettings:
 @dataclass
 class ExecutorSettings:
     id: str = field(default_factory=lambda: f"local-{socket.gethostname()}")
+    kind: str = "local"
+    """``local`` (this machine, jobs as processes) or ``simulated`` (nodes from a cluster file)."""
+    cluster_file: str = ""
+    """For ``simulated``: an Armada simulator cluster file (clusters, pools, nodeTemplates)."""
+    simulated_runtime_seconds: float = 10.0
+    """For ``simulated``: how long a job runs unless its annotation flotilla.io/runtime-seconds says."""
     pool: str = "default"
     cpu: str = ""
     """Capacity offered, as Kubernetes quantities. Empty: this machine's CPUs and memory."""

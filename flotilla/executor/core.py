@@ -1,0 +1,258 @@
+"""The executor core, shared by every cluster backend.
+
+It folds the log like every other view (``flotilla.jobs.state.apply``), so it sees the
+leases issued to it and the end of any run it holds (cancelled, preempted, lease expired),
+and it reports its runs' progress as events. What it runs is decided only by the log: a run
+starts when its lease is the job's current run, and is stopped as soon as it no longer is;
+a report about a run that is no longer the job's run is never written (invariant 4).
+
+At start it reconciles with its cluster: runs the log says it holds are adopted if the
+cluster still has them, and returned (``lease_returned``) if not; anything else the cluster
+runs for it is removed. On shutdown it stops its runs and returns their leases, and its last
+heartbeat has no nodes, so the scheduler stops leasing to it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiokafka import ConsumerRecord
+
+from flotilla.executor.backend import FAILED, PENDING, RETURNED, RUNNING, SUCCEEDED, ClusterBackend, RunReport
+from flotilla.executor.run_slots import RunSlots
+from flotilla.jobs.state import LEASED, JobState, apply
+from flotilla.schema import (
+    EVENTS_TOPIC,
+    ExecutorHeartbeat,
+    JobEvent,
+    JobFailed,
+    JobLeaseReturned,
+    JobPending,
+    JobRunning,
+    JobSucceeded,
+    decode_job_event,
+    now,
+)
+from flotilla.settings import Settings
+from flotilla.streams.log_tail import LogTail
+from flotilla.streams.log_writer import LogWriter
+from flotilla.streams.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+class ExecutorCore:
+    def __init__(self, settings: Settings, backend: ClusterBackend) -> None:
+        self._settings = settings
+        self.backend = backend
+        self.executor_id = settings.executor.id
+        self._writer = LogWriter(settings)
+        self._tail = LogTail(settings, [settings.topic(EVENTS_TOPIC)], self._on_record)
+        self._jobs: dict[str, JobState] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._run_nodes: dict[str, str] = {}
+        self.slots: dict[str, RunSlots] = {}
+        self._ready = False
+        self._stopping = False
+        self._heartbeat_task: asyncio.Task[None] | None = None
+
+    # --- the log ---------------------------------------------------------------------
+
+    def _on_record(self, record: ConsumerRecord) -> None:
+        event = decode_job_event(record.value)
+        before = self._jobs.get(event.job_id)
+        after = apply(before, event)
+        if after is None:
+            return
+        self._jobs[event.job_id] = after
+        if not self._ready:
+            return
+        if before is not None and before.run_id in self._tasks:
+            if after.run_id != before.run_id or not after.has_active_run:
+                log.info("stopping run %s: the job is now %s", before.run_id, after.state)
+                asyncio.create_task(self.backend.stop_run(before.run_id))
+        if (
+            after.has_active_run
+            and after.executor == self.executor_id
+            and after.run_id not in self._tasks
+            and not self._stopping
+        ):
+            self._start(after, adopt=False)
+
+    def _holds(self, job_id: str, run_id: str) -> bool:
+        current = self._jobs.get(job_id)
+        return current is not None and current.run_id == run_id and current.has_active_run
+
+    # --- runs ------------------------------------------------------------------------
+
+    def _start(self, job: JobState, adopt: bool) -> None:
+        self._run_nodes[job.run_id] = job.node
+        self._tasks[job.run_id] = asyncio.create_task(self._run(job, adopt), name=f"run {job.run_id}")
+
+    def _event(self, job: JobState, cls: type[JobEvent], **fields: object) -> JobEvent:
+        return cls(
+            job_id=job.spec.job_id,
+            queue=job.spec.queue,
+            job_set=job.spec.job_set,
+            created=now(),
+            run_id=job.run_id,
+            executor=self.executor_id,
+            **fields,
+        )
+
+    def _report_event(self, job: JobState, report: RunReport) -> JobEvent:
+        if report.phase == PENDING:
+            return self._event(job, JobPending, node=report.node, pod_name=report.pod_name)
+        if report.phase == RUNNING:
+            return self._event(job, JobRunning, node=report.node, pod_name=report.pod_name)
+        if report.phase == SUCCEEDED:
+            return self._event(job, JobSucceeded, node=report.node)
+        if report.phase == FAILED:
+            return self._event(
+                job, JobFailed, node=report.node, reason=report.reason, containers=report.containers
+            )
+        if report.phase == RETURNED:
+            return self._event(job, JobLeaseReturned, reason=report.reason, run_attempted=True)
+        raise ValueError(f"unknown run phase {report.phase!r}")
+
+    async def _run(self, job: JobState, adopt: bool) -> None:
+        run_id = job.run_id
+        slots = self.slots.get(job.node)
+        try:
+            if self._stopping:
+                await self._writer.job_events(
+                    [self._event(job, JobLeaseReturned, reason="executor shut down")]
+                )
+                return
+            if slots is None or not slots.try_reserve(run_id, job.spec.requests):
+                reason = (
+                    f"node {job.node!r} unknown"
+                    if slots is None
+                    else f"insufficient free capacity on {job.node}"
+                )
+                await self._writer.job_events([self._event(job, JobLeaseReturned, reason=reason)])
+                return
+
+            ended = False
+
+            async def report(progress: RunReport) -> None:
+                nonlocal ended
+                ended = ended or progress.phase in (SUCCEEDED, FAILED, RETURNED)
+                if not self._holds(job.spec.job_id, run_id):
+                    return  # the run was taken away (cancelled, preempted, expired): not ours to report
+                if self._stopping and progress.phase in (SUCCEEDED, FAILED):
+                    # Ended by our own shutdown, not by the job: hand it back to run elsewhere.
+                    progress = RunReport(RETURNED, reason="executor shut down")
+                await self._writer.job_events([self._report_event(job, progress)])
+
+            await self.backend.run(job, report, adopt=adopt)
+            if not ended and self._holds(job.spec.job_id, run_id):
+                await report(RunReport(RETURNED, reason="run ended without an outcome"))
+        except asyncio.CancelledError:
+            await self.backend.stop_run(run_id, grace_seconds=0)
+            raise
+        except Exception:
+            log.exception("run %s failed in the executor", run_id)
+        finally:
+            if slots is not None:
+                slots.release(run_id)
+            self._tasks.pop(run_id, None)
+            self._run_nodes.pop(run_id, None)
+
+    # --- heartbeats ------------------------------------------------------------------
+
+    def heartbeat(self) -> ExecutorHeartbeat:
+        if self._stopping:
+            return ExecutorHeartbeat(executor=self.executor_id, created=now())
+        return ExecutorHeartbeat(
+            executor=self.executor_id,
+            created=now(),
+            nodes=self.backend.nodes(),
+            runs=dict(self._run_nodes),
+        )
+
+    async def _heartbeats(self) -> None:
+        while True:
+            try:
+                await self._writer.heartbeat(self.heartbeat())
+            except Exception as exc:
+                log.warning("heartbeat failed: %s", exc)
+            await asyncio.sleep(self._settings.executor.heartbeat_interval_seconds)
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await ensure_topics(self._settings)
+        await self.backend.start()
+        self.slots = {node.name: RunSlots(node.allocatable) for node in self.backend.nodes()}
+        await self._writer.start()
+        await self._tail.start()
+        await self._tail.catch_up(timeout=300)
+        held = {
+            j.run_id: j for j in self._jobs.values() if j.has_active_run and j.executor == self.executor_id
+        }
+        adoptable = await self.backend.reconcile(held)
+        self._ready = True
+        lost = []
+        for run_id, job in held.items():
+            if run_id in adoptable:
+                self._start(job, adopt=True)
+            else:
+                lost.append(
+                    self._event(
+                        job, JobLeaseReturned, reason="executor restarted", run_attempted=job.state != LEASED
+                    )
+                )
+        await self._writer.job_events(lost)
+        self._heartbeat_task = asyncio.create_task(self._heartbeats(), name="heartbeats")
+
+    async def stop(self) -> None:
+        """Stop taking work, end the runs it holds and return their leases."""
+        self._stopping = True
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+        try:
+            await self._writer.heartbeat(self.heartbeat())
+        except Exception as exc:
+            log.warning("could not announce shutdown: %s", exc)
+        await asyncio.gather(*(self.backend.stop_run(r) for r in list(self._tasks)), return_exceptions=True)
+        try:
+            await asyncio.wait_for(asyncio.gather(*self._tasks.values(), return_exceptions=True), timeout=30)
+        except TimeoutError:
+            log.warning("runs still ending after 30s: %s", sorted(self._tasks))
+        await self._tail.stop()
+        await self.backend.stop()
+        await self._writer.stop()
+
+
+def build_backend(settings: Settings) -> ClusterBackend:
+    kind = settings.executor.kind
+    if kind == "local":
+        from flotilla.executor.local_backend import LocalProcessBackend
+
+        return LocalProcessBackend(settings)
+    if kind == "simulated":
+        from flotilla.executor.simulated_backend import SimulatedClusterBackend
+
+        return SimulatedClusterBackend.from_settings(settings)
+    raise ValueError(f"executor.kind={kind!r}: expected local or simulated")
+
+
+async def run_executor(settings: Settings) -> None:
+    core = ExecutorCore(settings, build_backend(settings))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await core.start()
+    nodes = core.backend.nodes()
+    print(
+        f"flotilla executor: {core.executor_id} ready ({core.backend.kind}, {len(nodes)} node(s))",
+        flush=True,
+    )
+    try:
+        await stop.wait()
+    finally:
+        await core.stop()
