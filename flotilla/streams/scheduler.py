@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 import faust
 
 from flotilla.jobs.reactions import reactions
-from flotilla.jobs.state import QUEUED, JobState, apply
+from flotilla.jobs.state import QUEUED, TERMINAL_STATES, JobState, apply
 from flotilla.scheduling import (
     Node,
     Queue,
@@ -78,6 +78,38 @@ class InFlight:
         return [job for _, job in self.runs.values()]
 
 
+class ActiveJobs:
+    """The decoded state of every job not yet finished: the cycle's working set.
+
+    The jobs table stays the durable state (changelog-backed); this index spares the cycle
+    decoding every job, finished ones included, each time. It is loaded from the table after
+    recovery and kept current by the agent that writes the table.
+    """
+
+    def __init__(self) -> None:
+        self.loaded = False
+        self.jobs: dict[str, JobState] = {}
+
+    def load(self, table: faust.Table) -> None:
+        self.jobs = {}
+        for job_id, value in table.items():
+            if value["state"] not in TERMINAL_STATES:
+                self.jobs[job_id] = JobState.from_dict(value)
+        self.loaded = True
+
+    def update(self, job: JobState) -> None:
+        if not self.loaded:
+            return
+        if job.terminal:
+            self.jobs.pop(job.spec.job_id, None)
+        else:
+            self.jobs[job.spec.job_id] = job
+
+    def reset(self) -> None:
+        self.loaded = False
+        self.jobs = {}
+
+
 def build_scheduler(settings: Settings) -> faust.App:
     app = create_app(settings)
     tables = create_tables(app, settings.kafka.partitions)
@@ -85,6 +117,12 @@ def build_scheduler(settings: Settings) -> faust.App:
     queues_topic = app.topic(settings.topic(QUEUES_TOPIC), partitions=1, **RAW)
     executors_topic = app.topic(settings.topic(EXECUTORS_TOPIC), partitions=1, **RAW)
     in_flight = InFlight()
+    active = ActiveJobs()
+
+    @app.on_partitions_revoked.connect
+    async def forget_active_jobs(app, revoked, **kwargs) -> None:
+        active.reset()
+
     became_leader: list[float] = []
     config = SchedulingConfig(
         resources=tuple(settings.scheduler.resources),
@@ -117,6 +155,7 @@ def build_scheduler(settings: Settings) -> faust.App:
             if after is None:
                 continue
             tables.jobs[event.job_id] = after.to_dict()
+            active.update(after)
             await write(reactions(before, after, event, now()))
 
     @app.agent(queues_topic)
@@ -166,7 +205,9 @@ def build_scheduler(settings: Settings) -> faust.App:
                 events_topic.get_topic_name(),
             )
             return
-        jobs = {job_id: JobState.from_dict(value) for job_id, value in tables.jobs.items()}
+        if not active.loaded:
+            active.load(tables.jobs)
+        jobs = active.jobs
         in_flight.settle(jobs)
         wall = now()
 
