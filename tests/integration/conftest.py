@@ -34,13 +34,14 @@ class RunningStack:
     def client(self) -> ArmadaClient:
         return ArmadaClient(grpc.insecure_channel(self.url))
 
-    def start_part(self, part: str, **executor: str) -> FlotillaProcess:
-        """Start another process of the stack, e.g. a second executor with its own settings."""
+    def start_part(self, part: str, name: str, **sections: dict[str, str]) -> FlotillaProcess:
+        """Start another process of the stack, e.g. a second executor, with settings changed
+        per section: ``start_part("executor", "b", executor={"id": "b", "cpu": "2"})``."""
         settings = copy.deepcopy(self.settings)
-        for name, value in executor.items():
-            setattr(settings.executor, name, value)
-        suffix = f"-{executor['id']}" if "id" in executor else ""
-        process = FlotillaProcess(part, settings, self.log_dir / f"extra{suffix}")
+        for section, values in sections.items():
+            for key, value in values.items():
+                setattr(getattr(settings, section), key, value)
+        process = FlotillaProcess(part, settings, self.log_dir / name)
         process.start()
         self.extra.append(process)
         return process

@@ -29,10 +29,13 @@ def running_per_queue(stack, factors: list[float]) -> list[int]:
             jobs[job_id] = queue
     executor = stack.start_part(
         "executor",
-        id=label,
-        cpu=f"{SLOTS * 100}m",
-        memory="64Gi",
-        node_labels=f"flotilla.test/executor={label}",
+        label,
+        executor={
+            "id": label,
+            "cpu": f"{SLOTS * 100}m",
+            "memory": "64Gi",
+            "node_labels": f"flotilla.test/executor={label}",
+        },
     )
     try:
 

@@ -17,7 +17,14 @@ def test_jobs_of_a_killed_executor_expire_then_run_and_succeed_on_another(stack)
     label = f"pair-{uuid.uuid4().hex[:6]}"
     executors = {
         name: stack.start_part(
-            "executor", id=name, cpu="4", memory="8Gi", node_labels=f"flotilla.test/executor={label}"
+            "executor",
+            name,
+            executor={
+                "id": name,
+                "cpu": "4",
+                "memory": "8Gi",
+                "node_labels": f"flotilla.test/executor={label}",
+            },
         )
         for name in (f"{label}-a", f"{label}-b")
     }
