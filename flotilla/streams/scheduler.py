@@ -129,9 +129,15 @@ def build_scheduler(settings: Settings) -> faust.App:
         max_jobs_per_cycle=settings.scheduler.max_jobs_per_cycle,
     )
 
+    async def send(events: list[JobEvent]) -> None:
+        """Hand replies to the producer. Faust flushes the producer before it commits a
+        source offset, so an event's replies are on the log before the event counts as
+        processed (at-least-once without transactions)."""
+        for e in events:
+            await events_topic.send(key=e.key, value=encode(e))
+
     async def write(events: list[JobEvent]) -> None:
-        # Awaiting each delivery before the agent moves on means the source offset is never
-        # committed ahead of the replies it caused (at-least-once, no transactions).
+        """Write the leader's decisions and wait until the broker has them all."""
         futures = [await events_topic.send(key=e.key, value=encode(e)) for e in events]
         for future in futures:
             await future
@@ -156,7 +162,7 @@ def build_scheduler(settings: Settings) -> faust.App:
                 continue
             tables.jobs[event.job_id] = after.to_dict()
             active.update(after)
-            await write(reactions(before, after, event, now()))
+            await send(reactions(before, after, event, now()))
 
     @app.agent(queues_topic)
     async def ingest_queues(stream):
