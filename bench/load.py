@@ -1,0 +1,220 @@
+"""End-to-end load test: jobs through the whole system on a simulated cluster.
+
+    python bench/load.py [--jobs 100000] [--rate 500] [--nodes 1000] [--runtime 5]
+
+Starts the embedded broker, a scheduler worker, the API and a simulated executor of
+``--nodes`` nodes (32 CPU, 256 GiB each), submits ``--jobs`` jobs of 1 CPU / 4 GiB through
+the gRPC API at ``--rate`` jobs a second, and follows the log until every job has succeeded.
+Prints jobs per second from first submit to last success, and the p50/p99 latency from
+submit (the API's reply) to leased and to running (the events' timestamps). Same machine,
+same clock: the figures include every hop (API, log, scheduler cycle, executor).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+from aiokafka import AIOKafkaConsumer
+from armada_client.armada import submit_pb2, submit_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from flotilla.embedded.tansu import TansuBroker  # noqa: E402
+from flotilla.jobfile import job_item_from_dict  # noqa: E402
+from flotilla.jobs.state import apply  # noqa: E402
+from flotilla.schema import EVENTS_TOPIC, decode_job_event  # noqa: E402
+from flotilla.settings import load_settings  # noqa: E402
+from flotilla.stack import FlotillaProcess  # noqa: E402
+from tests.ports import free_port  # noqa: E402
+
+BATCH = 50
+
+
+def cluster_file(directory: Path, nodes: int) -> Path:
+    path = directory / "cluster.yaml"
+    path.write_text(
+        f"""name: load
+clusters:
+  - name: sim
+    pool: default
+    nodeTemplates:
+      - number: {nodes}
+        totalResources:
+          resources:
+            cpu: "32"
+            memory: "256Gi"
+"""
+    )
+    return path
+
+
+def job_item(runtime: float):
+    return job_item_from_dict(
+        {
+            "priority": 0,
+            "annotations": {"flotilla.io/runtime-seconds": str(runtime)},
+            "podSpec": {
+                "terminationGracePeriodSeconds": 1,
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "busybox",
+                        "args": ["true"],
+                        "resources": {
+                            "requests": {"cpu": "1", "memory": "4Gi"},
+                            "limits": {"cpu": "1", "memory": "4Gi"},
+                        },
+                    }
+                ],
+            },
+        }
+    )
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def submit_all(url: str, jobs: int, rate: float, runtime: float, submitted: dict[str, float]) -> None:
+    async with grpc.aio.insecure_channel(url) as channel:
+        stub = submit_pb2_grpc.SubmitStub(channel)
+        queues = submit_pb2_grpc.QueueServiceStub(channel)
+        await queues.CreateQueue(submit_pb2.Queue(name="load", priority_factor=1))
+        item = job_item(runtime)
+        started = time.monotonic()
+        sent = 0
+        while sent < jobs:
+            count = min(BATCH, jobs - sent)
+            request = submit_pb2.JobSubmitRequest(
+                queue="load", job_set_id=f"set-{sent // 1000}", job_request_items=[item] * count
+            )
+            response = await stub.SubmitJobs(request)
+            replied = time.time()
+            for r in response.job_response_items:
+                submitted[r.job_id] = replied
+            sent += count
+            ahead = sent / rate - (time.monotonic() - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+            if sent % 5000 < BATCH:
+                print(f"  submitted {sent}/{jobs}", file=sys.stderr, flush=True)
+
+
+async def follow(settings, jobs: int, times: dict[str, dict[str, float]], timeout: float) -> None:
+    consumer = AIOKafkaConsumer(
+        settings.topic(EVENTS_TOPIC), bootstrap_servers=settings.kafka.bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    states = {}
+    done = 0
+    deadline = time.monotonic() + timeout
+    last_report = time.monotonic()
+    try:
+        while done < jobs and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500, max_records=10000)
+            for records in batches.values():
+                for record in records:
+                    event = decode_job_event(record.value)
+                    after = apply(states.get(event.job_id), event)
+                    if after is None:
+                        continue
+                    states[event.job_id] = after
+                    if event.type in ("leased", "running", "succeeded"):
+                        times.setdefault(event.job_id, {})[event.type] = event.created
+                        if event.type == "succeeded":
+                            done += 1
+            if time.monotonic() - last_report > 5:
+                print(f"  succeeded {done}/{jobs}", file=sys.stderr, flush=True)
+                last_report = time.monotonic()
+    finally:
+        await consumer.stop()
+
+
+async def measure(settings, url: str, args) -> dict:
+    submitted: dict[str, float] = {}
+    times: dict[str, dict[str, float]] = {}
+    follower = asyncio.create_task(follow(settings, args.jobs, times, args.timeout))
+    await submit_all(url, args.jobs, args.rate, args.runtime, submitted)
+    await follower
+    first = min(submitted.values())
+    finished = [t["succeeded"] for t in times.values() if "succeeded" in t]
+    leased = [times[j]["leased"] - s for j, s in submitted.items() if "leased" in times.get(j, {})]
+    running = [times[j]["running"] - s for j, s in submitted.items() if "running" in times.get(j, {})]
+    return {
+        "jobs": args.jobs,
+        "nodes": args.nodes,
+        "target_rate": args.rate,
+        "succeeded": len(finished),
+        "jobs_per_second": len(finished) / (max(finished) - first) if finished else 0.0,
+        "submit_to_leased_p50": percentile(leased, 0.50),
+        "submit_to_leased_p99": percentile(leased, 0.99),
+        "submit_to_running_p50": percentile(running, 0.50),
+        "submit_to_running_p99": percentile(running, 0.99),
+        "submit_to_running_mean": statistics.fmean(running) if running else float("nan"),
+        "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--runtime", type=float, default=5.0, help="seconds each simulated job runs")
+    parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="flotilla-load-") as tmp:
+        directory = Path(tmp)
+        broker = TansuBroker(port=free_port(), log_path=directory / "tansu.log")
+        settings = load_settings(
+            overrides={
+                "data_dir": str(directory),
+                "kafka": {"bootstrap": broker.start(), "partitions": 4},
+                "api": {"port": free_port()},
+                "scheduler": {"interval_seconds": 0.5, "lease_timeout_seconds": 60},
+                "executor": {
+                    "id": "sim",
+                    "kind": "simulated",
+                    "cluster_file": str(cluster_file(directory, args.nodes)),
+                    "heartbeat_interval_seconds": 2,
+                },
+            },
+            environ={},
+        )
+        parts = [FlotillaProcess(p, settings, directory / "logs") for p in ("worker", "api", "executor")]
+        try:
+            for part in parts:
+                part.start()
+            url = f"{settings.api.host}:{settings.api.port}"
+            result = asyncio.run(measure(settings, url, args))
+        finally:
+            for part in reversed(parts):
+                part.stop()
+            broker.stop()
+    if args.json:
+        print(json.dumps(result))
+    else:
+        width = max(len(k) for k in result)
+        for key, value in result.items():
+            shown = f"{value:.3f}" if isinstance(value, float) else value
+            print(f"{key:<{width}}  {shown}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
