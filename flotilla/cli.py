@@ -160,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?")
     p.add_argument("--priority-factor", type=float, default=1.0)
     p.add_argument("--cordoned", action="store_true")
+
+    from flotilla.simulator.cli import add_simulate_parser
+
+    add_simulate_parser(sub)
     return parser
 
 
