@@ -15,6 +15,7 @@ from flotilla.api.jobs_service import JobsService
 from flotilla.api.queue_service import QueueService
 from flotilla.api.submit_service import SubmitService
 from flotilla.api.validation import SubmitRules
+from flotilla.scheduler_config import scheduling_config
 from flotilla.settings import Settings
 from flotilla.streams.log_writer import LogWriter
 from flotilla.streams.topics import ensure_topics
@@ -27,10 +28,13 @@ class PortInUse(RuntimeError):
 
 
 def submit_rules(settings: Settings) -> SubmitRules:
+    config = scheduling_config(settings)
     return SubmitRules(
         min_termination_grace_period=settings.api.min_termination_grace_period,
         max_termination_grace_period=settings.api.max_termination_grace_period,
         default_namespace=settings.api.default_namespace,
+        priority_classes=frozenset(config.priority_classes),
+        default_priority_class=config.default_priority_class,
     )
 
 

@@ -1,29 +1,66 @@
-"""The pure scheduling core: fair share, node placement and the scheduling cycle.
+"""The pure scheduling core: fair share, node placement, preemption and the scheduling cycle.
 
 Nothing here touches Kafka, the network, the clock or asyncio; the scheduler service feeds
 these functions the state it has folded from the log and writes their decisions back.
 """
 
-from .cycle import QUEUE_CORDONED, UNKNOWN_QUEUE, job_order, schedule
-from .fair_share import FairShareState, dominant_share, fair_shares, pick_queue, total_capacity
-from .model import CycleResult, CycleStats, Lease, Node, Queue, QueuedJob, RunningJob, SchedulingConfig
+from .cycle import QUEUE_CORDONED, UNKNOWN_PRIORITY_CLASS, UNKNOWN_QUEUE, job_order, schedule
+from .deadlines import expired_runs
+from .fair_share import (
+    FairShareState,
+    adjusted_fair_shares,
+    dominant_share,
+    fair_shares,
+    pick_queue,
+    total_capacity,
+)
+from .model import (
+    ARMADA_PRIORITY_CLASSES,
+    GANG_CARDINALITY_ANNOTATION,
+    GANG_ID_ANNOTATION,
+    GANG_NODE_UNIFORMITY_LABEL_ANNOTATION,
+    IMPLICIT_PRIORITY_CLASS,
+    CycleResult,
+    CycleStats,
+    Lease,
+    Node,
+    PoolStats,
+    PriorityClass,
+    Queue,
+    QueuedJob,
+    RunningJob,
+    SchedulingConfig,
+    node_affinity_terms,
+)
 from .node_db import (
+    EVICTED_LEVEL,
+    NO_NODE_MATCHES_AFFINITY,
     NO_NODE_MATCHES_SELECTOR,
     NO_SCHEDULABLE_NODES,
     TAINT_NOT_TOLERATED,
     NodeDb,
     NodeDbStats,
+    fits,
     job_shape,
+    matches_node_affinity,
     matches_selector,
     tolerates,
     untolerated_taint,
 )
 
 __all__ = [
+    "ARMADA_PRIORITY_CLASSES",
+    "EVICTED_LEVEL",
+    "GANG_CARDINALITY_ANNOTATION",
+    "GANG_ID_ANNOTATION",
+    "GANG_NODE_UNIFORMITY_LABEL_ANNOTATION",
+    "IMPLICIT_PRIORITY_CLASS",
+    "NO_NODE_MATCHES_AFFINITY",
     "NO_NODE_MATCHES_SELECTOR",
     "NO_SCHEDULABLE_NODES",
     "QUEUE_CORDONED",
     "TAINT_NOT_TOLERATED",
+    "UNKNOWN_PRIORITY_CLASS",
     "UNKNOWN_QUEUE",
     "CycleResult",
     "CycleStats",
@@ -32,15 +69,22 @@ __all__ = [
     "Node",
     "NodeDb",
     "NodeDbStats",
+    "PoolStats",
+    "PriorityClass",
     "Queue",
     "QueuedJob",
     "RunningJob",
     "SchedulingConfig",
+    "adjusted_fair_shares",
     "dominant_share",
+    "expired_runs",
     "fair_shares",
+    "fits",
     "job_order",
     "job_shape",
+    "matches_node_affinity",
     "matches_selector",
+    "node_affinity_terms",
     "pick_queue",
     "schedule",
     "tolerates",

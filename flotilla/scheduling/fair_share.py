@@ -6,7 +6,13 @@
 * A queue's **weight** is ``1 / priority_factor``; its **fair share** is its weight divided by
   the sum of the weights of the *active* queues (queues with queued or running jobs).
 * The next job is taken from the active queue with the smallest ``cost / fair_share``, ties
-  going to the queue whose name sorts first so that cycles are deterministic.
+  going to the queue whose name sorts first so that cycles are deterministic. (The cycle
+  itself compares the cost each queue *would* have with its next gang, as Armada does; see
+  :mod:`flotilla.scheduling.cycle`.)
+* A queue's **adjusted fair share** caps its fair share by its demand (what its running and
+  queued jobs ask for, as a dominant share): what a queue does not want is handed to the
+  others in proportion to their weights, repeatedly (water-filling), see
+  :func:`adjusted_fair_shares`. Preemption to fair share compares costs with it.
 
 Within one cycle the active set is fixed, so the ``sum(weights)`` in every fair share is a
 common factor: a queue's ratio changes only when that queue is allocated something. The cycle
@@ -16,7 +22,7 @@ relies on this to keep candidate queues in a heap (see :class:`FairShareState`).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 from flotilla.resources import add
 
@@ -55,6 +61,45 @@ def fair_shares(queues: Iterable[Queue], active: Collection[str]) -> dict[str, f
     weights = {q.name: q.weight for q in queues if q.name in active}
     total = sum(weights.values())
     return {name: weight / total for name, weight in weights.items()} if total > 0 else {}
+
+
+def adjusted_fair_shares(
+    shares: Mapping[str, float],
+    demands: Mapping[str, float] | Callable[[str, float], float],
+) -> dict[str, float]:
+    """Fair shares capped by demand, the excess given to the other queues by weight.
+
+    ``shares`` are the fair shares of the active queues (summing to 1); ``demands`` each
+    queue's demand as a dominant share of the pool. Water-filling: every uncapped queue is
+    offered ``unallocated * share / sum(uncapped shares)``; queues wanting less than their
+    offer are capped at their demand and the rest is offered again, until no queue is capped.
+    Shares thus sum to 1 unless every queue's demand is met.
+
+    ``demands`` may also be a function ``(queue, offer) -> demand`` that only has to be exact
+    when the demand is below ``offer`` (any value ``>= offer`` will do otherwise), so that the
+    caller can stop summing a queue's jobs once it wants at least what it could get.
+    """
+    demand = demands if callable(demands) else (lambda name, _offer: demands[name])
+    remaining = {name: share for name, share in shares.items() if share > 0}
+    adjusted = dict.fromkeys(shares, 0.0)
+    unallocated = 1.0
+    while remaining:
+        weight = sum(remaining.values())
+        capped = {}
+        for name, share in remaining.items():
+            offer = unallocated * share / weight
+            wanted = demand(name, offer)
+            if wanted < offer:
+                capped[name] = max(wanted, 0.0)
+        if not capped:
+            for name, share in remaining.items():
+                adjusted[name] = unallocated * share / weight
+            break
+        for name, wanted in capped.items():
+            adjusted[name] = wanted
+            unallocated -= wanted
+            del remaining[name]
+    return adjusted
 
 
 def pick_queue(

@@ -1,4 +1,5 @@
-"""Nodes and their free resources, with best-fit placement (after Armada's ``internal/scheduler/nodedb``).
+"""Nodes and their free resources, with best-fit placement and preemption (after Armada's
+``internal/scheduler/nodedb``).
 
 Free resources are ``allocatable`` minus the requests of the jobs bound to the node (running
 jobs at construction, then each lease the cycle makes with :meth:`NodeDb.bind`).
@@ -10,43 +11,69 @@ ordering: it packs nodes tightly and leaves whole nodes free for large jobs. Res
 the configured list must still fit but do not take part in the ordering.
 
 **Eligibility.** Unschedulable nodes are left out entirely. A job may use a node when every
-entry of its ``node_selector`` equals the node's label and every node taint with effect
+entry of its ``node_selector`` equals the node's label, its required node affinity holds
+(:func:`matches_node_affinity`: terms ORed, expressions ANDed, operators ``In``, ``NotIn``,
+``Exists``, ``DoesNotExist``, ``Gt``, ``Lt``) and every node taint with effect
 ``NoSchedule`` or ``NoExecute`` is tolerated by one of its tolerations (Kubernetes semantics:
 a toleration matches a taint when its ``effect`` is empty or equal, and either its
 ``operator`` is ``Exists`` with an empty ``key`` (matches every taint), or the keys are equal
 and the operator is ``Exists``, or the operator is ``Equal`` (the default) and the values are
-equal). ``PreferNoSchedule`` taints are ignored.
+equal). ``PreferNoSchedule`` taints are ignored. A gang with a node uniformity label adds a
+*restriction* ``(label, value)``.
 
-**Indexes.** Jobs sharing a selector and tolerations (a *constraint*) share one index: the
-eligible nodes as a list of ``(free[r0], free[r1], ..., node_id)`` keys kept sorted. It is
-built the first time a constraint is seen and kept up to date by :meth:`NodeDb.bind`. A search
-bisects to the first node with enough of the leading resource and walks forward to the first
-node where everything fits, so in the common case (few constraints, a leading resource that
-is usually the bottleneck) placing a job costs a bisection and a handful of checks, and a bind
-costs one list removal and insertion per index holding the node.
+**Indexes.** Jobs sharing a selector, tolerations, affinity and restriction (a *constraint*)
+share one index: the eligible nodes as a list of ``(free[r0], free[r1], ..., node_id)`` keys
+kept sorted. It is built the first time a constraint is seen and kept up to date by every
+bind. A search bisects to the first node with enough of the leading resource and walks
+forward to the first node where everything fits, so in the common case placing a job costs a
+bisection and a handful of checks, and a bind one list removal and insertion per index.
 
-**Unfit shapes.** Free resources only shrink during a cycle, so a job *shape* (requests,
-selector, tolerations and priority class) that fits nowhere will fit nowhere for the rest of
-the cycle. The answer is cached: a million identical unfit jobs cost one search. The priority
-class is part of the shape already because preemption will make fitting depend on it.
-:meth:`NodeDb.unbind` (which returns resources, as an eviction will) clears the cache.
+**Preemption** (only when the db *tracks* jobs, i.e. was given ``job_priority``). Every bound
+job is then recorded with its *level*: its priority-class priority, or :data:`EVICTED_LEVEL`
+once the cycle has evicted it (its resources stay taken until it is rebound or preempted).
+:meth:`place` tries, in Armada's order:
+
+1. the free resources (no preemption);
+2. *fair-share preemption*: take the resources of evicted jobs not yet rebound, walking them
+   from the one that would be rescheduled last (the order set by :meth:`set_eviction_order`)
+   and accumulating per node until the job fits; those jobs are preempted. Evicted jobs of a
+   higher priority than the job's are left alone (a less urgent job never preempts a more
+   urgent one, so fairness cannot thrash against urgency);
+3. *urgency-based preemption*: for each level ``q`` in ``levels`` (ascending: the priorities
+   of preemptible classes below the job's own), the node that fits when preemptible jobs of
+   priority ``<= q`` (and evicted ones) are counted as free; the job is bound there and the
+   node is *oversubscribed* until the cycle evicts its lower jobs
+   (:meth:`oversubscribed_victims`) and rebinds what still fits.
+
+Non-preemptible jobs are never counted as available.
+
+**Unfit shapes.** A job *shape* (requests, constraint, restriction, priority and preemption
+options) that fits nowhere, even by preempting, fits nowhere for the rest of the cycle: binds
+only shrink free resources and preemption only hands over resources of evicted or lower jobs
+(it never grows "free + preemptible" anywhere). The answer is cached: a million identical
+unfit jobs cost one search. :meth:`unbind` (which returns resources) clears the cache, and a
+transaction (:meth:`begin`, :meth:`rollback`, used for gangs) forgets what it cached.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
-from .model import Node, QueuedJob, RunningJob
+from .model import NODE_NAME_FIELD, Node, QueuedJob, RunningJob, node_affinity_terms
 
 _BLOCKING_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
 
 NO_SCHEDULABLE_NODES = "no schedulable nodes"
 NO_NODE_MATCHES_SELECTOR = "no node matches node selector"
+NO_NODE_MATCHES_AFFINITY = "no node matches node affinity"
 TAINT_NOT_TOLERATED = "taint not tolerated"
+
+EVICTED_LEVEL = -(2**62)
+"""The level of an evicted job: below every priority, so any job may take its resources."""
 
 
 def tolerates(toleration: Mapping[str, Any], taint: Mapping[str, Any]) -> bool:
@@ -81,22 +108,75 @@ def matches_selector(node: Node, node_selector: Mapping[str, str]) -> bool:
     return all(labels.get(key) == value for key, value in node_selector.items())
 
 
+def _expression_holds(node: Node, expression: tuple[str, str, tuple[str, ...]]) -> bool:
+    key, operator, values = expression
+    if key == NODE_NAME_FIELD:
+        value: str | None = node.name
+    else:
+        value = node.labels.get(key)
+    if operator == "In":
+        return value is not None and value in values
+    if operator == "NotIn":
+        return value is None or value not in values
+    if operator == "Exists":
+        return value is not None
+    if operator == "DoesNotExist":
+        return value is None
+    if operator in ("Gt", "Lt"):
+        if value is None or len(values) != 1:
+            return False
+        try:
+            have, bound = int(value), int(values[0])
+        except ValueError:
+            return False
+        return have > bound if operator == "Gt" else have < bound
+    return False
+
+
+def matches_node_affinity(node: Node, terms: Any) -> bool:
+    """Kubernetes' required node affinity: some term whose expressions all hold (no terms:
+    every node; an empty term: no node). ``terms`` as :func:`~flotilla.scheduling.model.node_affinity_terms`
+    accepts them."""
+    terms = _normal_affinity(terms)
+    if not terms:
+        return True
+    return any(term and all(_expression_holds(node, e) for e in term) for term in terms)
+
+
+def _normal_affinity(terms: Any) -> tuple:
+    if not terms:
+        return ()
+    if type(terms) is tuple and all(type(t) is tuple and all(type(e) is tuple for e in t) for t in terms):
+        return terms
+    return node_affinity_terms(terms)
+
+
 def _format_taint(taint: Mapping[str, Any]) -> str:
     key, value, effect = taint.get("key") or "", taint.get("value") or "", taint.get("effect") or ""
     return f"{key}={value}:{effect}" if value else f"{key}:{effect}"
 
 
-Constraint = tuple[frozenset, frozenset]
-"""A job's placement constraints, hashable: (selector items, tolerations as item tuples)."""
+Constraint = tuple[frozenset, frozenset, tuple]
+"""A job's placement constraints, hashable: (selector items, tolerations as item tuples,
+required node affinity in normal form)."""
 
 Shape = tuple[tuple[tuple[str, int], ...], Constraint, str]
 """A job's shape: positive requests (sorted), constraint, priority class."""
 
+Restriction = tuple[str, str] | None
+"""``(label, value)``: only nodes with that label value (a gang's node uniformity label)."""
+
+_NO_CONSTRAINT: Constraint = (frozenset(), frozenset(), ())
+
 
 def job_constraint(job: QueuedJob) -> Constraint:
+    selector, tolerations, affinity = job.node_selector, job.tolerations, job.node_affinity
+    if not selector and not tolerations and not affinity:
+        return _NO_CONSTRAINT
     return (
-        frozenset(job.node_selector.items()),
-        frozenset(tuple(sorted(t.items())) for t in job.tolerations),
+        frozenset(selector.items()),
+        frozenset(tuple(sorted(t.items())) for t in tolerations),
+        _normal_affinity(affinity),
     )
 
 
@@ -105,14 +185,30 @@ def job_shape(job: QueuedJob) -> Shape:
     return (requests, job_constraint(job), job.priority_class)
 
 
+def fits(requests: Mapping[str, int], available: Mapping[str, int]) -> bool:
+    """Whether every requested quantity is available."""
+    for name, quantity in requests.items():
+        if quantity > available.get(name, 0):
+            return False
+    return True
+
+
 @dataclass(slots=True)
 class NodeDbStats:
     """Work done by a :class:`NodeDb`: searches of an index, jobs answered from the unfit-shape
-    cache, and nodes whose free resources were checked against a job."""
+    cache, nodes whose free resources were checked against a job, and searches for resources
+    to take by preemption."""
 
     node_searches: int = 0
     shape_cache_hits: int = 0
     nodes_examined: int = 0
+    preemption_searches: int = 0
+
+
+class _Bound(NamedTuple):
+    requests: Mapping[str, int]
+    level: int
+    preemptible: bool
 
 
 @dataclass(slots=True)
@@ -120,41 +216,98 @@ class _NodeState:
     node: Node
     free: dict[str, int]
     key: tuple
+    jobs: dict[str, _Bound] | None = None
+    pre: dict[int, dict[str, int]] | None = None
+    level_keys: dict[int, tuple] | None = None
 
 
 @dataclass(slots=True)
 class _Index:
     keys: list[tuple]
     empty_reason: str
+    eligible: frozenset[str]
+
+
+def _key_function(resources: tuple[str, ...]) -> Callable[[str, Mapping[str, int]], tuple]:
+    """``(node_id, free) -> (free[r0], free[r1], ..., node_id)``, unrolled for speed."""
+    if len(resources) == 1:
+        (r0,) = resources
+        return lambda node_id, free: (free.get(r0, 0), node_id)
+    if len(resources) == 2:
+        r0, r1 = resources
+        return lambda node_id, free: (free.get(r0, 0), free.get(r1, 0), node_id)
+    if len(resources) == 3:
+        r0, r1, r2 = resources
+        return lambda node_id, free: (free.get(r0, 0), free.get(r1, 0), free.get(r2, 0), node_id)
+    return lambda node_id, free: (*(free.get(name, 0) for name in resources), node_id)
+
+
+def _add_into(target: dict[str, int], requests: Mapping[str, int], sign: int) -> None:
+    for name, quantity in requests.items():
+        target[name] = target.get(name, 0) + sign * quantity
 
 
 class NodeDb:
-    """The nodes of one cycle with their free resources; see the module docstring."""
+    """The nodes of one cycle with their free resources; see the module docstring.
+
+    ``job_priority`` maps a running job to ``(priority, preemptible)``; giving it makes the db
+    track every bound job, which preemption needs. Without it binds only move free resources.
+    """
 
     def __init__(
         self,
         nodes: Iterable[Node],
         running: Iterable[RunningJob] = (),
         resources: Sequence[str] = ("cpu", "memory"),
+        *,
+        job_priority: Callable[[RunningJob], tuple[int, bool]] | None = None,
     ) -> None:
         if not resources:
             raise ValueError("NodeDb needs at least one resource to order nodes by")
         self.resources = tuple(resources)
+        self._key = _key_function(self.resources)
+        self._lead = self.resources[0]
         self.stats = NodeDbStats()
+        self.tracking = job_priority is not None
+        self.oversubscribed: dict[str, str] = {}
+        """Nodes an urgency-based placement oversubscribed, with the job that did it."""
         self._nodes: dict[str, _NodeState] = {}
         for node in nodes:
             if not node.unschedulable:  # a later node with the same id replaces an earlier one
-                self._nodes[node.id] = _NodeState(node, dict(node.allocatable), ())
+                state = _NodeState(node, dict(node.allocatable), ())
+                if self.tracking:
+                    state.jobs, state.pre, state.level_keys = {}, {}, {}
+                self._nodes[node.id] = state
+        self._node_of: dict[str, str] = {}
+        self._log: list[tuple] | None = None
         for job in running:
             state = self._nodes.get(job.node_id)
-            if state is not None:
-                for name, quantity in job.requests.items():
-                    state.free[name] = state.free.get(name, 0) - quantity
+            if state is None:
+                continue
+            free = state.free
+            for name, quantity in job.requests.items():
+                free[name] = free.get(name, 0) - quantity
+            if job_priority is not None:
+                priority, preemptible = job_priority(job)
+                node_id = f"{job.executor}/{job.node}"
+                self._node_of[job.job_id] = node_id
+                state.jobs[job.job_id] = _Bound(job.requests, priority, preemptible)  # type: ignore[index]
+                if preemptible:
+                    bucket = state.pre.get(priority)  # type: ignore[union-attr]
+                    if bucket is None:
+                        bucket = state.pre[priority] = {}  # type: ignore[index]
+                    for name, quantity in job.requests.items():
+                        bucket[name] = bucket.get(name, 0) + quantity
         for node_id, state in self._nodes.items():
             state.key = self._key(node_id, state.free)
-        self._indexes: dict[Constraint, _Index] = {}
+        self._indexes: dict[tuple[Constraint, Restriction], _Index] = {}
         self._indexes_of: dict[str, list[_Index]] = {node_id: [] for node_id in self._nodes}
-        self._unfit: dict[Shape, str] = {}
+        self._level_indexes: dict[tuple[Constraint, Restriction, int], _Index] = {}
+        self._level_indexes_of: dict[str, dict[int, list[_Index]]] = {}
+        self._unfit: dict[tuple, str] = {}
+        self._evicted_order: list[str] = []
+        self._evicted_priority: dict[str, int] = {}
+        self._tail = -1
 
     # --- inspection --------------------------------------------------------------------
 
@@ -171,61 +324,231 @@ class NodeDb:
         """A copy of the node's free resources (may be negative if it is overcommitted)."""
         return dict(self._nodes[node_id].free)
 
+    def node_of(self, job_id: str) -> str | None:
+        """The node a tracked job is bound (or evicted from), if any."""
+        node_id = self._node_of.get(job_id)
+        if node_id is None:
+            return None
+        jobs = self._nodes[node_id].jobs
+        return node_id if jobs is not None and job_id in jobs else None
+
+    def is_evicted(self, job_id: str) -> bool:
+        node_id = self._node_of.get(job_id)
+        if node_id is None:
+            return False
+        entry = self._nodes[node_id].jobs.get(job_id)  # type: ignore[union-attr]
+        return entry is not None and entry.level == EVICTED_LEVEL
+
+    def label_values(self, label: str) -> list[str]:
+        """The distinct values of ``label`` over the schedulable nodes, sorted."""
+        return sorted({s.node.labels[label] for s in self._nodes.values() if label in s.node.labels})
+
     # --- placement ---------------------------------------------------------------------
 
-    def find_node(self, job: QueuedJob) -> tuple[Node | None, str]:
-        """The best-fit node for ``job``, or ``(None, reason)`` when no node can take it.
+    def find_node(self, job: QueuedJob, restrict: Restriction = None) -> tuple[Node | None, str]:
+        """The best-fit node for ``job`` among free resources, or ``(None, reason)``.
 
         Does not bind: call :meth:`bind` to take the resources.
         """
-        shape = job_shape(job)
-        reason = self._unfit.get(shape)
-        if reason is not None:
-            self.stats.shape_cache_hits += 1
-            return None, reason
+        node, reason, _ = self.place(job, restrict=restrict)
+        return node, reason
+
+    def place(
+        self,
+        job: QueuedJob,
+        priority: int = 0,
+        *,
+        restrict: Restriction = None,
+        fair: bool = False,
+        levels: Sequence[int] = (),
+    ) -> tuple[Node | None, str, list[str]]:
+        """Where ``job`` goes: ``(node, "", victims)`` or ``(None, reason, [])``.
+
+        ``fair`` allows taking evicted jobs' resources (those jobs, the *victims*, are
+        preempted right away, i.e. dropped from the db); ``levels`` allows urgency-based
+        preemption at those levels (see the module docstring). Does not bind the job.
+        """
+        requests = job.requests
+        unfit = self._unfit
+        if job.node_selector or job.tolerations or job.node_affinity:
+            constraint = job_constraint(job)
+        else:
+            constraint = _NO_CONSTRAINT
+        key = None
+        if unfit:
+            key = (tuple(requests.items()), constraint, restrict, priority, fair, tuple(levels))
+            reason = unfit.get(key)
+            if reason is not None:
+                self.stats.shape_cache_hits += 1
+                return None, reason, []
+        index = self._indexes.get((constraint, restrict))
+        if index is None:
+            index = self._build_index(constraint, restrict, job)
         self.stats.node_searches += 1
-        index = self._index(shape[1], job)
-        requests = shape[0]
         if index.keys:
-            keys = index.keys
-            start = bisect_left(keys, (job.requests.get(self.resources[0], 0),))
-            nodes = self._nodes
-            examined = 0
-            for key in islice(keys, start, None):
-                examined += 1
-                free = nodes[key[-1]].free
-                for name, quantity in requests:
-                    if quantity > free.get(name, 0):
-                        break
-                else:
-                    self.stats.nodes_examined += examined
-                    return nodes[key[-1]].node, ""
-            self.stats.nodes_examined += examined
+            node_id = self._search(index, requests)
+            if node_id is not None:
+                return self._nodes[node_id].node, "", []
+            if fair and self._evicted_order:
+                self.stats.preemption_searches += 1
+                node_id, victims = self._fair_search(requests, index.eligible, priority)
+                if node_id is not None:
+                    for victim in victims:
+                        self._set_entry(node_id, victim, None)
+                    return self._nodes[node_id].node, "", victims
+            for level in levels:
+                self.stats.preemption_searches += 1
+                node_id = self._search_level(constraint, restrict, level, index, requests)
+                if node_id is not None:
+                    return self._nodes[node_id].node, "", []
             reason = self._insufficient(requests, index)
         else:
             reason = index.empty_reason
-        self._unfit[shape] = reason
-        return None, reason
+        if key is None:
+            key = (tuple(requests.items()), constraint, restrict, priority, fair, tuple(levels))
+        unfit[key] = reason
+        if self._log is not None:
+            self._log.append((unfit.pop, key, None))
+        return None, reason, []
 
-    def bind(self, node_id: str, requests: Mapping[str, int]) -> None:
-        """Take ``requests`` from the node's free resources (a lease)."""
-        self._move(node_id, requests, -1)
+    def bind(
+        self,
+        node_id: str,
+        requests: Mapping[str, int],
+        *,
+        job_id: str | None = None,
+        priority: int = 0,
+        preemptible: bool = False,
+    ) -> None:
+        """Take ``requests`` from the node's free resources (a lease).
 
-    def unbind(self, node_id: str, requests: Mapping[str, int]) -> None:
+        A tracking db records the job (give ``job_id``, ``priority`` and ``preemptible``) and
+        notes the node as oversubscribed if the bind leaves it short of something.
+        """
+        if self.tracking and job_id is not None:
+            self._node_of[job_id] = node_id
+            self._set_entry(node_id, job_id, _Bound(requests, priority, preemptible))
+            free = self._nodes[node_id].free
+            for name in requests:
+                if free.get(name, 0) < 0:
+                    if node_id not in self.oversubscribed:
+                        self.oversubscribed[node_id] = job_id
+                        if self._log is not None:
+                            self._log.append((self.oversubscribed.pop, node_id, None))
+                    break
+        else:
+            self._move(node_id, requests, -1)
+
+    def unbind(self, node_id: str, requests: Mapping[str, int], *, job_id: str | None = None) -> None:
         """Give ``requests`` back to the node (an eviction); forgets every cached unfit shape."""
-        self._move(node_id, requests, +1)
+        if self.tracking and job_id is not None:
+            self._set_entry(node_id, job_id, None)
+        else:
+            self._move(node_id, requests, +1)
         self._unfit.clear()
+
+    # --- preemption (tracking dbs only) ------------------------------------------------
+
+    def evict(self, job_ids: Iterable[str]) -> None:
+        """Mark bound jobs evicted: their resources stay taken until :meth:`rebind` or
+        :meth:`drop`, but any job may claim them by preemption."""
+        for job_id in job_ids:
+            node_id = self._node_of[job_id]
+            entry = self._nodes[node_id].jobs[job_id]  # type: ignore[index]
+            self._evicted_priority[job_id] = entry.level
+            self._set_entry(node_id, job_id, _Bound(entry.requests, EVICTED_LEVEL, True))
+        self._unfit.clear()
+
+    def set_eviction_order(self, job_ids: Sequence[str]) -> None:
+        """The evicted jobs in the order they would be rescheduled; fair-share preemption
+        takes from the end."""
+        self._evicted_order = list(job_ids)
+        self._tail = len(self._evicted_order) - 1
+
+    def rebind(self, job_id: str, priority: int) -> bool:
+        """Put an evicted job back on its node at ``priority`` if it still fits there, counting
+        evicted jobs and preemptible jobs of a lower priority as room (as Armada does; the
+        cycle then sorts out any oversubscription). False if it does not fit."""
+        node_id = self._node_of[job_id]
+        state = self._nodes[node_id]
+        entry = state.jobs[job_id]  # type: ignore[index]
+        available = self._available(state, priority - 1)
+        if not fits(entry.requests, available):
+            return False
+        self._set_entry(node_id, job_id, _Bound(entry.requests, priority, True))
+        return True
+
+    def drop(self, job_id: str) -> Mapping[str, int]:
+        """Remove a tracked job from its node (a preemption) and return its requests."""
+        node_id = self._node_of[job_id]
+        entry = self._nodes[node_id].jobs[job_id]  # type: ignore[index]
+        self._set_entry(node_id, job_id, None)
+        if entry.level != EVICTED_LEVEL:
+            self._unfit.clear()
+        return entry.requests
+
+    def fits_on(self, node_id: str, requests: Mapping[str, int]) -> bool:
+        """Whether ``requests`` fit in the node's free resources."""
+        return fits(requests, self._nodes[node_id].free)
+
+    def oversubscribed_victims(self, node_id: str) -> list[str]:
+        """The preemptible jobs to evict from an oversubscribed node: those at every priority
+        at which the node is oversubscribed (free plus the preemptible jobs below that
+        priority has something negative), lowest first, as Armada's oversubscribed evictor."""
+        state = self._nodes[node_id]
+        available = dict(state.free)
+        if all(v >= 0 for v in available.values()):
+            return []
+        entries = [
+            (job_id, entry)
+            for job_id, entry in state.jobs.items()  # type: ignore[union-attr]
+            if entry.preemptible and entry.level != EVICTED_LEVEL
+        ]
+        over: set[int] = set()
+        for level in sorted({entry.level for _, entry in entries}):
+            if all(v >= 0 for v in available.values()):
+                break
+            over.add(level)
+            _add_into(available, state.pre.get(level, {}), +1)  # type: ignore[union-attr]
+        return [job_id for job_id, entry in entries if entry.level in over]
+
+    # --- transactions ------------------------------------------------------------------
+
+    def begin(self) -> None:
+        """Start recording changes so that :meth:`rollback` can undo them (a gang attempt)."""
+        if self._log is not None:
+            raise RuntimeError("NodeDb transaction already open")
+        self._log = []
+
+    def commit(self) -> None:
+        self._log = None
+
+    def rollback(self) -> None:
+        log, self._log = self._log or [], None
+        for undo, *args in reversed(log):
+            undo(*args)
 
     # --- internals ---------------------------------------------------------------------
 
-    def _key(self, node_id: str, free: Mapping[str, int]) -> tuple:
-        return (*(free.get(name, 0) for name in self.resources), node_id)
+    def _available(self, state: _NodeState, level: int) -> dict[str, int]:
+        """Free resources plus those of preemptible (and evicted) jobs at ``level`` or below."""
+        available = dict(state.free)
+        for job_level, requests in state.pre.items():  # type: ignore[union-attr]
+            if job_level <= level:
+                _add_into(available, requests, +1)
+        return available
+
+    def _level_key(self, node_id: str, state: _NodeState, level: int) -> tuple:
+        return self._key(node_id, self._available(state, level))
 
     def _move(self, node_id: str, requests: Mapping[str, int], sign: int) -> None:
         state = self._nodes[node_id]
+        free = state.free
         for name, quantity in requests.items():
-            state.free[name] = state.free.get(name, 0) + sign * quantity
-        old, new = state.key, self._key(node_id, state.free)
+            free[name] = free.get(name, 0) + sign * quantity
+        if self._log is not None:
+            self._log.append((self._move, node_id, requests, -sign))
+        old, new = state.key, self._key(node_id, free)
         if new == old:
             return
         for index in self._indexes_of[node_id]:
@@ -233,36 +556,190 @@ class NodeDb:
             del keys[bisect_left(keys, old)]
             insort(keys, new)
         state.key = new
+        if state.level_keys:
+            self._refresh_levels(node_id, state)
 
-    def _index(self, constraint: Constraint, job: QueuedJob) -> _Index:
-        index = self._indexes.get(constraint)
-        if index is not None:
-            return index
+    def _set_entry(self, node_id: str, job_id: str, new: _Bound | None) -> None:
+        """Record, move or remove a tracked job, keeping free resources, the per-level sums
+        and the indexes right."""
+        state = self._nodes[node_id]
+        jobs, pre, free = state.jobs, state.pre, state.free
+        old = jobs.pop(job_id, None)  # type: ignore[union-attr]
+        if self._log is not None:
+            self._log.append((self._set_entry, node_id, job_id, old))
+        if old is not None:
+            if old.preemptible:
+                bucket = pre[old.level]  # type: ignore[index]
+                for name, quantity in old.requests.items():
+                    bucket[name] -= quantity
+            if new is not None and new.requests is old.requests:  # a change of level only
+                if new.preemptible:
+                    bucket = pre.get(new.level)  # type: ignore[union-attr]
+                    if bucket is None:
+                        bucket = pre[new.level] = {}  # type: ignore[index]
+                    for name, quantity in new.requests.items():
+                        bucket[name] = bucket.get(name, 0) + quantity
+                jobs[job_id] = new  # type: ignore[index]
+                if state.level_keys:
+                    self._refresh_levels(node_id, state)
+                return
+            for name, quantity in old.requests.items():
+                free[name] = free.get(name, 0) + quantity
+        if new is not None:
+            for name, quantity in new.requests.items():
+                free[name] = free.get(name, 0) - quantity
+            if new.preemptible:
+                bucket = pre.get(new.level)  # type: ignore[union-attr]
+                if bucket is None:
+                    bucket = pre[new.level] = {}  # type: ignore[index]
+                for name, quantity in new.requests.items():
+                    bucket[name] = bucket.get(name, 0) + quantity
+            jobs[job_id] = new  # type: ignore[index]
+        old_key, new_key = state.key, self._key(node_id, free)
+        if new_key != old_key:
+            for index in self._indexes_of[node_id]:
+                keys = index.keys
+                del keys[bisect_left(keys, old_key)]
+                insort(keys, new_key)
+            state.key = new_key
+        if state.level_keys:
+            self._refresh_levels(node_id, state)
+
+    def _refresh_levels(self, node_id: str, state: _NodeState) -> None:
+        level_keys = state.level_keys
+        for level, old in level_keys.items():  # type: ignore[union-attr]
+            new = self._level_key(node_id, state, level)
+            if new != old:
+                for index in self._level_indexes_of[node_id][level]:
+                    keys = index.keys
+                    del keys[bisect_left(keys, old)]
+                    insort(keys, new)
+                level_keys[level] = new  # type: ignore[index]
+
+    def _search(self, index: _Index, requests: Mapping[str, int]) -> str | None:
+        keys = index.keys
+        start = i = bisect_left(keys, (requests.get(self._lead, 0),))
+        end = len(keys)
+        nodes = self._nodes
+        items = requests.items()
+        while i < end:
+            node_id = keys[i][-1]
+            free = nodes[node_id].free
+            for name, quantity in items:
+                if quantity > free.get(name, 0):
+                    break
+            else:
+                self.stats.nodes_examined += i - start + 1
+                return node_id
+            i += 1
+        self.stats.nodes_examined += end - start
+        return None
+
+    def _search_level(
+        self,
+        constraint: Constraint,
+        restrict: Restriction,
+        level: int,
+        base: _Index,
+        requests: Mapping[str, int],
+    ) -> str | None:
+        index = self._level_indexes.get((constraint, restrict, level))
+        if index is None:
+            keys = []
+            for node_id in base.eligible:
+                state = self._nodes[node_id]
+                key = state.level_keys.get(level)  # type: ignore[union-attr]
+                if key is None:
+                    key = state.level_keys[level] = self._level_key(node_id, state, level)  # type: ignore[index]
+                keys.append(key)
+                self._level_indexes_of.setdefault(node_id, {}).setdefault(level, [])
+            keys.sort()
+            index = _Index(keys, base.empty_reason, base.eligible)
+            self._level_indexes[(constraint, restrict, level)] = index
+            for node_id in base.eligible:
+                self._level_indexes_of[node_id][level].append(index)
+        keys = index.keys
+        start = bisect_left(keys, (requests.get(self._lead, 0),))
+        for key in islice(keys, start, None):
+            self.stats.nodes_examined += 1
+            if fits(requests, self._available(self._nodes[key[-1]], level)):
+                return key[-1]
+        return None
+
+    def _fair_search(
+        self, requests: Mapping[str, int], eligible: frozenset[str], priority: int
+    ) -> tuple[str | None, list[str]]:
+        order, nodes, node_of = self._evicted_order, self._nodes, self._node_of
+        evicted_priority = self._evicted_priority
+        i = self._tail
+        while i >= 0 and not self.is_evicted(order[i]):
+            i -= 1
+        if i != self._tail:
+            if self._log is not None:
+                self._log.append((setattr, self, "_tail", self._tail))
+            self._tail = i
+        available: dict[str, dict[str, int]] = {}
+        victims: dict[str, list[str]] = {}
+        while i >= 0:
+            job_id = order[i]
+            i -= 1
+            node_id = node_of[job_id]
+            if node_id not in eligible or evicted_priority[job_id] > priority:
+                continue
+            state = nodes[node_id]
+            entry = state.jobs.get(job_id)  # type: ignore[union-attr]
+            if entry is None or entry.level != EVICTED_LEVEL:
+                continue
+            room = available.get(node_id)
+            if room is None:
+                room = available[node_id] = dict(state.free)
+                victims[node_id] = []
+            _add_into(room, entry.requests, +1)
+            victims[node_id].append(job_id)
+            self.stats.nodes_examined += 1
+            if fits(requests, room):
+                return node_id, victims[node_id]
+        return None, []
+
+    def _build_index(self, constraint: Constraint, restrict: Restriction, job: QueuedJob) -> _Index:
+        affinity = constraint[2]
         selected = [s for s in self._nodes.values() if matches_selector(s.node, job.node_selector)]
-        eligible = [s for s in selected if untolerated_taint(s.node, job.tolerations) is None]
+        affine = [s for s in selected if matches_node_affinity(s.node, affinity)] if affinity else selected
+        tolerated = [s for s in affine if untolerated_taint(s.node, job.tolerations) is None]
+        if restrict is not None:
+            label, value = restrict
+            eligible = [s for s in tolerated if s.node.labels.get(label) == value]
+        else:
+            eligible = tolerated
         if not self._nodes:
             reason = NO_SCHEDULABLE_NODES
         elif not selected:
             reason = NO_NODE_MATCHES_SELECTOR
-        elif not eligible:
-            taint = untolerated_taint(selected[0].node, job.tolerations)
+        elif not affine:
+            reason = NO_NODE_MATCHES_AFFINITY
+        elif not tolerated:
+            taint = untolerated_taint(affine[0].node, job.tolerations)
             reason = f"{TAINT_NOT_TOLERATED}: {_format_taint(taint or {})}"
+        elif not eligible:
+            reason = f"no eligible node has label {restrict[0]}={restrict[1]}"  # type: ignore[index]
         else:
             reason = ""
-        index = _Index(sorted(s.key for s in eligible), reason)
-        self._indexes[constraint] = index
+        index = _Index(sorted(s.key for s in eligible), reason, frozenset(s.node.id for s in eligible))
+        self._indexes[(constraint, restrict)] = index
         for state in eligible:
             self._indexes_of[state.node.id].append(index)
         return index
 
-    def _insufficient(self, requests: Sequence[tuple[str, int]], index: _Index) -> str:
+    def _insufficient(self, requests: Mapping[str, int], index: _Index) -> str:
         """Name the resource most eligible nodes are short of (ties: configured order first)."""
         order = {name: i for i, name in enumerate(self.resources)}
         short: dict[str, int] = {}
         for key in index.keys:
             free = self._nodes[key[-1]].free
-            for name, quantity in requests:
+            for name, quantity in requests.items():
                 if quantity > free.get(name, 0):
                     short[name] = short.get(name, 0) + 1
+        if not short:
+            return "insufficient resources"
         name = min(short, key=lambda n: (-short[n], order.get(n, len(order)), n))
         return f"insufficient {name}"

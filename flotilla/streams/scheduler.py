@@ -16,26 +16,28 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import faust
 
+from flotilla.jobs.cycle_bridge import (
+    deadline_events,
+    lease_event,
+    leased_job,
+    preemption_events,
+    queued_job,
+    running_job,
+)
 from flotilla.jobs.reactions import reactions
 from flotilla.jobs.state import QUEUED, TERMINAL_STATES, JobState, apply
-from flotilla.scheduling import (
-    Node,
-    Queue,
-    QueuedJob,
-    RunningJob,
-    SchedulingConfig,
-    schedule,
-)
+from flotilla.scheduler_config import scheduling_config
+from flotilla.scheduling import Node, Queue, QueuedJob, RunningJob, schedule
+from flotilla.scheduling.deadlines import expired_runs
 from flotilla.schema import (
     EVENTS_TOPIC,
     EXECUTORS_TOPIC,
     QUEUES_TOPIC,
     JobEvent,
-    JobLeased,
     JobLeaseExpired,
     SchemaError,
     decode_heartbeat,
@@ -124,10 +126,7 @@ def build_scheduler(settings: Settings) -> faust.App:
         active.reset()
 
     became_leader: list[float] = []
-    config = SchedulingConfig(
-        resources=tuple(settings.scheduler.resources),
-        max_jobs_per_cycle=settings.scheduler.max_jobs_per_cycle,
-    )
+    config = scheduling_config(settings)
 
     async def send(events: list[JobEvent]) -> None:
         """Hand replies to the producer. Faust flushes the producer before it commits a
@@ -229,6 +228,7 @@ def build_scheduler(settings: Settings) -> faust.App:
         expired: list[JobEvent] = []
         queued: list[QueuedJob] = []
         running: list[RunningJob] = list(in_flight.running())
+        pools = {(n.executor, n.name): n.pool for n in nodes}
         for job in jobs.values():
             if job.has_active_run:
                 if job.executor not in live_executors:
@@ -243,27 +243,20 @@ def build_scheduler(settings: Settings) -> faust.App:
                         )
                     )
                     continue
-                running.append(
-                    RunningJob(
-                        job_id=job.spec.job_id,
-                        queue=job.spec.queue,
-                        run_id=job.run_id,
-                        executor=job.executor,
-                        node=job.node,
-                        requests=job.spec.requests,
-                    )
-                )
+                running.append(running_job(job, pools.get((job.executor, job.node), "")))
             elif job.state == QUEUED and not job.cancel_requested and job.spec.job_id not in in_flight:
-                queued.append(replace(QueuedJob.from_spec(job.spec), priority=job.priority))
+                queued.append(queued_job(job))
         # A new leader may hold heartbeats older than the time it was away; give executors one
         # lease timeout to be heard from before taking their runs away.
         if not became_leader:
             became_leader.append(time.monotonic())
         if time.monotonic() - became_leader[0] < settings.scheduler.lease_timeout_seconds:
             expired = []
-        if expired:
-            log.warning("expiring %d runs of silent executors", len(expired))
-            await write(expired)
+        overdue = expired_runs(running, wall, settings.scheduler.default_job_deadline_seconds)
+        ended = expired + deadline_events(overdue, jobs, wall)
+        if ended:
+            log.warning("ending %d runs (silent executors, deadlines)", len(ended))
+            await write(ended)
 
         queues = [
             Queue(name=q["name"], priority_factor=q["priority_factor"], cordoned=q["cordoned"])
@@ -272,41 +265,22 @@ def build_scheduler(settings: Settings) -> faust.App:
         if not queued or not nodes:
             return
         result = schedule(queued, running, nodes, queues, config)
-        leases: list[JobEvent] = []
         by_id = {q.job_id: q for q in queued}
+        decisions: list[JobEvent] = list(preemption_events(result, jobs, wall))
         for lease in result.leases:
             job = by_id[lease.job_id]
             run_id = uuid.uuid4().hex
-            leases.append(
-                JobLeased(
-                    job_id=job.job_id,
-                    queue=job.queue,
-                    job_set=job.job_set,
-                    created=now(),
-                    run_id=run_id,
-                    executor=lease.executor,
-                    node=lease.node,
-                    pool=lease.pool,
-                )
-            )
-            in_flight.add(
-                RunningJob(
-                    job_id=job.job_id,
-                    queue=job.queue,
-                    run_id=run_id,
-                    executor=lease.executor,
-                    node=lease.node,
-                    requests=job.requests,
-                )
-            )
-        await write(leases)
-        if leases:
+            decisions.append(lease_event(job, lease, run_id, now()))
+            in_flight.add(leased_job(job, lease, run_id))
+        await write(decisions)
+        if decisions:
             log.info(
-                "cycle: %d queued, %d running, %d nodes -> %d leases in %.3fs",
+                "cycle: %d queued, %d running, %d nodes -> %d leases, %d preemptions in %.3fs",
                 len(queued),
                 len(running),
                 len(nodes),
-                len(leases),
+                len(result.leases),
+                len(result.preemptions),
                 time.monotonic() - started,
             )
 

@@ -18,6 +18,7 @@ from flotilla.stack import FlotillaProcess
 from tests.ports import free_port
 
 LEASE_TIMEOUT_SECONDS = 8.0
+SCHEDULING_CONFIG = Path(__file__).resolve().parents[1] / "fixtures" / "scheduler" / "priority-classes.yaml"
 
 
 @dataclass
@@ -71,6 +72,7 @@ def stack_settings(bootstrap: str, data_dir: Path) -> Settings:
                 "app_id": f"flotilla-test-{uuid.uuid4().hex[:8]}",
                 "interval_seconds": 0.3,
                 "lease_timeout_seconds": LEASE_TIMEOUT_SECONDS,
+                "config_file": str(SCHEDULING_CONFIG),
             },
             "executor": {
                 "id": "local",

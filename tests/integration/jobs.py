@@ -28,6 +28,7 @@ def job(
     node_selector: dict[str, str] | None = None,
     grace: int = 0,
     priority: float = 0,
+    priority_class: str = "",
 ) -> Any:
     """A JobSubmitRequestItem built from the YAML form of the seeds' sleep job."""
     pod_spec: dict[str, Any] = {
@@ -47,6 +48,8 @@ def job(
     }
     if node_selector:
         pod_spec["nodeSelector"] = node_selector
+    if priority_class:
+        pod_spec["priorityClassName"] = priority_class
     return job_item_from_dict({"priority": priority, "podSpec": pod_spec})
 
 

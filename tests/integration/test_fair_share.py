@@ -27,6 +27,10 @@ def running_per_queue(stack, factors: list[float]) -> list[int]:
         items = [job(["sleep", "300"], cpu="100m", node_selector={"flotilla.test/executor": label})] * 20
         for job_id in submit(client, queue, "fair", items):
             jobs[job_id] = queue
+    wait_for(
+        lambda: all(s == submit_pb2.QUEUED for s in client.get_job_status(list(jobs)).job_states.values()),
+        what="every job queued",
+    )
     executor = stack.start_part(
         "executor",
         label,

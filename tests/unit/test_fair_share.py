@@ -4,6 +4,7 @@ from flotilla.scheduling import (
     FairShareState,
     Node,
     Queue,
+    adjusted_fair_shares,
     dominant_share,
     fair_shares,
     pick_queue,
@@ -87,3 +88,37 @@ def test_state_pops_queue_furthest_below_share_and_tracks_allocation():
 def test_queue_rejects_non_positive_priority_factor():
     with pytest.raises(ValueError):
         Queue("a", priority_factor=0)
+
+
+def test_adjusted_fair_share_gives_what_a_queue_does_not_want_to_the_others():
+    assert adjusted_fair_shares({"a": 0.5, "b": 0.5}, {"a": 0.1, "b": 1.0}) == pytest.approx(
+        {"a": 0.1, "b": 0.9}
+    )
+
+
+def test_adjusted_fair_share_hands_the_excess_out_by_weight():
+    shares = {"a": 0.5, "b": 0.25, "c": 0.25}
+    adjusted = adjusted_fair_shares(shares, {"a": 2.0, "b": 2.0, "c": 0.1})
+    assert adjusted == pytest.approx({"a": 0.6, "b": 0.3, "c": 0.1})
+
+
+def test_adjusted_fair_share_redistributes_repeatedly():
+    # c's excess lifts b above its demand, whose own excess then goes to a.
+    adjusted = adjusted_fair_shares({"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}, {"a": 1.0, "b": 0.4, "c": 0.0})
+    assert adjusted == pytest.approx({"a": 0.6, "b": 0.4, "c": 0.0})
+
+
+def test_adjusted_fair_shares_meet_every_demand_when_demand_is_small():
+    assert adjusted_fair_shares({"a": 0.5, "b": 0.5}, {"a": 0.2, "b": 0.3}) == pytest.approx(
+        {"a": 0.2, "b": 0.3}
+    )
+
+
+def test_adjusted_fair_share_takes_a_demand_function_that_may_stop_early():
+    asked = []
+
+    def demand(name, offer):
+        asked.append((name, offer))
+        return offer if name == "a" else 0.25  # a: "at least the offer"
+
+    assert adjusted_fair_shares({"a": 0.5, "b": 0.5}, demand) == pytest.approx({"a": 0.75, "b": 0.25})

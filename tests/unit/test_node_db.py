@@ -1,4 +1,4 @@
-from flotilla.scheduling import Node, NodeDb, QueuedJob, RunningJob, tolerates
+from flotilla.scheduling import EVICTED_LEVEL, Node, NodeDb, QueuedJob, RunningJob, tolerates
 
 GI = 2**30 * 1000
 
@@ -162,3 +162,100 @@ def test_bind_keeps_index_order_for_later_searches():
     assert db.find_node(job("j1"))[0].name == "b"
     db.bind("ex/b", {"cpu": 1000})
     assert db.find_node(job("j2"))[0].name == "a"
+
+
+# --- affinity, restriction, transactions and preemption -----------------------------------
+
+
+def tracked(nodes, runs, priorities=None):
+    """A db tracking jobs; ``priorities`` maps job id to (priority, preemptible)."""
+    priorities = priorities or {}
+    return NodeDb(nodes, runs, job_priority=lambda run: priorities.get(run.job_id, (0, True)))
+
+
+def test_required_node_affinity_picks_matching_node():
+    db = NodeDb([node("a", cpu=2000, labels={"zone": "x"}), node("b", labels={"zone": "y"})])
+    assert db.find_node(job(node_affinity=((("zone", "In", ("y",)),),)))[0].name == "b"
+
+
+def test_node_affinity_matching_no_node_is_reported():
+    db = NodeDb([node("a", labels={"zone": "x"})])
+    assert db.find_node(job(node_affinity=((("zone", "In", ("z",)),),))) == (
+        None,
+        "no node matches node affinity",
+    )
+
+
+def test_restriction_limits_nodes_to_one_label_value():
+    db = NodeDb([node("a", cpu=2000, labels={"rack": "r1"}), node("b", labels={"rack": "r2"})])
+    assert db.find_node(job(), restrict=("rack", "r2"))[0].name == "b"
+    assert db.label_values("rack") == ["r1", "r2"]
+
+
+def test_rollback_restores_free_resources_and_index_order():
+    db = NodeDb([node("a"), node("b")])
+    db.begin()
+    db.bind("ex/b", {"cpu": 7000})
+    assert db.find_node(job("j", cpu=2000))[0].name == "a"
+    db.rollback()
+    assert db.free("ex/b")["cpu"] == 8000
+    assert db.find_node(job("k", cpu=1000))[0].name == "a"  # equal again: node id breaks the tie
+
+
+def test_rollback_forgets_shapes_found_unfit_inside_the_transaction():
+    db = NodeDb([node("a", cpu=2000)])
+    db.begin()
+    db.bind("ex/a", {"cpu": 2000})
+    assert db.find_node(job("j1", cpu=2000))[0] is None
+    db.rollback()
+    assert db.find_node(job("j2", cpu=2000))[0].name == "a"
+
+
+def test_evicted_jobs_keep_their_resources_until_rebound_or_dropped():
+    db = tracked([node("a", cpu=2000)], [running("a", 2000, job_id="r")])
+    db.evict(["r"])
+    assert db.is_evicted("r")
+    assert db.find_node(job("j", cpu=1000))[0] is None
+    assert db.rebind("r", 0)
+    assert not db.is_evicted("r")
+
+
+def test_fair_preemption_takes_the_evicted_job_rescheduled_last():
+    db = tracked(
+        [node("a", cpu=1000), node("b", cpu=1000)],
+        [running("a", 1000, job_id="r1"), running("b", 1000, job_id="r2")],
+    )
+    db.evict(["r1", "r2"])
+    db.set_eviction_order(["r2", "r1"])
+    found, reason, victims = db.place(job("j", cpu=1000), fair=True)
+    assert (found.name, reason, victims) == ("a", "", ["r1"])
+    assert db.rebind("r2", 0)  # r2 is untouched and goes back
+
+
+def test_rebind_fails_once_an_urgent_job_took_the_room():
+    db = tracked([node("a", cpu=1000)], [running("a", 1000, job_id="r")], {"r": (100, True)})
+    db.evict(["r"])
+    found, _, _ = db.place(job("u", cpu=1000), 300, levels=(100,))
+    db.bind(found.id, {"cpu": 1000}, job_id="u", priority=300)
+    assert db.oversubscribed == {"ex/a": "u"}
+    assert not db.rebind("r", 100)
+
+
+def test_urgency_preemption_only_counts_lower_preemptible_jobs():
+    runs = [running("a", 1000, job_id="fixed"), running("b", 1000, job_id="low")]
+    db = tracked(
+        [node("a", cpu=1000), node("b", cpu=1000)], runs, {"fixed": (100, False), "low": (100, True)}
+    )
+    found, _, _ = db.place(job("u", cpu=1000), 300, levels=(100,))
+    assert found.name == "b"
+
+
+def test_oversubscribed_victims_are_the_jobs_below_the_oversubscribing_one():
+    runs = [running("a", 1000, job_id="l1"), running("a", 1000, job_id="l2")]
+    db = tracked([node("a", cpu=2000)], runs, {"l1": (100, True), "l2": (100, True)})
+    db.bind("ex/a", {"cpu": 1000}, job_id="u", priority=300, preemptible=True)
+    assert sorted(db.oversubscribed_victims("ex/a")) == ["l1", "l2"]
+
+
+def test_evicted_level_is_below_every_priority():
+    assert EVICTED_LEVEL < -(2**31)

@@ -1,6 +1,13 @@
 import pytest
 
-from flotilla.scheduling import Node, QueuedJob, RunningJob, SchedulingConfig
+from flotilla.scheduling import (
+    Node,
+    PriorityClass,
+    QueuedJob,
+    RunningJob,
+    SchedulingConfig,
+    node_affinity_terms,
+)
 from flotilla.schema import JobSpec, NodeReport
 
 
@@ -47,3 +54,79 @@ def test_queued_job_from_spec_takes_selector_and_tolerations_from_pod_spec():
 def test_config_rejects_empty_resources():
     with pytest.raises(ValueError):
         SchedulingConfig(resources=())
+
+
+def _spec(**kwargs):
+    defaults = dict(job_id="j", queue="q", job_set="s", priority=0.0, pod_spec={}, requests={"cpu": 1000})
+    return JobSpec(**{**defaults, **kwargs})
+
+
+def test_queued_job_from_spec_reads_gang_annotations():
+    spec = _spec(
+        annotations={
+            "armadaproject.io/gangId": "g1",
+            "armadaproject.io/gangCardinality": "4",
+            "armadaproject.io/gangNodeUniformityLabel": "rack",
+        }
+    )
+    job = QueuedJob.from_spec(spec)
+    assert (job.gang_id, job.gang_cardinality, job.gang_node_uniformity_label) == ("g1", 4, "rack")
+
+
+def test_queued_job_from_spec_without_gang_is_a_gang_of_one():
+    job = QueuedJob.from_spec(_spec())
+    assert (job.gang_id, job.gang_cardinality, job.gang_node_uniformity_label) == ("", 1, "")
+
+
+def test_queued_job_from_spec_marks_a_non_integer_cardinality_invalid():
+    spec = _spec(annotations={"armadaproject.io/gangId": "g", "armadaproject.io/gangCardinality": "four"})
+    assert QueuedJob.from_spec(spec).gang_cardinality == 0
+
+
+def test_queued_job_from_spec_reads_required_node_affinity():
+    pod_spec = {
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]},
+                        {"matchExpressions": [{"key": "gpu", "operator": "Exists"}]},
+                    ]
+                }
+            }
+        }
+    }
+    job = QueuedJob.from_spec(_spec(pod_spec=pod_spec))
+    assert job.node_affinity == ((("zone", "In", ("a", "b")),), (("gpu", "Exists", ()),))
+
+
+def test_node_affinity_terms_keep_normal_form_as_is():
+    terms = ((("zone", "In", ("a",)),),)
+    assert node_affinity_terms(terms) == terms
+
+
+def test_running_job_scheduling_fields_have_defaults():
+    run = RunningJob("j", "q", "r", "ex", "n", {})
+    assert (
+        run.priority_class,
+        run.priority,
+        run.submitted_at,
+        run.started_at,
+        run.active_deadline_seconds,
+    ) == (
+        "",
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+    )
+
+
+def test_priority_class_rejects_negative_queue_fraction():
+    with pytest.raises(ValueError):
+        PriorityClass("p", 1, True, {"cpu": -0.1})
+
+
+def test_config_rejects_negative_protected_fraction():
+    with pytest.raises(ValueError):
+        SchedulingConfig(protected_fraction_of_fair_share=-1.0)

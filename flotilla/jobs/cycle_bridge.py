@@ -1,0 +1,111 @@
+"""Between the job states the log folds to and the pure scheduling cycle: the cycle's inputs
+from job states, and the events that record its decisions. Pure, so the scheduler service,
+tests and tools share one translation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+
+from flotilla.jobs.state import JobState
+from flotilla.scheduling import CycleResult, Lease, QueuedJob, RunningJob
+from flotilla.schema import JobFailed, JobLeased, JobPreempted, JobSpec
+
+GANG_ID_ANNOTATION = "armadaproject.io/gangId"
+
+
+def queued_job(job: JobState) -> QueuedJob:
+    return replace(QueuedJob.from_spec(job.spec), priority=job.priority)
+
+
+def running_job(job: JobState, pool: str = "") -> RunningJob:
+    spec = job.spec
+    run = job.runs[-1] if job.runs and job.runs[-1].run_id == job.run_id else None
+    return RunningJob(
+        job_id=spec.job_id,
+        queue=spec.queue,
+        run_id=job.run_id,
+        executor=job.executor,
+        node=job.node,
+        requests=spec.requests,
+        priority_class=spec.priority_class,
+        priority=job.priority,
+        submitted_at=spec.submitted_at,
+        started_at=run.started_at if run else 0.0,
+        active_deadline_seconds=float(spec.pod_spec.get("activeDeadlineSeconds") or 0),
+        gang_id=spec.annotations.get(GANG_ID_ANNOTATION, ""),
+        pool=pool,
+    )
+
+
+def leased_job(job: QueuedJob, lease: Lease, run_id: str) -> RunningJob:
+    """The running form of a job just leased, until the lease is folded back in."""
+    return RunningJob(
+        job_id=job.job_id,
+        queue=job.queue,
+        run_id=run_id,
+        executor=lease.executor,
+        node=lease.node,
+        requests=job.requests,
+        priority_class=job.priority_class,
+        priority=job.priority,
+        submitted_at=job.submitted_at,
+        gang_id=job.gang_id,
+        pool=lease.pool,
+    )
+
+
+def lease_event(job: QueuedJob, lease: Lease, run_id: str, at: float) -> JobLeased:
+    return JobLeased(
+        job_id=job.job_id,
+        queue=job.queue,
+        job_set=job.job_set,
+        created=at,
+        run_id=run_id,
+        executor=lease.executor,
+        node=lease.node,
+        pool=lease.pool,
+    )
+
+
+def preemption_events(result: CycleResult, jobs: dict[str, JobState], at: float) -> list[JobPreempted]:
+    reasons = getattr(result, "preemption_reasons", {}) or {}
+    events = []
+    for job_id in result.preemptions:
+        job = jobs.get(job_id)
+        if job is None or not job.has_active_run:
+            continue
+        events.append(
+            JobPreempted(
+                job_id=job_id,
+                queue=job.spec.queue,
+                job_set=job.spec.job_set,
+                created=at,
+                run_id=job.run_id,
+                executor=job.executor,
+                reason=reasons.get(job_id, "preempted by the scheduler"),
+            )
+        )
+    return events
+
+
+def deadline_events(job_ids: Iterable[str], jobs: dict[str, JobState], at: float) -> list[JobFailed]:
+    events = []
+    for job_id in job_ids:
+        job = jobs.get(job_id)
+        if job is None or not job.has_active_run:
+            continue
+        spec: JobSpec = job.spec
+        events.append(
+            JobFailed(
+                job_id=job_id,
+                queue=spec.queue,
+                job_set=spec.job_set,
+                created=at,
+                run_id=job.run_id,
+                executor=job.executor,
+                node=job.node,
+                reason="DeadlineExceeded: the job ran longer than its deadline",
+            )
+        )
+    return events

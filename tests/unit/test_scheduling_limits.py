@@ -1,0 +1,83 @@
+"""Per-cycle and per-queue limits."""
+
+from flotilla.scheduling import (
+    Node,
+    PriorityClass,
+    Queue,
+    QueuedJob,
+    RunningJob,
+    SchedulingConfig,
+    schedule,
+)
+
+GI = 2**30 * 1000
+
+
+def node(name, cpu=8):
+    return Node("ex", name, "default", {"cpu": cpu * 1000, "memory": 64 * GI})
+
+
+def jobs(queue, n, cpu=1, pc=""):
+    return [
+        QueuedJob(
+            f"{queue}-{i}", queue, "set", 0, float(i), {"cpu": cpu * 1000, "memory": GI}, priority_class=pc
+        )
+        for i in range(n)
+    ]
+
+
+def capped(fraction, preemptible=False):
+    pc = PriorityClass("armada-default", 1000, preemptible, {"cpu": fraction})
+    return SchedulingConfig(priority_classes={pc.name: pc}, default_priority_class=pc.name)
+
+
+def test_maximum_resource_fraction_to_schedule_caps_what_one_cycle_leases():
+    config = SchedulingConfig(maximum_resource_fraction_to_schedule={"cpu": 0.25})
+    result = schedule(jobs("a", 8), [], [node("n1"), node("n2")], [Queue("a")], config)
+    assert len(result.leases) == 4
+    assert set(result.unschedulable.values()) == {"maximum resource fraction to schedule reached for cpu"}
+
+
+def test_maximum_resource_fraction_to_schedule_ignores_running_jobs():
+    config = SchedulingConfig(maximum_resource_fraction_to_schedule={"cpu": 0.25})
+    runs = [RunningJob(f"r{i}", "a", "r", "ex", "n1", {"cpu": 1000}) for i in range(6)]
+    result = schedule(jobs("a", 8), runs, [node("n1"), node("n2")], [Queue("a")], config)
+    assert len(result.leases) == 4
+
+
+def test_queue_limit_for_priority_class_caps_the_queue_in_that_class():
+    result = schedule(jobs("a", 8), [], [node("n")], [Queue("a")], capped(0.5))
+    assert len(result.leases) == 4
+    assert set(result.unschedulable.values()) == {"queue limit for priority class armada-default reached"}
+
+
+def test_queue_limit_for_priority_class_counts_running_jobs_of_that_class():
+    runs = [RunningJob(f"r{i}", "a", "r", "ex", "n", {"cpu": 1000}) for i in range(3)]
+    result = schedule(jobs("a", 8), runs, [node("n")], [Queue("a")], capped(0.5))
+    assert len(result.leases) == 1
+
+
+def test_queue_limit_for_priority_class_applies_to_each_queue_separately():
+    result = schedule(
+        jobs("a", 8) + jobs("b", 8), [], [node("n", 16)], [Queue("a"), Queue("b")], capped(0.25)
+    )
+    assert sorted(lease.queue for lease in result.leases) == ["a"] * 4 + ["b"] * 4
+
+
+def test_queue_limit_does_not_apply_to_other_priority_classes():
+    free = PriorityClass("free", 1000, False)
+    limited = PriorityClass("armada-default", 1000, False, {"cpu": 0.25})
+    config = SchedulingConfig(
+        priority_classes={"free": free, "armada-default": limited}, default_priority_class="armada-default"
+    )
+    result = schedule(jobs("a", 8, pc="free"), [], [node("n")], [Queue("a")], config)
+    assert len(result.leases) == 8
+
+
+def test_lease_cap_still_lets_evicted_jobs_go_back_on_their_nodes():
+    pc = PriorityClass("p", 1000, True)
+    config = SchedulingConfig(priority_classes={"p": pc}, default_priority_class="p", max_jobs_per_cycle=0)
+    runs = [RunningJob(f"a-{i}", "a", "r", "ex", "n", {"cpu": 1000}, priority_class="p") for i in range(8)]
+    result = schedule(jobs("b", 8), runs, [node("n")], [Queue("a"), Queue("b")], config)
+    assert result.stats.jobs_evicted == 8
+    assert result.preemptions == [] and result.leases == []

@@ -1,0 +1,334 @@
+"""Urgency-based preemption, preemption to fair share and preemption stability."""
+
+from flotilla.scheduling import (
+    Node,
+    PriorityClass,
+    Queue,
+    QueuedJob,
+    RunningJob,
+    SchedulingConfig,
+    schedule,
+)
+
+GI = 2**30 * 1000
+LOW = PriorityClass("low", 100, preemptible=True)
+HIGH = PriorityClass("high", 200, preemptible=True)
+URGENT = PriorityClass("urgent", 300, preemptible=False)
+FIXED = PriorityClass("fixed", 100, preemptible=False)
+CLASSES = {pc.name: pc for pc in (LOW, HIGH, URGENT, FIXED)}
+
+
+def config(**kwargs):
+    return SchedulingConfig(priority_classes=CLASSES, default_priority_class="low", **kwargs)
+
+
+def node(name, cpu=32, executor="ex"):
+    return Node(executor, name, "default", {"cpu": cpu * 1000, "memory": 256 * GI})
+
+
+def job(job_id, queue="a", cpu=1, pc="low", submitted_at=0.0):
+    return QueuedJob(
+        job_id, queue, "set", 0, submitted_at, {"cpu": cpu * 1000, "memory": GI}, priority_class=pc
+    )
+
+
+def jobs(queue, n, cpu=1, pc="low", prefix=None):
+    return [job(f"{prefix or queue}-{i}", queue, cpu, pc, float(i)) for i in range(n)]
+
+
+def running(job_id, queue, node_name, cpu=1, pc="low", submitted_at=0.0, gang_id=""):
+    return RunningJob(
+        job_id,
+        queue,
+        "run-" + job_id,
+        "ex",
+        node_name,
+        {"cpu": cpu * 1000, "memory": GI},
+        priority_class=pc,
+        submitted_at=submitted_at,
+        gang_id=gang_id,
+    )
+
+
+def advance(result, queued, runs):
+    """The next cycle's inputs: leased jobs run, preempted jobs are gone, the rest stay queued."""
+    by_id = {j.job_id: j for j in queued}
+    leased = {lease.job_id: lease for lease in result.leases}
+    preempted = set(result.preemptions)
+    next_running = [r for r in runs if r.job_id not in preempted]
+    for job_id, lease in leased.items():
+        j = by_id[job_id]
+        next_running.append(
+            RunningJob(
+                j.job_id,
+                j.queue,
+                "run-" + j.job_id,
+                lease.executor,
+                lease.node,
+                j.requests,
+                priority_class=j.priority_class,
+                priority=j.priority,
+                submitted_at=j.submitted_at,
+            )
+        )
+    return [j for j in queued if j.job_id not in leased], next_running
+
+
+def leased(result):
+    return sorted(lease.job_id for lease in result.leases)
+
+
+# --- urgency-based preemption --------------------------------------------------------------
+
+
+def test_urgent_job_preempts_a_lower_priority_preemptible_job_when_it_does_not_fit():
+    result = schedule(
+        [job("u", pc="urgent")], [running("r", "a", "n", cpu=1)], [node("n", cpu=1)], [Queue("a")], config()
+    )
+    assert leased(result) == ["u"]
+    assert result.preemptions == ["r"]
+    assert result.preemption_reasons == {"r": "preempted by higher priority job u"}
+
+
+def test_lower_priority_job_never_preempts_a_higher_priority_job():
+    result = schedule(
+        [job("l", pc="low")], [running("h", "a", "n", pc="high")], [node("n", cpu=1)], [Queue("a")], config()
+    )
+    assert result.leases == [] and result.preemptions == []
+    assert result.unschedulable == {"l": "insufficient cpu"}
+
+
+def test_equal_priority_jobs_do_not_preempt_each_other_by_urgency():
+    result = schedule(
+        [job("h2", pc="high")],
+        [running("h1", "a", "n", pc="high")],
+        [node("n", cpu=1)],
+        [Queue("a")],
+        config(),
+    )
+    assert result.leases == [] and result.preemptions == []
+
+
+def test_non_preemptible_job_is_never_preempted_by_urgency():
+    result = schedule(
+        [job("u", pc="urgent")],
+        [running("f", "a", "n", pc="fixed")],
+        [node("n", cpu=1)],
+        [Queue("a")],
+        config(),
+    )
+    assert result.leases == [] and result.preemptions == []
+    assert result.unschedulable == {"u": "insufficient cpu"}
+
+
+def test_urgent_job_takes_a_free_node_rather_than_preempting():
+    result = schedule(
+        [job("u", pc="urgent")],
+        [running("r", "a", "busy")],
+        [node("busy", cpu=1), node("free", cpu=1)],
+        [Queue("a")],
+        config(),
+    )
+    assert [(lease.job_id, lease.node) for lease in result.leases] == [("u", "free")]
+    assert result.preemptions == []
+
+
+def test_urgency_preemption_preempts_the_lowest_priority_it_can():
+    result = schedule(
+        [job("u", pc="urgent")],
+        [running("h", "a", "n-high", pc="high"), running("l", "a", "n-low", pc="low")],
+        [node("n-high", cpu=1), node("n-low", cpu=1)],
+        [Queue("a")],
+        config(),
+    )
+    assert [(lease.job_id, lease.node) for lease in result.leases] == [("u", "n-low")]
+    assert result.preemptions == ["l"]
+
+
+def test_urgency_preemption_preempts_only_what_the_urgent_job_needs():
+    runs = [running(f"r{i}", "a", "n", submitted_at=float(i)) for i in range(4)]
+    result = schedule([job("u", pc="urgent")], runs, [node("n", cpu=4)], [Queue("a")], config())
+    assert leased(result) == ["u"]
+    assert result.preemptions == ["r3"]  # the last in queue order; r0..r2 go back on the node
+
+
+# --- preemption to fair share --------------------------------------------------------------
+
+
+def test_new_queue_takes_half_of_a_full_node_by_preempting_the_latest_jobs_of_the_other():
+    runs = [running(f"a-{i}", "a", "n", submitted_at=float(i)) for i in range(32)]
+    result = schedule(jobs("b", 32), runs, [node("n")], [Queue("a"), Queue("b")], config())
+    assert leased(result) == sorted(f"b-{i}" for i in range(16))
+    assert sorted(result.preemptions) == sorted(f"a-{i}" for i in range(16, 32))
+    assert result.preemption_reasons["a-31"].startswith("preempted to fair share by b-")
+
+
+def test_weighted_queues_rebalance_to_their_weights():
+    # a has priority factor 2 (weight 1/2), b factor 1: b is entitled to 2/3 of the node.
+    runs = [running(f"a-{i}", "a", "n", submitted_at=float(i)) for i in range(32)]
+    result = schedule(jobs("b", 32), runs, [node("n")], [Queue("a", 2.0), Queue("b", 1.0)], config())
+    assert len(result.leases) == 21
+    assert sorted(result.preemptions) == sorted(f"a-{i}" for i in range(11, 32))
+
+
+def test_queue_within_its_protected_fraction_of_fair_share_keeps_its_jobs():
+    runs = [running(f"a-{i}", "a", "n", submitted_at=float(i)) for i in range(32)]
+    result = schedule(
+        jobs("b", 32),
+        runs,
+        [node("n")],
+        [Queue("a"), Queue("b")],
+        config(protected_fraction_of_fair_share=2.0),
+    )
+    assert result.leases == [] and result.preemptions == []
+    assert result.stats.jobs_evicted == 0
+
+
+def test_non_preemptible_jobs_are_not_preempted_to_fair_share():
+    runs = [running(f"a-{i}", "a", "n", pc="fixed") for i in range(32)]
+    result = schedule(jobs("b", 32), runs, [node("n")], [Queue("a"), Queue("b")], config())
+    assert result.leases == [] and result.preemptions == []
+
+
+def test_jobs_of_an_unknown_queue_are_not_preempted():
+    runs = [running(f"x-{i}", "gone", "n") for i in range(8)]
+    result = schedule(jobs("a", 32), runs, [node("n")], [Queue("a")], config())
+    assert len(result.leases) == 24
+    assert result.preemptions == []
+
+
+def test_queue_within_its_demand_adjusted_share_is_not_evicted():
+    # b wants only 4 of 32 cpus, so a's adjusted share is 28/32 and a at 28 is not evicted
+    # (compared with the plain fair share of 1/2 it would be).
+    runs = [running(f"a-{i}", "a", "n", submitted_at=float(i)) for i in range(28)]
+    result = schedule(jobs("b", 4), runs, [node("n")], [Queue("a"), Queue("b")], config())
+    assert len(result.leases) == 4
+    assert result.stats.jobs_evicted == 0
+    assert result.stats.adjusted_fair_shares == {"a": 28 / 32, "b": 4 / 32}
+
+
+def test_evicted_job_that_refits_on_its_node_is_not_preempted():
+    # a is above its share and evicted, but b's jobs can only use the other node.
+    runs = [running(f"a-{i}", "a", "n1", submitted_at=float(i)) for i in range(6)]
+    nodes = [node("n1", cpu=6), Node("ex", "n2", "default", {"cpu": 4000, "memory": 256 * GI}, {"zone": "z"})]
+    b_jobs = [
+        QueuedJob(f"b-{i}", "b", "set", 0, 0.0, {"cpu": 1000}, {"zone": "z"}, priority_class="low")
+        for i in range(8)
+    ]
+    result = schedule(b_jobs, runs, nodes, [Queue("a"), Queue("b")], config())
+    assert result.stats.jobs_evicted == 6
+    assert result.preemptions == []
+    assert len(result.leases) == 4
+
+
+def test_preemption_that_does_not_improve_fairness_is_avoided():
+    # b's one job would need the whole node: taking it would leave a further below its share
+    # than b is now.
+    runs = [running(f"a-{i}", "a", "n", submitted_at=float(i)) for i in range(32)]
+    for names in (("a", "b"), ("b", "a")):
+        big = names[1]
+        result = schedule(
+            [job("big", big, cpu=32)],
+            [running(r.job_id, names[0], "n", submitted_at=r.submitted_at) for r in runs],
+            [node("n")],
+            [Queue("a"), Queue("b")],
+            config(),
+        )
+        assert result.leases == [] and result.preemptions == [], names
+
+
+def test_preemption_to_fair_share_frees_a_whole_node_for_a_big_job():
+    runs = [running(f"a-{i}", "a", f"n{i // 32}", submitted_at=float(i)) for i in range(64)]
+    result = schedule(
+        [job("big", "b", cpu=32)], runs, [node("n0"), node("n1")], [Queue("a"), Queue("b")], config()
+    )
+    assert [(lease.job_id, lease.node) for lease in result.leases] == [("big", "n1")]
+    assert sorted(result.preemptions) == sorted(f"a-{i}" for i in range(32, 64))
+
+
+def test_preempting_one_member_of_a_running_gang_preempts_the_whole_gang():
+    runs = [running("g-0", "a", "n1", gang_id="g"), running("g-1", "a", "n2", gang_id="g")]
+    result = schedule(
+        [job("b-0", "b")], runs, [node("n1", cpu=1), node("n2", cpu=1)], [Queue("a"), Queue("b")], config()
+    )
+    assert leased(result) == ["b-0"]
+    assert sorted(result.preemptions) == ["g-0", "g-1"]
+
+
+def test_running_gang_with_a_member_that_cannot_be_evicted_is_not_evicted():
+    # g-1 runs on a cordoned node, so the gang could not be rescheduled whole: leave it be.
+    runs = [running("g-0", "a", "n1", gang_id="g"), running("g-1", "a", "n2", gang_id="g")]
+    nodes = [node("n1", cpu=1), Node("ex", "n2", "default", {"cpu": 1000, "memory": GI}, unschedulable=True)]
+    result = schedule([job("b-0", "b")], runs, nodes, [Queue("a"), Queue("b")], config())
+    assert result.preemptions == [] and result.leases == []
+    assert result.stats.jobs_evicted == 0
+
+
+# --- stability -----------------------------------------------------------------------------
+
+
+def test_rerunning_the_cycle_on_its_own_output_preempts_nothing_more():
+    queued = jobs("b", 32)
+    runs = [running(f"a-{i}", "a", "n", submitted_at=float(i)) for i in range(32)]
+    first = schedule(queued, runs, [node("n")], [Queue("a"), Queue("b")], config())
+    assert len(first.preemptions) == 16
+    queued, runs = advance(first, queued, runs)
+    resubmitted = [job(f"{j}-again", "a", submitted_at=100.0 + i) for i, j in enumerate(first.preemptions)]
+    second = schedule(queued + resubmitted, runs, [node("n")], [Queue("a"), Queue("b")], config())
+    assert second.preemptions == [] and second.leases == []
+
+
+def test_resubmitted_urgency_preempted_job_causes_no_preemption():
+    nodes, queues = [node("n")], [Queue("A"), Queue("B")]
+    queued = jobs("A", 33, pc="high")
+    first = schedule(queued, [], nodes, queues, config())
+    assert len(first.leases) == 32
+    queued, runs = advance(first, queued, [])
+    queued += [job("B-0", "B", pc="urgent")]
+    second = schedule(queued, runs, nodes, queues, config())
+    assert leased(second) == ["B-0"]
+    assert second.preemptions == ["A-31"]
+    queued, runs = advance(second, queued, runs)
+    queued += [job("A-31-again", "A", pc="high", submitted_at=100.0)]
+    third = schedule(queued, runs, nodes, queues, config())
+    assert third.preemptions == [] and third.leases == []
+    queued, runs = advance(third, queued, runs)
+    fourth = schedule(queued, runs, nodes, queues, config())
+    assert fourth.preemptions == [] and fourth.leases == []
+
+
+def test_three_queues_converge_to_equal_shares_and_stay_there():
+    nodes, queues = [node("n")], [Queue("A"), Queue("B"), Queue("C")]
+    runs: list[RunningJob] = []
+    rounds = [
+        (jobs("A", 32), 32, set()),
+        (jobs("B", 32), 16, {f"A-{i}" for i in range(16, 32)}),
+        (jobs("C", 10), 10, {f"A-{i}" for i in range(11, 16)} | {f"B-{i}" for i in range(11, 16)}),
+        (
+            [
+                job("A-x", "A", submitted_at=99.0),
+                job("B-x", "B", submitted_at=99.0),
+                job("C-x", "C", submitted_at=99.0),
+            ],
+            0,
+            set(),
+        ),
+    ]
+    for new_jobs, expected_leases, expected_preemptions in rounds:
+        # Preempted jobs are gone; jobs left queued from earlier rounds are not resubmitted.
+        queued = new_jobs
+        result = schedule(queued, runs, nodes, queues, config())
+        assert len(result.leases) == expected_leases
+        assert set(result.preemptions) == expected_preemptions
+        queued, runs = advance(result, queued, runs)
+    assert sorted(r.queue for r in runs).count("C") == 10
+
+
+def test_three_queues_in_reverse_name_order_reach_a_steady_state_too():
+    nodes, queues = [node("n")], [Queue("z"), Queue("y"), Queue("x")]
+    runs = [running(f"z-{i}", "z", "n", submitted_at=float(i)) for i in range(11)]
+    runs += [running(f"y-{i}", "y", "n", submitted_at=float(i)) for i in range(11)]
+    runs += [running(f"x-{i}", "x", "n", submitted_at=float(i)) for i in range(10)]
+    queued = [job("x-new", "x", submitted_at=50.0), job("y-new", "y", submitted_at=50.0)]
+    result = schedule(queued, runs, nodes, queues, config(protected_fraction_of_fair_share=0.0))
+    assert result.preemptions == [] and result.leases == []
