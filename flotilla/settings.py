@@ -62,13 +62,18 @@ class SchedulerSettings:
     """An executor silent for this long loses its runs: they are expired and queued again."""
     resources: tuple[str, ...] = ("cpu", "memory")
     max_jobs_per_cycle: int = 10000
+    config_file: str = ""
+    """Armada's scheduling config (priority classes, limits, preemption); see README."""
+    default_job_deadline_seconds: float = 0.0
+    """Runs of jobs without activeDeadlineSeconds end after this long (0: never)."""
 
 
 @dataclass
 class ExecutorSettings:
     id: str = field(default_factory=lambda: f"local-{socket.gethostname()}")
     kind: str = "local"
-    """``local`` (this machine, jobs as processes) or ``simulated`` (nodes from a cluster file)."""
+    """``local`` (this machine, jobs as processes), ``simulated`` (nodes from a cluster file) or
+    ``kubernetes`` (pods on a Kubernetes cluster)."""
     cluster_file: str = ""
     """For ``simulated``: an Armada simulator cluster file (clusters, pools, nodeTemplates)."""
     simulated_runtime_seconds: float = 10.0
@@ -81,6 +86,20 @@ class ExecutorSettings:
     """Labels of the executor's node, as ``key=value,key=value``; jobs select them by nodeSelector."""
     heartbeat_interval_seconds: float = 2.0
     work_dir: str = ""
+    kubeconfig: str = ""
+    """For ``kubernetes``: a kubeconfig file. Empty: in-cluster config, else $KUBECONFIG or ~/.kube/config."""
+    pool_label: str = ""
+    """For ``kubernetes``: only nodes with this label are offered, in the pool its value names. Empty: all nodes."""
+    pod_pending_timeout_seconds: float = 300.0
+    """For ``kubernetes``: a pod pending this long is deleted and its lease returned (the job runs elsewhere)."""
+    image_pull_timeout_seconds: float = 120.0
+    """For ``kubernetes``: a pod whose image pull keeps failing (ErrImagePull/ImagePullBackOff) this long fails."""
+    finished_pod_retention_seconds: float = 120.0
+    """For ``kubernetes``: how long a succeeded or failed pod is kept (for logs) before it is deleted."""
+    pod_creation_rate: float = 10.0
+    """For ``kubernetes``: pods created per second at most (token bucket, bursts of as many; 0: no limit)."""
+    pod_resync_seconds: float = 300.0
+    """For ``kubernetes``: how often the pod watch relists every pod of the executor."""
 
     def labels(self) -> dict[str, str]:
         pairs = [p for p in self.node_labels.split(",") if p.strip()]
