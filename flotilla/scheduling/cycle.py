@@ -16,23 +16,34 @@ considered in the next. Within a pool (see ``armada-docs/scheduling_and_preempti
    share *with its next gang* (a single job is a gang of one) schedules that gang; ties go to
    the queue name that sorts first. Within a queue jobs go by priority-class priority (higher
    first), then job ``priority`` (lower first), then ``submitted_at``, then ``job_id``.
-   An evicted job is rebound to its node if it still fits there. A new job is placed on the
-   best-fit node (:class:`~flotilla.scheduling.node_db.NodeDb`), else by taking evicted jobs'
-   resources (preemption to fair share), else by urgency-based preemption of preemptible jobs
-   of lower priority classes. A gang is placed all or nothing (node reservations are rolled
-   back if a member does not fit); with a node uniformity label every value is tried and the
-   first that needs the fewest preemptions wins.
+   An evicted job is rebound to its node if it still fits there (on an exact tie an evicted
+   job goes before a new one). A new job is placed on the best-fit node
+   (:class:`~flotilla.scheduling.node_db.NodeDb`), else by taking the resources of evicted
+   jobs of no higher priority (preemption to fair share), else by urgency-based preemption of
+   preemptible jobs of lower priority classes. A gang is placed all or nothing (node
+   reservations are rolled back if a member does not fit); with a node uniformity label
+   every value is tried and the first that needs the fewest preemptions wins.
 4. **Oversubscribed nodes.** Nodes an urgency-based placement oversubscribed have their lower
    preemptible jobs evicted and rebound, higher priority classes first; what does not fit is
    preempted (or, for a lease of this cycle, withdrawn).
 5. Evicted jobs not rebound are preempted; a preempted gang member preempts its whole gang.
+6. **Settling.** A cycle that preempted, or whose new leases took a queue above its protected
+   share while a fairer queue waits, is run again on its own output (at most three times) and
+   the changes folded in, so that running the next cycle on this one's output preempts
+   nothing more (preemption stability). Leases a later round preempts are withdrawn.
 
 Limits: ``max_jobs_per_cycle`` new leases (after which no new job is considered, but evicted
-jobs are still rebound), ``maximum_resource_fraction_to_schedule`` per pool, and each priority
-class's ``maximum_resource_fraction_per_queue``. Jobs of unknown or cordoned queues, of unknown
+jobs are still rebound; a gang counts as its cardinality),
+``maximum_resource_fraction_to_schedule`` per pool, and each priority class's
+``maximum_resource_fraction_per_queue``. Jobs of unknown or cordoned queues, of unknown
 priority classes and of incomplete or inconsistent gangs are reported unschedulable with a
 reason, as is every job the cycle tried and could not place. Running jobs whose node has gone
 (or is unschedulable) still count towards their queue's allocation and are never evicted.
+
+Performance: nothing per job is done for preemption unless something is preemptible (the
+node database only tracks jobs when a queue is evicted or urgency-based preemption is
+possible); a run of unfit jobs of one shape in a queue is reported in one sweep; within a
+queue jobs are sorted on a float key where priorities are uniform.
 
 No Kafka, no I/O, no clock, no randomness: the same inputs give the same result.
 """
@@ -40,7 +51,7 @@ No Kafka, no I/O, no clock, no randomness: the same inputs give the same result.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from heapq import heapify, heappop, heappush, heappushpop
 from itertools import compress, islice, repeat
 from operator import attrgetter, eq
@@ -106,6 +117,8 @@ class _QueueState:
     end: int = 0
     evicted: int = 0
     ratio: float = 0.0
+    waiting: bool = False
+    gained: bool = False
     by_class: dict[str, dict[str, int]] = field(default_factory=dict)
     sweep_target: dict[str, str] = field(default_factory=dict)
 
@@ -166,7 +179,125 @@ def schedule(
 ) -> CycleResult:
     """Decide which queued jobs to lease to which nodes and which running jobs to preempt this
     cycle; see the module docstring."""
-    return _Cycle(queued, running, nodes, queues, config).run()
+    cycle = _Cycle(queued, running, nodes, queues, config)
+    result = cycle.run()
+    if not result.preemptions and not cycle.unsettled:
+        return result
+    return _settle(result, queued, running, nodes, queues, config)
+
+
+_SETTLE_ROUNDS = 3
+
+
+def _as_running(job: QueuedJob, lease: Lease) -> RunningJob:
+    return RunningJob(
+        job.job_id,
+        job.queue,
+        "",
+        lease.executor,
+        lease.node,
+        job.requests,
+        priority_class=job.priority_class,
+        priority=job.priority,
+        submitted_at=job.submitted_at,
+        gang_id=job.gang_id,
+        pool=lease.pool,
+    )
+
+
+def _settle(
+    result: CycleResult,
+    queued: Sequence[QueuedJob],
+    running: Sequence[RunningJob],
+    nodes: Sequence[Node],
+    queues: Sequence[Queue],
+    config: SchedulingConfig,
+) -> CycleResult:
+    """Re-run a cycle that preempted on its own output until that changes nothing (at most
+    :data:`_SETTLE_ROUNDS` times), folding the changes into one result.
+
+    Eviction is decided on the costs at the start of a cycle, and a node is only sorted out
+    after the jobs that oversubscribed it, so a cycle that preempts, or that leaves a queue
+    above its protected share while another queue waits, may leave work that the very next
+    cycle would do (more preemptions). Doing it now keeps the promise that running
+    the cycle again on its own output preempts nothing more. A lease of this cycle that a
+    later round preempts is withdrawn (the job stays queued) rather than preempted.
+    """
+    leases = list(result.leases)
+    preempted = dict(result.preemption_reasons)
+    unschedulable = dict(result.unschedulable)
+    stats = result.stats
+    counters = [
+        stats.jobs_considered,
+        stats.node_searches,
+        stats.shape_cache_hits,
+        stats.nodes_examined,
+        stats.jobs_evicted,
+    ]
+    leased_ids = {lease.job_id for lease in leases}
+    by_id = {job.job_id: job for job in queued if job.job_id in leased_ids}
+    state_running = [r for r in running if r.job_id not in preempted]
+    state_running += [_as_running(by_id[lease.job_id], lease) for lease in leases]
+    state_queued = [job for job in queued if job.job_id not in leased_ids]
+    for _ in range(_SETTLE_ROUNDS):
+        scheduled: dict[str, dict[str, int]] = {}
+        for lease in leases:
+            _add(scheduled.setdefault(lease.pool, {}), by_id[lease.job_id].requests)
+        remaining = replace(config, max_jobs_per_cycle=max(0, config.max_jobs_per_cycle - len(leases)))
+        again = _Cycle(state_queued, state_running, nodes, queues, remaining, scheduled).run()
+        stats = again.stats
+        counters = [
+            a + b
+            for a, b in zip(
+                counters,
+                (
+                    stats.jobs_considered,
+                    stats.node_searches,
+                    stats.shape_cache_hits,
+                    stats.nodes_examined,
+                    stats.jobs_evicted,
+                ),
+                strict=True,
+            )
+        ]
+        for job_id in list(unschedulable):
+            if job_id in again.unschedulable:
+                del unschedulable[job_id]  # keep the latest reason, in the latest order
+        unschedulable.update(again.unschedulable)
+        if not again.preemptions and not again.leases:
+            counters[4] -= stats.jobs_evicted  # a round that changed nothing evicted nothing in effect
+            break
+        withdrawn = {job_id for job_id in again.preemptions if job_id in by_id}
+        for job_id in again.preemptions:
+            if job_id in withdrawn:
+                unschedulable.setdefault(job_id, f"displaced: {again.preemption_reasons[job_id]}")
+            else:
+                preempted[job_id] = again.preemption_reasons[job_id]
+        new_ids = {lease.job_id for lease in again.leases}
+        by_id.update((job.job_id, job) for job in state_queued if job.job_id in new_ids)
+        for job_id in new_ids:
+            unschedulable.pop(job_id, None)
+        leases = [lease for lease in leases if lease.job_id not in withdrawn] + again.leases
+        gone = set(again.preemptions)
+        state_running = [r for r in state_running if r.job_id not in gone]
+        state_running += [_as_running(by_id[lease.job_id], lease) for lease in again.leases]
+        state_queued = [job for job in state_queued if job.job_id not in new_ids]
+        state_queued += [by_id.pop(job_id) for job_id in sorted(withdrawn)]
+    stats = replace(
+        stats,
+        jobs_considered=counters[0],
+        node_searches=counters[1],
+        shape_cache_hits=counters[2],
+        nodes_examined=counters[3],
+        jobs_evicted=counters[4],
+    )
+    return CycleResult(
+        leases=leases,
+        preemptions=list(preempted),
+        unschedulable=unschedulable,
+        stats=stats,
+        preemption_reasons=preempted,
+    )
 
 
 class _Cycle:
@@ -179,8 +310,11 @@ class _Cycle:
         nodes: Sequence[Node],
         queues: Sequence[Queue],
         config: SchedulingConfig,
+        scheduled: Mapping[str, Mapping[str, int]] | None = None,
     ) -> None:
         self.queued, self.running, self.nodes = queued, running, nodes
+        self.scheduled = scheduled or {}
+        """Per pool, what earlier rounds of this cycle leased (for the per-cycle fraction)."""
         self.config = config
         self.known = {q.name: q for q in queues}
         self.queues = list(self.known.values())
@@ -191,6 +325,10 @@ class _Cycle:
         self.class_cache: dict[str, PriorityClass | None] = {}
         self.counters = {"considered": 0, "searches": 0, "hits": 0, "examined": 0, "evicted": 0}
         self.pool_stats: dict[str, PoolStats] = {}
+        self.unsettled = False
+        self.any_preemptible = any(pc.preemptible for pc in config.priority_classes.values())
+        """Some pool ended with a queue above its protected share while another queue had jobs
+        it could not place: the next cycle may preempt (see :func:`_settle`)."""
         self.queue_classes: dict[str, dict[str, PriorityClass]] = {}
 
     def priority_class(self, name: str) -> PriorityClass | None:
@@ -440,7 +578,7 @@ class _Pool:
         self.new_jobs: dict[str, tuple[_QueueState, QueuedJob, PriorityClass, _Gang | None]] = {}
         self.runs_by_id: dict[str, RunningJob] = {}
         self.gang_unfit: dict[tuple, str] = {}
-        self.scheduled: dict[str, int] = {}
+        self.scheduled: dict[str, int] = dict(cycle.scheduled.get(name, {}))
         self.fraction_limits = {
             r: f * self.total.get(r, 0) for r, f in config.maximum_resource_fraction_to_schedule.items()
         }
@@ -489,14 +627,15 @@ class _Pool:
         # schedulable nodes are looked at (nothing per job when nothing is preemptible).
         preemptible = {name for name in {run.priority_class for run in self.runs} if self._class_of(name)[1]}
         evicted: list[RunningJob] = []
+        protected = config.protected_fraction_of_fair_share
+        over_at_start = {
+            name
+            for name, held in alloc.items()
+            if dominant_share(held, total, resources)
+            > protected * max(shares[name], adjusted[name]) + _EPSILON
+        }
         if preemptible:
-            protected = config.protected_fraction_of_fair_share
-            evict_queues = {
-                name
-                for name, held in alloc.items()
-                if dominant_share(held, total, resources)
-                > protected * max(shares[name], adjusted[name]) + _EPSILON
-            }
+            evict_queues = over_at_start
             if evict_queues:
                 schedulable: dict[str, set[str]] = {}
                 for node in self.nodes:
@@ -552,11 +691,22 @@ class _Pool:
         counters["examined"] += db_stats.nodes_examined
         counters["evicted"] += len(evicted)
         cycle.leases.extend(lease for lease in self.leases if lease.job_id not in self.withdrawn)
+        costs = {name: dominant_share(state.alloc, total, resources) for name, state in states.items()}
         cycle.pool_stats[self.name] = PoolStats(
-            fair_shares=dict(shares),
-            adjusted_fair_shares=adjusted,
-            costs={name: dominant_share(state.alloc, total, resources) for name, state in states.items()},
+            fair_shares=dict(shares), adjusted_fair_shares=adjusted, costs=costs
         )
+        # A queue that got new leases and ended above its protected share while another queue
+        # waits will be evicted next cycle and its room perhaps taken: let _settle do that now.
+        if self.leases and cycle.any_preemptible and any(s.waiting for s in states.values()):
+            over = {
+                name
+                for name, cost in costs.items()
+                if cost > protected * max(shares[name], adjusted[name]) + _EPSILON
+            }
+            if any(states[name].gained for name in over) and any(
+                s.waiting and name not in over for name, s in states.items()
+            ):
+                cycle.unsettled = True
         return self.unschedulable
 
     def _demand_oracle(self, alloc: dict[str, dict[str, int]]):
@@ -755,6 +905,7 @@ class _Pool:
                 if node is None:
                     unschedulable[item.job_id] = reason
                     changed = False
+                    state.waiting = True
                     # Nothing changed, so the queue's next jobs of the same shape get the same
                     # answer and the queue stays first: sweep them without the heap.
                     swept = self._sweep_unfit(state, item, reason)
@@ -781,6 +932,7 @@ class _Pool:
                     else:
                         bind(node_id, requests)
                     leases.append(Lease(item.job_id, item.queue, node.executor, node.name, pool))
+                    state.gained = True
                     cycle.cap_left -= 1
                     alloc = state.alloc
                     for name, quantity in requests.items():
@@ -904,7 +1056,7 @@ class _Pool:
             self._take(state, run.requests, pc, +1)
             return
         node_id = self.node_db.node_of(run.job_id)
-        culprit = self.node_db.oversubscribed.get(node_id or "")
+        culprit = self.node_db.culprit(node_id) if node_id in self.node_db.oversubscribed else ""
         if reason:
             self._preempt(run, f"preempted: {reason}")
         elif culprit:
@@ -1034,11 +1186,13 @@ class _Pool:
                     dropped=True,
                 )
         self.cycle.cap_left -= len(placed)
+        state.gained = True
         self._take(state, gang.requests, pc, +1)
         if self.fraction_limits:
             _add(self.scheduled, gang.requests)
 
     def _reject_gang(self, gang: _Gang, reason: str, shape: tuple | None = None) -> None:
+        self.states[gang.queue].waiting = True
         if shape is not None:
             self.gang_unfit[shape] = reason
         for member in gang.members:
@@ -1053,7 +1207,7 @@ class _Pool:
         running = {run.job_id: run for run in self.runs}
         victims: list[tuple[str, str, RunningJob | QueuedJob, PriorityClass | None, _QueueState]] = []
         for node_id in sorted(node_db.oversubscribed):
-            culprit = node_db.oversubscribed[node_id]
+            dropped = []
             for job_id in node_db.oversubscribed_victims(node_id):
                 new = self.new_jobs.get(job_id)
                 if new is not None:
@@ -1066,7 +1220,9 @@ class _Pool:
                         continue
                 requests = node_db.drop(job_id)
                 self._take(state, requests, pc, -1)
-                victims.append((node_id, culprit, job, pc, state))
+                dropped.append((job, pc, state))
+            culprit = node_db.culprit(node_id)  # the first oversubscribing job still there
+            victims += [(node_id, culprit, job, pc, state) for job, pc, state in dropped]
         victims.sort(key=lambda v: (v[4].name, job_order(v[2], v[3].priority if v[3] is not None else 0)))
         by_queue: dict[str, list] = {}
         for victim in victims:

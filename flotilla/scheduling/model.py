@@ -235,7 +235,7 @@ class PriorityClass:
     name: str
     priority: int
     preemptible: bool = False
-    maximum_resource_fraction_per_queue: dict[str, float] = field(default_factory=dict)
+    maximum_resource_fraction_per_queue: dict[str, float] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         for resource, fraction in self.maximum_resource_fraction_per_queue.items():
@@ -276,10 +276,10 @@ class SchedulingConfig:
 
     resources: tuple[str, ...] = ("cpu", "memory")
     max_jobs_per_cycle: int = 10000
-    priority_classes: dict[str, PriorityClass] = field(default_factory=dict)
+    priority_classes: dict[str, PriorityClass] = field(default_factory=dict, hash=False)
     default_priority_class: str = ""
     protected_fraction_of_fair_share: float = 1.0
-    maximum_resource_fraction_to_schedule: dict[str, float] = field(default_factory=dict)
+    maximum_resource_fraction_to_schedule: dict[str, float] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if not self.resources:

@@ -29,8 +29,9 @@ forward to the first node where everything fits, so in the common case placing a
 bisection and a handful of checks, and a bind one list removal and insertion per index.
 
 **Preemption** (only when the db *tracks* jobs, i.e. was given ``job_priority``). Every bound
-job is then recorded with its *level*: its priority-class priority, or :data:`EVICTED_LEVEL`
-once the cycle has evicted it (its resources stay taken until it is rebound or preempted).
+job is then recorded with its *level*: its priority-class priority, or, once the cycle has
+evicted it, ``EVICTED_LEVEL + priority`` (below every priority, so that any job may be given
+its resources; its resources stay taken until it is rebound or preempted).
 :meth:`place` tries, in Armada's order:
 
 1. the free resources (no preemption);
@@ -73,7 +74,14 @@ NO_NODE_MATCHES_AFFINITY = "no node matches node affinity"
 TAINT_NOT_TOLERATED = "taint not tolerated"
 
 EVICTED_LEVEL = -(2**62)
-"""The level of an evicted job: below every priority, so any job may take its resources."""
+"""Evicted jobs sit at ``EVICTED_LEVEL + their priority``: below every priority (so any job may
+take their resources), yet still ordered by priority (so an urgency search at level ``q``
+counts only the evicted jobs of priority ``q`` or less)."""
+_EVICTED_BOUND = -(2**61)  # every evicted level is below this, every priority above it
+
+
+def _evicted(level: int) -> bool:
+    return level < _EVICTED_BOUND
 
 
 def tolerates(toleration: Mapping[str, Any], taint: Mapping[str, Any]) -> bool:
@@ -269,8 +277,8 @@ class NodeDb:
         self._lead = self.resources[0]
         self.stats = NodeDbStats()
         self.tracking = job_priority is not None
-        self.oversubscribed: dict[str, str] = {}
-        """Nodes an urgency-based placement oversubscribed, with the job that did it."""
+        self.oversubscribed: dict[str, list[str]] = {}
+        """Nodes urgency-based placements oversubscribed, with the jobs that did it, in order."""
         self._nodes: dict[str, _NodeState] = {}
         for node in nodes:
             if not node.unschedulable:  # a later node with the same id replaces an earlier one
@@ -306,7 +314,6 @@ class NodeDb:
         self._level_indexes_of: dict[str, dict[int, list[_Index]]] = {}
         self._unfit: dict[tuple, str] = {}
         self._evicted_order: list[str] = []
-        self._evicted_priority: dict[str, int] = {}
         self._tail = -1
 
     # --- inspection --------------------------------------------------------------------
@@ -337,7 +344,7 @@ class NodeDb:
         if node_id is None:
             return False
         entry = self._nodes[node_id].jobs.get(job_id)  # type: ignore[union-attr]
-        return entry is not None and entry.level == EVICTED_LEVEL
+        return entry is not None and entry.level < _EVICTED_BOUND
 
     def label_values(self, label: str) -> list[str]:
         """The distinct values of ``label`` over the schedulable nodes, sorted."""
@@ -431,10 +438,15 @@ class NodeDb:
             free = self._nodes[node_id].free
             for name in requests:
                 if free.get(name, 0) < 0:
-                    if node_id not in self.oversubscribed:
-                        self.oversubscribed[node_id] = job_id
+                    culprits = self.oversubscribed.get(node_id)
+                    if culprits is None:
+                        self.oversubscribed[node_id] = [job_id]
                         if self._log is not None:
                             self._log.append((self.oversubscribed.pop, node_id, None))
+                    else:
+                        culprits.append(job_id)
+                        if self._log is not None:
+                            self._log.append((culprits.pop,))
                     break
         else:
             self._move(node_id, requests, -1)
@@ -455,8 +467,7 @@ class NodeDb:
         for job_id in job_ids:
             node_id = self._node_of[job_id]
             entry = self._nodes[node_id].jobs[job_id]  # type: ignore[index]
-            self._evicted_priority[job_id] = entry.level
-            self._set_entry(node_id, job_id, _Bound(entry.requests, EVICTED_LEVEL, True))
+            self._set_entry(node_id, job_id, _Bound(entry.requests, EVICTED_LEVEL + entry.level, True))
         self._unfit.clear()
 
     def set_eviction_order(self, job_ids: Sequence[str]) -> None:
@@ -472,9 +483,15 @@ class NodeDb:
         node_id = self._node_of[job_id]
         state = self._nodes[node_id]
         entry = state.jobs[job_id]  # type: ignore[index]
-        available = self._available(state, priority - 1)
-        if not fits(entry.requests, available):
-            return False
+        free = state.free
+        # Every evicted job (itself included) and the preemptible jobs below it count as room.
+        below = [requests for level, requests in state.pre.items() if level < priority]  # type: ignore[union-attr]
+        for name, quantity in entry.requests.items():
+            available = free.get(name, 0)
+            for requests in below:
+                available += requests.get(name, 0)
+            if quantity > available:
+                return False
         self._set_entry(node_id, job_id, _Bound(entry.requests, priority, True))
         return True
 
@@ -483,13 +500,19 @@ class NodeDb:
         node_id = self._node_of[job_id]
         entry = self._nodes[node_id].jobs[job_id]  # type: ignore[index]
         self._set_entry(node_id, job_id, None)
-        if entry.level != EVICTED_LEVEL:
+        if not _evicted(entry.level):
             self._unfit.clear()
         return entry.requests
 
     def fits_on(self, node_id: str, requests: Mapping[str, int]) -> bool:
         """Whether ``requests`` fit in the node's free resources."""
         return fits(requests, self._nodes[node_id].free)
+
+    def culprit(self, node_id: str) -> str:
+        """The first job still bound among those that oversubscribed the node ("" if none)."""
+        culprits = self.oversubscribed.get(node_id) or []
+        jobs = self._nodes[node_id].jobs or {}
+        return next((job_id for job_id in culprits if job_id in jobs), culprits[0] if culprits else "")
 
     def oversubscribed_victims(self, node_id: str) -> list[str]:
         """The preemptible jobs to evict from an oversubscribed node: those at every priority
@@ -502,7 +525,7 @@ class NodeDb:
         entries = [
             (job_id, entry)
             for job_id, entry in state.jobs.items()  # type: ignore[union-attr]
-            if entry.preemptible and entry.level != EVICTED_LEVEL
+            if entry.preemptible and not _evicted(entry.level)
         ]
         over: set[int] = set()
         for level in sorted({entry.level for _, entry in entries}):
@@ -531,10 +554,11 @@ class NodeDb:
     # --- internals ---------------------------------------------------------------------
 
     def _available(self, state: _NodeState, level: int) -> dict[str, int]:
-        """Free resources plus those of preemptible (and evicted) jobs at ``level`` or below."""
+        """Free resources plus those of the preemptible jobs, evicted or not, of priority
+        ``level`` or below."""
         available = dict(state.free)
         for job_level, requests in state.pre.items():  # type: ignore[union-attr]
-            if job_level <= level:
+            if job_level <= level and (job_level >= _EVICTED_BOUND or job_level - EVICTED_LEVEL <= level):
                 _add_into(available, requests, +1)
         return available
 
@@ -670,7 +694,6 @@ class NodeDb:
         self, requests: Mapping[str, int], eligible: frozenset[str], priority: int
     ) -> tuple[str | None, list[str]]:
         order, nodes, node_of = self._evicted_order, self._nodes, self._node_of
-        evicted_priority = self._evicted_priority
         i = self._tail
         while i >= 0 and not self.is_evicted(order[i]):
             i -= 1
@@ -684,11 +707,11 @@ class NodeDb:
             job_id = order[i]
             i -= 1
             node_id = node_of[job_id]
-            if node_id not in eligible or evicted_priority[job_id] > priority:
+            if node_id not in eligible:
                 continue
             state = nodes[node_id]
             entry = state.jobs.get(job_id)  # type: ignore[union-attr]
-            if entry is None or entry.level != EVICTED_LEVEL:
+            if entry is None or not _evicted(entry.level) or entry.level - EVICTED_LEVEL > priority:
                 continue
             room = available.get(node_id)
             if room is None:

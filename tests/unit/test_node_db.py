@@ -237,7 +237,7 @@ def test_rebind_fails_once_an_urgent_job_took_the_room():
     db.evict(["r"])
     found, _, _ = db.place(job("u", cpu=1000), 300, levels=(100,))
     db.bind(found.id, {"cpu": 1000}, job_id="u", priority=300)
-    assert db.oversubscribed == {"ex/a": "u"}
+    assert db.oversubscribed == {"ex/a": ["u"]}
     assert not db.rebind("r", 100)
 
 

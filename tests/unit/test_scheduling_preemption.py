@@ -184,6 +184,31 @@ def test_queue_within_its_protected_fraction_of_fair_share_keeps_its_jobs():
     assert result.stats.jobs_evicted == 0
 
 
+def test_fair_share_preemption_never_preempts_a_more_urgent_job():
+    runs = [running(f"a-{i}", "a", "n", pc="high", submitted_at=float(i)) for i in range(32)]
+    result = schedule(jobs("b", 32, pc="low"), runs, [node("n")], [Queue("a"), Queue("b")], config())
+    assert result.leases == [] and result.preemptions == []
+    assert result.stats.jobs_evicted == 32  # evicted, but only a job as urgent could take their place
+
+
+def test_urgency_preemption_never_takes_the_place_of_an_evicted_more_urgent_job():
+    # a is above its share, so its top-class job is evicted; b's high job (b's turn comes
+    # first: b has four times a's weight) may preempt only what is below it: its own low job,
+    # not a's evicted top job.
+    top = PriorityClass("top", 400, preemptible=True)
+    cfg = SchedulingConfig(priority_classes={**CLASSES, "top": top}, default_priority_class="low")
+    runs = [running("a-top", "a", "n1", pc="top"), running("b-low", "b", "n2", pc="low")]
+    result = schedule(
+        [job("b-high", "b", pc="high")],
+        runs,
+        [node("n1", cpu=1), node("n2", cpu=1)],
+        [Queue("a", 1.0), Queue("b", 0.25)],
+        cfg,
+    )
+    assert [(lease.job_id, lease.node) for lease in result.leases] == [("b-high", "n2")]
+    assert result.preemptions == ["b-low"]
+
+
 def test_non_preemptible_jobs_are_not_preempted_to_fair_share():
     runs = [running(f"a-{i}", "a", "n", pc="fixed") for i in range(32)]
     result = schedule(jobs("b", 32), runs, [node("n")], [Queue("a"), Queue("b")], config())
@@ -276,6 +301,48 @@ def test_rerunning_the_cycle_on_its_own_output_preempts_nothing_more():
     resubmitted = [job(f"{j}-again", "a", submitted_at=100.0 + i) for i, j in enumerate(first.preemptions)]
     second = schedule(queued + resubmitted, runs, [node("n")], [Queue("a"), Queue("b")], config())
     assert second.preemptions == [] and second.leases == []
+
+
+def test_cycle_settles_what_its_own_preemptions_make_possible():
+    # u needs r-high's room; only once r-high is gone does h (above r-low) fit, which a later
+    # cycle would otherwise do by preempting r-low.
+    runs = [
+        running("r-high", "a", "n", cpu=2, pc="high"),
+        running("r-low", "a", "n", cpu=1, pc="low"),
+        running("r-fixed", "a", "n", cpu=1, pc="fixed"),
+    ]
+    queued = [job("u", cpu=2, pc="urgent"), job("h", cpu=1, pc="high", submitted_at=1.0)]
+    result = schedule(queued, runs, [node("n", cpu=4)], [Queue("a")], config())
+    assert leased(result) == ["h", "u"]
+    assert sorted(result.preemptions) == ["r-high", "r-low"]
+    queued, runs = advance(result, queued, runs)
+    again = schedule(queued, runs, [node("n", cpu=4)], [Queue("a")], config())
+    assert again.preemptions == [] and again.leases == []
+
+
+def test_cycle_settles_a_queue_its_own_leases_took_above_its_share():
+    # b's big job only fits on x, where a runs a-0; a is within its share so nothing is evicted,
+    # then a's new jobs (which only fit on y) take it above its share: the next cycle would
+    # evict a and give a-0's room to b.
+    zone = [
+        Node("ex", "x", "default", {"cpu": 2000, "memory": 256 * GI}, {"zone": "x"}),
+        Node("ex", "y", "default", {"cpu": 2000, "memory": 256 * GI}, {"zone": "y"}),
+    ]
+
+    def on(zone_name, job_id, queue, cpu, t):
+        return QueuedJob(
+            job_id, queue, "s", 0, t, {"cpu": cpu * 1000}, {"zone": zone_name}, priority_class="low"
+        )
+
+    queues = [Queue("a", 3.0), Queue("b", 1.0)]
+    runs = [running("a-0", "a", "x")]
+    queued = [on("y", "a-1", "a", 1, 1.0), on("y", "a-2", "a", 1, 2.0), on("x", "b-0", "b", 2, 0.0)]
+    result = schedule(queued, runs, zone, queues, config())
+    assert leased(result) == ["a-1", "a-2", "b-0"]
+    assert result.preemptions == ["a-0"]
+    queued, runs = advance(result, queued, runs)
+    again = schedule(queued, runs, zone, queues, config())
+    assert again.preemptions == [] and again.leases == []
 
 
 def test_resubmitted_urgency_preempted_job_causes_no_preemption():
