@@ -81,35 +81,50 @@ class InFlight:
 
 
 class ActiveJobs:
-    """The decoded state of every job not yet finished: the cycle's working set.
+    """The decoded state of every job not yet finished, and the cycle's form of the queued
+    ones: the cycle's working set.
 
     The jobs table stays the durable state (changelog-backed); this index spares the cycle
-    decoding every job, finished ones included, each time. It is loaded from the table after
-    recovery and kept current by the agent that writes the table.
+    decoding every job, finished ones included, and rebuilding every queued job, each time.
+    It is loaded from the table after recovery and kept current by the agent that writes it.
     """
 
     def __init__(self) -> None:
         self.loaded = False
         self.jobs: dict[str, JobState] = {}
+        self.queued: dict[str, QueuedJob] = {}
 
     def load(self, table: faust.Table) -> None:
         self.jobs = {}
-        for job_id, value in table.items():
+        self.queued = {}
+        for value in table.values():
             if value["state"] not in TERMINAL_STATES:
-                self.jobs[job_id] = JobState.from_dict(value)
+                self._put(JobState.from_dict(value))
         self.loaded = True
+
+    def _put(self, job: JobState) -> None:
+        job_id = job.spec.job_id
+        self.jobs[job_id] = job
+        if job.state == QUEUED and not job.cancel_requested:
+            cached = self.queued.get(job_id)
+            if cached is None or cached.priority != job.priority:
+                self.queued[job_id] = queued_job(job)
+        else:
+            self.queued.pop(job_id, None)
 
     def update(self, job: JobState) -> None:
         if not self.loaded:
             return
         if job.terminal:
             self.jobs.pop(job.spec.job_id, None)
+            self.queued.pop(job.spec.job_id, None)
         else:
-            self.jobs[job.spec.job_id] = job
+            self._put(job)
 
     def reset(self) -> None:
         self.loaded = False
         self.jobs = {}
+        self.queued = {}
 
 
 def build_scheduler(settings: Settings) -> faust.App:
@@ -226,7 +241,6 @@ def build_scheduler(settings: Settings) -> faust.App:
             nodes.extend(Node.from_report(executor_id, n) for n in heartbeat.nodes)
 
         expired: list[JobEvent] = []
-        queued: list[QueuedJob] = []
         running: list[RunningJob] = list(in_flight.running())
         pools = {(n.executor, n.name): n.pool for n in nodes}
         for job in jobs.values():
@@ -244,8 +258,7 @@ def build_scheduler(settings: Settings) -> faust.App:
                     )
                     continue
                 running.append(running_job(job, pools.get((job.executor, job.node), "")))
-            elif job.state == QUEUED and not job.cancel_requested and job.spec.job_id not in in_flight:
-                queued.append(queued_job(job))
+        queued = [q for job_id, q in active.queued.items() if job_id not in in_flight]
         # A new leader may hold heartbeats older than the time it was away; give executors one
         # lease timeout to be heard from before taking their runs away.
         if not became_leader:
