@@ -169,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("api", "worker", "executor"):
+        from flotilla.stack import die_with_parent
+
+        die_with_parent()
     if getattr(args, "action", None) in ("create", "update", "get", "delete") and not args.name:
         print(f"flotilla queue {args.action}: a queue name is required", file=sys.stderr)
         return 2

@@ -3,8 +3,8 @@
 Parts start in dependency order (broker, Postgres, then the scheduler worker, the API and a
 local executor as child processes); each must report ready before the next starts, and a
 part that fails to start stops everything already started and names itself in the error.
-Children run in process groups of their own and are told by the kernel to stop if this
-process dies (PR_SET_PDEATHSIG), so nothing outlives the stack.
+Children run in process groups of their own and ask the kernel to stop them if this process
+dies (PR_SET_PDEATHSIG, see ``die_with_parent``), so nothing outlives the stack.
 """
 
 from __future__ import annotations
@@ -36,10 +36,21 @@ READY_MARKERS = {
 }
 
 
-def _die_with_parent() -> None:
+PARENT_PID_VARIABLE = "FLOTILLA_PARENT_PID"
+
+
+def die_with_parent() -> None:
+    """In a part started by the stack: ask the kernel for SIGTERM when the stack dies.
+
+    Called by the child itself at start rather than between fork and exec (preexec_fn),
+    where running Python beside gRPC's fork handlers can abort the child."""
+    parent = os.environ.get(PARENT_PID_VARIABLE)
+    if not parent:
+        return
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    os.setsid()
+    if os.getppid() != int(parent):  # the stack died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class FlotillaProcess:
@@ -54,7 +65,13 @@ class FlotillaProcess:
 
     def start(self, timeout: float = 120.0) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **to_environment(self.settings), **self.extra_env, "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            **to_environment(self.settings),
+            **self.extra_env,
+            "PYTHONUNBUFFERED": "1",
+            PARENT_PID_VARIABLE: str(os.getpid()),
+        }
         log_file = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         offset = self.log_path.stat().st_size
         self.process = subprocess.Popen(
@@ -62,7 +79,7 @@ class FlotillaProcess:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=_die_with_parent,
+            start_new_session=True,
         )
         log_file.close()
         deadline = time.monotonic() + timeout

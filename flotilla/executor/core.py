@@ -237,7 +237,11 @@ def build_backend(settings: Settings) -> ClusterBackend:
         from flotilla.executor.simulated_backend import SimulatedClusterBackend
 
         return SimulatedClusterBackend.from_settings(settings)
-    raise ValueError(f"executor.kind={kind!r}: expected local or simulated")
+    if kind == "kubernetes":
+        from flotilla.executor.kubernetes_backend import KubernetesBackend
+
+        return KubernetesBackend(settings)
+    raise ValueError(f"executor.kind={kind!r}: expected local, simulated or kubernetes")
 
 
 async def run_executor(settings: Settings) -> None:

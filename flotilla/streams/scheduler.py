@@ -218,6 +218,11 @@ def build_scheduler(settings: Settings) -> faust.App:
     @app.timer(settings.scheduler.interval_seconds, on_leader=True)
     async def cycle():
         started = time.monotonic()
+        if app.rebalancing:
+            # Tables are being revoked and recovered (Faust ends the rebalance only after
+            # recovery): what they hold now is partial, so neither schedule nor cache it.
+            active.reset()
+            return
         if not holds_every_partition():
             log.warning(
                 "this leader holds only some partitions of %s; not scheduling (run one scheduler "

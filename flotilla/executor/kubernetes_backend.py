@@ -1,0 +1,1260 @@
+"""The Kubernetes backend: each run is a pod on the leased node of a Kubernetes cluster.
+
+One executor serves one cluster (or the nodes of one pool label in it). It talks to the API
+server with the official ``kubernetes`` client, which is synchronous: every call runs in a
+small thread pool of its own, and the pod watch in a dedicated thread, so the event loop
+never blocks.
+
+* Capacity: ``nodes()`` returns a snapshot that a background task refreshes every heartbeat
+  interval: each node's allocatable minus the requests of the non-terminal pods Flotilla
+  did not start there (pods of other schedulers, daemon sets, other executors), so the
+  scheduler only offers what is free for Flotilla. A node that is not Ready is reported
+  unschedulable.
+* Runs: the job's pod is created in the job's namespace, bound to the leased node
+  (``nodeName``, so no Kubernetes scheduler is involved), with ``restartPolicy: Never`` and
+  Flotilla's labels and annotations (job id, run id, queue, job set, executor). Creation is
+  rate-limited (a token bucket) and retried with backoff on 429, 5xx and connection errors;
+  any other refusal (a 422 invalid spec, a missing namespace, a quota) fails the run with the
+  API server's message. Services and ingresses (Armada's ``services``/``ingress``) are not
+  created.
+* Watching: one list-then-watch of the executor's pods (``flotilla.io/executor=<id>``), from
+  the list's resourceVersion, relisting every ``pod_resync_seconds`` and on 410 Gone, and
+  reconnecting with backoff when the watch drops. Each update goes to the run it belongs to
+  (label ``flotilla.io/run-id``); a run follows the latest state of its pod (level-triggered,
+  so a missed intermediate update changes nothing).
+* Outcomes: pending (with the waiting reason), running (node and pod IP), succeeded, failed
+  with every container's exit code and a categorised reason (``OOMKilled``,
+  ``ImagePullFailed``, ``ContainerStartFailed``, ``Evicted``, ``DeadlineExceeded``,
+  ``NodeLost``, ``Error``, ``PodRejected``, written ``"<category>: <detail>"``). A pod the
+  node refused to admit (``OutOfcpu``, ``NodeAffinity``...) or that stayed pending past
+  ``pod_pending_timeout_seconds`` is deleted and its lease returned, so the job runs
+  elsewhere.
+* Ending: ``stop_run`` deletes the pod with the given grace period (else the pod's own
+  ``terminationGracePeriodSeconds``); once the executor deletes a pod it reports no phase of
+  it any more (as Armada's deletion annotation does). Finished pods are kept
+  ``finished_pod_retention_seconds`` (for logs) and then deleted.
+* Restart: ``reconcile`` deletes the executor's pods whose runs the log no longer gives it
+  and returns the held runs whose pods still exist; ``run(adopt=True)`` follows such a pod.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import functools
+import json
+import logging
+import math
+import os
+import random
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from flotilla.executor.backend import (
+    FAILED,
+    PENDING,
+    RETURNED,
+    RUNNING,
+    SUCCEEDED,
+    ClusterBackend,
+    Report,
+    RunReport,
+)
+from flotilla.jobs import state as job_states
+from flotilla.jobs.state import JobState
+from flotilla.resources import InvalidQuantity, ResourceList, add, parse_quantity, subtract
+from flotilla.schema import ContainerExit, NodeReport
+from flotilla.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+# --- labels and annotations --------------------------------------------------------------
+
+JOB_ID = "flotilla.io/job-id"
+RUN_ID = "flotilla.io/run-id"
+QUEUE = "flotilla.io/queue"
+JOB_SET = "flotilla.io/job-set"
+EXECUTOR = "flotilla.io/executor"
+
+# --- failure categories (the part of a failed run's reason before the colon) -------------
+
+OOM_KILLED = "OOMKilled"
+IMAGE_PULL_FAILED = "ImagePullFailed"
+CONTAINER_START_FAILED = "ContainerStartFailed"
+EVICTED = "Evicted"
+DEADLINE_EXCEEDED = "DeadlineExceeded"
+NODE_LOST = "NodeLost"
+CONTAINER_ERROR = "Error"
+POD_REJECTED = "PodRejected"
+STUCK_PENDING = "StuckPending"
+NODE_REJECTED = "NodeRejected"
+
+IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff"})
+FATAL_START_REASONS = frozenset({"InvalidImageName", "ErrImageNeverPull"})
+START_FAILURE_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
+BENIGN_WAITING_REASONS = frozenset({"", "ContainerCreating", "PodInitializing"})
+ADMISSION_REASONS = frozenset(
+    {
+        "NodeAffinity",
+        "NodeSelectorMismatching",
+        "UnexpectedAdmissionError",
+        "InvalidNodeInfo",
+        "PodOSNotSupported",
+        "PodOSSelectorNodeLabelDoesNotMatch",
+        "Taint",
+        "NodeShutdown",
+    }
+)
+NODE_LOST_DISRUPTIONS = frozenset({"DeletionByTaintManager", "DeletionByPodGC"})
+
+_LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+_NOT_DNS = re.compile(r"[^a-z0-9-]+")
+
+WATCH_TIMEOUT_SECONDS = 60
+"""Longest a single watch request lasts before it is renewed from its last resourceVersion."""
+CALL_TIMEOUT = (10.0, 60.0)
+"""(connect, read) timeout of every API call but the watch."""
+DELETE_WAIT_SECONDS = 30.0
+"""How long past a pod's grace period the executor waits for the pod to disappear."""
+ORPHAN_AGE_SECONDS = 10.0
+
+
+def label_value_ok(value: str) -> bool:
+    return bool(_LABEL_VALUE.match(value))
+
+
+def pod_name(job_id: str, run_id: str) -> str:
+    """The pod of a run: ``flotilla-<job id>-<run id>``, as a DNS subdomain name."""
+    name = _NOT_DNS.sub("-", f"flotilla-{job_id}-{run_id}".lower()).strip("-")
+    return name[:253].rstrip("-")
+
+
+def build_pod(job: JobState, executor_id: str) -> dict[str, Any]:
+    """The pod (Kubernetes JSON) that runs ``job``'s current run on its leased node."""
+    spec = job.spec
+    labels = dict(spec.labels)
+    labels.update({JOB_ID: spec.job_id, RUN_ID: job.run_id, EXECUTOR: executor_id})
+    for key, value in ((QUEUE, spec.queue), (JOB_SET, spec.job_set)):
+        if label_value_ok(value):
+            labels[key] = value
+    annotations = dict(spec.annotations)
+    annotations.update(
+        {
+            JOB_ID: spec.job_id,
+            RUN_ID: job.run_id,
+            QUEUE: spec.queue,
+            JOB_SET: spec.job_set,
+            EXECUTOR: executor_id,
+        }
+    )
+    pod_spec = copy.deepcopy(spec.pod_spec)
+    pod_spec["nodeName"] = job.node
+    pod_spec["restartPolicy"] = "Never"
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name(spec.job_id, job.run_id),
+            "namespace": spec.namespace or "default",
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": pod_spec,
+    }
+
+
+# --- reading pods ------------------------------------------------------------------------
+
+
+def _meta(pod: Mapping[str, Any]) -> Mapping[str, Any]:
+    return pod.get("metadata") or {}
+
+
+def _status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
+    return pod.get("status") or {}
+
+
+def pod_run_id(pod: Mapping[str, Any]) -> str:
+    return (_meta(pod).get("labels") or {}).get(RUN_ID, "")
+
+
+def pod_phase(pod: Mapping[str, Any]) -> str:
+    return _status(pod).get("phase") or "Pending"
+
+
+def pod_terminal(pod: Mapping[str, Any]) -> bool:
+    return pod_phase(pod) in ("Succeeded", "Failed")
+
+
+def pod_being_deleted(pod: Mapping[str, Any]) -> bool:
+    return bool(_meta(pod).get("deletionTimestamp"))
+
+
+def parse_time(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _container_statuses(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    status = _status(pod)
+    return [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+
+
+def pod_started(pod: Mapping[str, Any]) -> bool:
+    """Whether any container of the pod has run (so the run was attempted on the node)."""
+    if pod_phase(pod) in ("Running", "Succeeded"):
+        return True
+    for cs in _container_statuses(pod):
+        for key in ("state", "lastState"):
+            state = cs.get(key) or {}
+            if state.get("running") or (state.get("terminated") or {}).get("startedAt"):
+                return True
+    return False
+
+
+def waiting_reasons(pod: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """``(container, reason, message)`` of the containers waiting with a reason."""
+    out = []
+    for cs in _container_statuses(pod):
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason"):
+            out.append((cs.get("name", ""), waiting["reason"], waiting.get("message") or ""))
+    return out
+
+
+def pending_reason(pod: Mapping[str, Any]) -> str:
+    """Why a pod is pending: its first non-benign waiting reason (``ImagePullBackOff``...), else
+    the first waiting reason (``ContainerCreating``), else the pod's reason, else ``Pending``."""
+    waiting = waiting_reasons(pod)
+    for _, reason, message in waiting:
+        if reason not in BENIGN_WAITING_REASONS:
+            return f"{reason}: {message}" if message else reason
+    if waiting:
+        return waiting[0][1]
+    return _status(pod).get("reason") or "Pending"
+
+
+def start_failure(pod: Mapping[str, Any]) -> tuple[bool, str, str] | None:
+    """A container that cannot start: ``(fatal, category, detail)``, or None. Fatal failures
+    (an invalid image name) fail the run at once; the others (image pull back-off, a missing
+    config map or secret) only when they persist past ``image_pull_timeout_seconds``."""
+    for name, reason, message in waiting_reasons(pod):
+        detail = f"container {name}: {reason}" + (f": {message}" if message else "")
+        if reason in FATAL_START_REASONS:
+            return True, IMAGE_PULL_FAILED, detail
+        if reason in IMAGE_PULL_REASONS:
+            return False, IMAGE_PULL_FAILED, detail
+        if reason in START_FAILURE_REASONS:
+            return False, CONTAINER_START_FAILED, detail
+    return None
+
+
+def rejected_by_node(pod: Mapping[str, Any]) -> str | None:
+    """The reason when the node refused to admit the pod (it never ran there), else None."""
+    status = _status(pod)
+    reason = status.get("reason") or ""
+    if pod_phase(pod) != "Failed" or pod_started(pod):
+        return None
+    if reason.startswith("OutOf") or reason in ADMISSION_REASONS:
+        message = status.get("message") or ""
+        return f"{NODE_REJECTED}: {reason}" + (f": {message}" if message else "")
+    return None
+
+
+def node_lost(pod: Mapping[str, Any]) -> bool:
+    status = _status(pod)
+    if status.get("reason") == "NodeLost" or status.get("phase") == "Unknown":
+        return True
+    return any(
+        c.get("type") == "DisruptionTarget" and c.get("reason") in NODE_LOST_DISRUPTIONS
+        for c in status.get("conditions") or []
+    )
+
+
+def container_exits(pod: Mapping[str, Any]) -> tuple[ContainerExit, ...]:
+    """Every container that ended, with its exit code, and every container that could not
+    start, with exit code -1 and the reason it waits for."""
+    out = []
+    for cs in _container_statuses(pod):
+        name = cs.get("name", "")
+        state = cs.get("state") or {}
+        terminated = state.get("terminated") or (cs.get("lastState") or {}).get("terminated")
+        if terminated:
+            out.append(
+                ContainerExit(
+                    name=name,
+                    exit_code=int(terminated.get("exitCode", 0)),
+                    message=(terminated.get("message") or "")[-500:],
+                    reason=terminated.get("reason") or "",
+                )
+            )
+            continue
+        waiting = state.get("waiting") or {}
+        if waiting.get("reason", "") not in BENIGN_WAITING_REASONS:
+            out.append(
+                ContainerExit(
+                    name=name,
+                    exit_code=-1,
+                    message=(waiting.get("message") or "")[-500:],
+                    reason=waiting["reason"],
+                )
+            )
+    return tuple(out)
+
+
+def failure_reason(pod: Mapping[str, Any], deleted_externally: bool = False) -> str:
+    """A failed pod's categorised reason, ``"<category>: <detail>"``."""
+    status = _status(pod)
+    reason = status.get("reason") or ""
+    message = status.get("message") or ""
+    node = (pod.get("spec") or {}).get("nodeName", "")
+    if reason == "Evicted" or any(
+        c.get("type") == "DisruptionTarget"
+        and c.get("reason") in ("EvictionByEvictionAPI", "TerminationByKubelet")
+        for c in status.get("conditions") or []
+    ):
+        return f"{EVICTED}: {message or 'the pod was evicted'}"
+    if reason == "DeadlineExceeded":
+        return f"{DEADLINE_EXCEEDED}: {message or 'the pod ran past its activeDeadlineSeconds'}"
+    if node_lost(pod):
+        return f"{NODE_LOST}: {message or f'node {node} was lost'}"
+    if deleted_externally:
+        return f"{NODE_LOST}: the pod was deleted outside Flotilla" + (f" ({message})" if message else "")
+    exits = container_exits(pod)
+    for c in exits:
+        if c.reason == "OOMKilled":
+            return f"{OOM_KILLED}: container {c.name} exceeded its memory limit (exit code {c.exit_code})"
+    for c in exits:
+        if c.exit_code > 0:
+            tail = f": {c.message.strip()[-200:]}" if c.message.strip() else ""
+            return f"{CONTAINER_ERROR}: container {c.name} exited with code {c.exit_code}{tail}"
+    failing = start_failure(pod)
+    if failing is not None:
+        return f"{failing[1]}: {failing[2]}"
+    return f"{reason or 'PodFailed'}: {message or 'the pod failed'}"
+
+
+def pod_requests(pod: Mapping[str, Any]) -> ResourceList:
+    """What a pod holds on its node, as the Kubernetes scheduler counts it: the larger of the
+    sum of its containers' requests and its largest init container's, plus its overhead, and
+    one ``pods``. A container's limits stand in for requests it does not state."""
+    spec = pod.get("spec") or {}
+
+    def requests_of(container: Mapping[str, Any]) -> ResourceList:
+        resources = container.get("resources") or {}
+        merged = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
+        out: ResourceList = {}
+        for name, quantity in merged.items():
+            try:
+                out[name] = parse_quantity(quantity)
+            except InvalidQuantity:
+                continue
+        return out
+
+    total: ResourceList = {}
+    for container in spec.get("containers") or []:
+        total = add(total, requests_of(container))
+    for container in spec.get("initContainers") or []:
+        for name, quantity in requests_of(container).items():
+            total[name] = max(total.get(name, 0), quantity)
+    overhead = {}
+    for name, quantity in (spec.get("overhead") or {}).items():
+        try:
+            overhead[name] = parse_quantity(quantity)
+        except InvalidQuantity:
+            continue
+    return add(add(total, overhead), {"pods": 1000})
+
+
+def node_report(
+    node: Mapping[str, Any], used: Mapping[str, int], pool_label: str, default_pool: str
+) -> NodeReport:
+    """A node with what is free on it for Flotilla: allocatable minus ``used``, never negative."""
+    meta = _meta(node)
+    labels = dict(meta.get("labels") or {})
+    spec = node.get("spec") or {}
+    status = node.get("status") or {}
+    allocatable: ResourceList = {}
+    for name, quantity in (status.get("allocatable") or {}).items():
+        try:
+            allocatable[name] = parse_quantity(quantity)
+        except InvalidQuantity:
+            log.warning("node %s: ignoring allocatable %s=%r", meta.get("name"), name, quantity)
+    free = {
+        name: max(0, quantity)
+        for name, quantity in subtract(allocatable, used).items()
+        if name in allocatable
+    }
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
+    )
+    taints = tuple(
+        {k: str(t[k]) for k in ("key", "value", "effect") if t.get(k) is not None}
+        for t in spec.get("taints") or []
+    )
+    pool = (labels.get(pool_label) if pool_label else "") or default_pool
+    return NodeReport(
+        name=meta.get("name", ""),
+        pool=pool,
+        allocatable=free,
+        labels=labels,
+        taints=taints,
+        unschedulable=bool(spec.get("unschedulable")) or not ready,
+    )
+
+
+# --- the API ------------------------------------------------------------------------------
+
+
+class TokenBucket:
+    """At most ``rate`` takes a second on average, in bursts of up to ``burst``."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = max(1, burst)
+        self._clock = clock
+        self._tokens = float(self.burst)
+        self._at = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate)
+        self._at = now
+
+    def try_take(self) -> float:
+        """Take a token and return 0, or return how long to wait for one."""
+        if self.rate <= 0:
+            return 0.0
+        self._refill()
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return 0.0
+        return (1 - self._tokens) / self.rate
+
+    async def take(self) -> None:
+        while (wait := self.try_take()) > 0:
+            await asyncio.sleep(wait)
+
+
+def api_message(exc: BaseException) -> str:
+    """The API server's message for a refused call (its Status ``message``), else the error."""
+    body = getattr(exc, "body", None)
+    if body:
+        try:
+            message = json.loads(body).get("message")
+            if message:
+                return str(message)
+        except (ValueError, AttributeError):
+            pass
+    status = getattr(exc, "status", None)
+    if status is not None:
+        return f"{status} {getattr(exc, 'reason', '') or ''}".strip()
+    return str(exc) or type(exc).__name__
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying: throttling (429), server errors (5xx), timeouts and connection errors."""
+    if isinstance(exc, ApiException):
+        return exc.status is None or exc.status in (0, 408, 429) or exc.status >= 500
+    return isinstance(exc, (urllib3.exceptions.HTTPError, OSError, TimeoutError))
+
+
+def _status_code(exc: BaseException) -> int | None:
+    return getattr(exc, "status", None)
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    headers = getattr(exc, "headers", None) or {}
+    try:
+        value = headers.get("Retry-After")
+        return float(value) if value else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _read_json(response: Any) -> dict[str, Any]:
+    try:
+        return json.loads(response.data)
+    finally:
+        response.release_conn()
+
+
+def _lines(response: Any) -> Iterator[str]:
+    buffer = b""
+    for chunk in response.stream(amt=None, decode_content=False):
+        buffer += chunk if isinstance(chunk, bytes) else chunk.encode()
+        while (i := buffer.find(b"\n")) >= 0:
+            line, buffer = buffer[:i], buffer[i + 1 :]
+            if line.strip():
+                yield line.decode("utf-8", errors="replace")
+
+
+class _Gone(Exception):
+    """The watch's resourceVersion is too old (410 Gone): relist."""
+
+
+class _PodWatch(threading.Thread):
+    """List-then-watch of the executor's pods in a thread; what it sees goes to ``post``:
+    ``("relist", pods)`` after each list and ``("event", type, pod)`` for each change."""
+
+    def __init__(
+        self, core: Any, selector: str, resync_seconds: float, post: Callable[[tuple], None]
+    ) -> None:
+        super().__init__(name=f"pod-watch {selector}", daemon=True)
+        self._core = core
+        self._selector = selector
+        self._resync = max(1.0, resync_seconds)
+        self._post = post
+        self._stopped = threading.Event()
+        self._response: Any = None
+        self.version: str | None = None
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.drop()
+
+    @property
+    def watching(self) -> bool:
+        """Whether a watch connection is open."""
+        return self._response is not None
+
+    def drop(self) -> None:
+        """Cut the current watch connection, as a network failure would: the thread
+        reconnects from the last resourceVersion it saw (unless stopped)."""
+        response = self._response
+        if response is not None:
+            try:  # unblock the read the thread is in
+                sock = getattr(getattr(response, "connection", None), "sock", None)
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def run(self) -> None:
+        listed_at = 0.0
+        backoff = 0.5
+        while not self._stopped.is_set():
+            try:
+                if self.version is None or time.monotonic() - listed_at >= self._resync:
+                    self.version = self._list()
+                    listed_at = time.monotonic()
+                remaining = self._resync - (time.monotonic() - listed_at)
+                self._watch(int(max(1, min(WATCH_TIMEOUT_SECONDS, math.ceil(remaining)))))
+                backoff = 0.5
+            except _Gone:
+                log.info("pod watch: resourceVersion %s expired (410 Gone); relisting", self.version)
+                self.version = None
+            except Exception as exc:  # noqa: BLE001 - the watch must survive anything
+                if self._stopped.is_set():
+                    break
+                if _status_code(exc) == 410:
+                    self.version = None
+                    continue
+                log.warning("pod watch dropped (%s); reconnecting in %.1fs", api_message(exc), backoff)
+                self._stopped.wait(backoff + random.uniform(0, backoff / 2))
+                backoff = min(backoff * 2, 30.0)
+
+    def _list(self) -> str:
+        body = _read_json(
+            self._core.list_pod_for_all_namespaces(
+                label_selector=self._selector, _preload_content=False, _request_timeout=CALL_TIMEOUT
+            )
+        )
+        self._post(("relist", body.get("items") or []))
+        return (body.get("metadata") or {}).get("resourceVersion") or ""
+
+    def _watch(self, timeout: int) -> None:
+        """Follow changes from ``self.version``, advancing it with every event (bookmarks
+        too), so that a dropped connection resumes where it stopped."""
+        response = self._core.list_pod_for_all_namespaces(
+            label_selector=self._selector,
+            watch=True,
+            resource_version=self.version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=timeout,
+            _preload_content=False,
+            _request_timeout=(CALL_TIMEOUT[0], timeout + 30.0),
+        )
+        self._response = response
+        try:
+            for line in _lines(response):
+                if self._stopped.is_set():
+                    break
+                event = json.loads(line)
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        raise _Gone()
+                    raise RuntimeError(f"watch error {obj.get('code')}: {obj.get('message')}")
+                self.version = _meta(obj).get("resourceVersion") or self.version
+                if kind != "BOOKMARK":
+                    self._post(("event", kind, obj))
+        finally:
+            self._response = None
+            response.close()
+            response.release_conn()
+
+
+# --- runs ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    job: JobState
+    namespace: str
+    name: str
+    started_at: float = field(default_factory=time.time)
+    pod: dict[str, Any] | None = None
+    gone: bool = False
+    stop_requested: bool = False
+    grace: int | None = None
+    delete_sent: bool = False
+    grace_sent: int | None = None
+    delete_deadline: float = 0.0
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def update(self, pod: dict[str, Any], gone: bool = False) -> None:
+        self.pod = pod
+        self.gone = gone
+        self.changed.set()
+
+    async def wait(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self.changed.wait(), timeout=max(0.05, timeout))
+        except TimeoutError:
+            pass
+
+
+class KubernetesBackend(ClusterBackend):
+    kind = "kubernetes"
+
+    def __init__(self, settings: Settings, api_client: Any = None) -> None:
+        self._settings = settings
+        self._cfg = settings.executor
+        self.executor_id = settings.executor.id
+        if not label_value_ok(self.executor_id) or not self.executor_id:
+            raise SettingsError(
+                "executor.id", self.executor_id, "a Kubernetes executor's id must be a valid label value"
+            )
+        self._api_client = api_client
+        self._core: Any = None
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kube-api")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._nodes: tuple[NodeReport, ...] = ()
+        self._runs: dict[str, _Run] = {}
+        self._pods: dict[str, dict[str, Any]] = {}  # run id -> latest pod (the watch's cache)
+        self._pod_refs: dict[str, tuple[str, str]] = {}  # run id -> (namespace, name), until gone
+        self._adoptable: set[str] = set()
+        self._reconciled = False
+        self._terminal_since: dict[str, float] = {}  # pod uid -> when first seen finished
+        self._untracked_since: dict[str, float] = {}  # pod uid -> when first seen without a run
+        self._janitor_deleting: set[str] = set()
+        self._bucket = TokenBucket(
+            settings.executor.pod_creation_rate, math.ceil(settings.executor.pod_creation_rate)
+        )
+        self._watch: _PodWatch | None = None
+        self._synced = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Future[None]] = set()
+
+    # --- connection ----------------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        if self._api_client is not None:
+            return self._api_client
+        configuration = k8s_client.Configuration()
+        if self._cfg.kubeconfig:
+            k8s_config.load_kube_config(config_file=self._cfg.kubeconfig, client_configuration=configuration)
+        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+            k8s_config.load_incluster_config(client_configuration=configuration)
+        else:
+            k8s_config.load_kube_config(client_configuration=configuration)
+        return k8s_client.ApiClient(configuration)
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        assert self._loop is not None
+        return await self._loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._api_client = await self._call(self._connect)
+        self._core = k8s_client.CoreV1Api(self._api_client)
+        await self._refresh_nodes(initial=True)
+        self._watch = _PodWatch(
+            self._core, f"{EXECUTOR}={self.executor_id}", self._cfg.pod_resync_seconds, self._post
+        )
+        self._watch.start()
+        try:
+            await asyncio.wait_for(self._synced.wait(), timeout=60)
+        except TimeoutError as exc:
+            raise RuntimeError("could not list the executor's pods within 60s") from exc
+        self._tasks = [
+            asyncio.create_task(self._refresh_nodes_forever(), name="kube nodes"),
+            asyncio.create_task(self._janitor(), name="kube janitor"),
+        ]
+        log.info(
+            "kubernetes executor %s: %d node(s), %d pod(s) of its own",
+            self.executor_id,
+            len(self._nodes),
+            len(self._pods),
+        )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._watch is not None:
+            self._watch.stop()
+            await asyncio.to_thread(self._watch.join, 5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._api_client is not None:
+            try:
+                self._api_client.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    # --- nodes ---------------------------------------------------------------------------
+
+    def nodes(self) -> tuple[NodeReport, ...]:
+        return self._nodes
+
+    def _ours(self) -> set[str] | None:
+        """Run ids whose pods the scheduler already counts (None: all of this executor's)."""
+        if not self._reconciled:
+            return None
+        return set(self._runs) | self._adoptable
+
+    def _read_nodes(self, ours: set[str] | None) -> tuple[NodeReport, ...]:
+        selector = self._cfg.pool_label or None
+        nodes = _read_json(
+            self._core.list_node(
+                label_selector=selector, _preload_content=False, _request_timeout=CALL_TIMEOUT
+            )
+        )
+        pods = _read_json(
+            self._core.list_pod_for_all_namespaces(
+                field_selector="status.phase!=Succeeded,status.phase!=Failed",
+                _preload_content=False,
+                _request_timeout=CALL_TIMEOUT,
+            )
+        )
+        used: dict[str, ResourceList] = {}
+        for pod in pods.get("items") or []:
+            node = (pod.get("spec") or {}).get("nodeName")
+            if not node or pod_terminal(pod):
+                continue
+            labels = _meta(pod).get("labels") or {}
+            if labels.get(EXECUTOR) == self.executor_id and not pod_being_deleted(pod):
+                if ours is None or labels.get(RUN_ID) in ours:
+                    continue  # a run of ours: the scheduler counts it already
+            used[node] = add(used.get(node, {}), pod_requests(pod))
+        reports = [
+            node_report(n, used.get(_meta(n).get("name", ""), {}), self._cfg.pool_label, self._cfg.pool)
+            for n in nodes.get("items") or []
+        ]
+        return tuple(sorted(reports, key=lambda r: r.name))
+
+    async def _refresh_nodes(self, initial: bool = False) -> None:
+        attempts = 10 if initial else 1
+        for attempt in range(attempts):
+            try:
+                self._nodes = await self._call(self._read_nodes, self._ours())
+                return
+            except Exception as exc:
+                if attempt == attempts - 1:
+                    if initial:
+                        raise RuntimeError(f"cannot read the cluster's nodes: {api_message(exc)}") from exc
+                    log.warning("could not refresh nodes: %s", api_message(exc))
+                    return
+                await asyncio.sleep(min(5.0, 0.5 * 2**attempt))
+
+    async def _refresh_nodes_forever(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.2, self._cfg.heartbeat_interval_seconds))
+            await self._refresh_nodes()
+
+    # --- the watch, on the loop ----------------------------------------------------------
+
+    def _post(self, message: tuple) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._on_watch, message)
+        except RuntimeError:
+            pass  # the loop closed under us
+
+    def _on_watch(self, message: tuple) -> None:
+        if message[0] == "relist":
+            pods = {pod_run_id(p): p for p in message[1] if pod_run_id(p)}
+            for run_id, pod in pods.items():
+                self._seen(run_id, pod)
+            for run_id in [r for r in self._pods if r not in pods]:
+                pod = self._pods[run_id]
+                run = self._runs.get(run_id)
+                if run is not None:
+                    # Missing from the list may just mean the list predates the pod: ask.
+                    task = asyncio.ensure_future(self._confirm_gone(run_id, pod))
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)
+                else:
+                    self._forget(run_id, pod)
+            self._synced.set()
+            return
+        _, kind, pod = message
+        run_id = pod_run_id(pod)
+        if not run_id:
+            return
+        if kind == "DELETED":
+            self._forget(run_id, pod)
+        else:
+            self._seen(run_id, pod)
+
+    def _seen(self, run_id: str, pod: dict[str, Any]) -> None:
+        self._pods[run_id] = pod
+        self._pod_refs.setdefault(run_id, (_meta(pod).get("namespace", ""), _meta(pod).get("name", "")))
+        run = self._runs.get(run_id)
+        if run is not None and _meta(pod).get("name") == run.name:
+            run.update(pod)
+
+    def _forget(self, run_id: str, pod: dict[str, Any]) -> None:
+        uid = _meta(pod).get("uid", "")
+        current = self._pods.get(run_id)
+        if current is not None and _meta(current).get("uid", uid) != uid:
+            return  # an older pod of the run went away, not the current one
+        self._pods.pop(run_id, None)
+        self._pod_refs.pop(run_id, None)
+        self._terminal_since.pop(uid, None)
+        self._untracked_since.pop(uid, None)
+        self._janitor_deleting.discard(uid)
+        run = self._runs.get(run_id)
+        if run is not None:
+            run.update(pod, gone=True)
+
+    async def _confirm_gone(self, run_id: str, pod: dict[str, Any]) -> None:
+        meta = _meta(pod)
+        try:
+            current = await self._get_pod(meta.get("namespace", ""), meta.get("name", ""))
+        except Exception as exc:  # noqa: BLE001 - the next resync asks again
+            log.warning("could not check pod %s: %s", meta.get("name"), api_message(exc))
+            return
+        if current is None:
+            self._forget(run_id, pod)
+        else:
+            self._seen(run_id, current)
+
+    # --- API calls -----------------------------------------------------------------------
+
+    async def _get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return _read_json(
+                await self._call(
+                    self._core.read_namespaced_pod,
+                    name,
+                    namespace,
+                    _preload_content=False,
+                    _request_timeout=CALL_TIMEOUT,
+                )
+            )
+        except Exception as exc:
+            if _status_code(exc) == 404:
+                return None
+            raise
+
+    async def _delete_pod(self, namespace: str, name: str, grace: int | None) -> bool:
+        """Delete a pod; False when it was already gone. Retries transient errors briefly."""
+        kwargs: dict[str, Any] = {"_preload_content": False, "_request_timeout": CALL_TIMEOUT}
+        if grace is not None:
+            kwargs["grace_period_seconds"] = max(0, int(grace))
+        for attempt in range(5):
+            try:
+                response = await self._call(self._core.delete_namespaced_pod, name, namespace, **kwargs)
+                response.release_conn()
+                return True
+            except Exception as exc:
+                if _status_code(exc) == 404:
+                    return False
+                if not is_transient(exc) or attempt == 4:
+                    raise
+                await asyncio.sleep(0.5 * 2**attempt)
+        return True
+
+    async def _create_pod(self, run: _Run) -> RunReport | None:
+        """Create the run's pod; None once it exists, else the run's final report."""
+        body = build_pod(run.job, self.executor_id)
+        deadline = time.monotonic() + self._cfg.pod_pending_timeout_seconds
+        delay = 0.5
+        while True:
+            if run.stop_requested:
+                return RunReport(
+                    RETURNED,
+                    node=run.job.node,
+                    pod_name=run.name,
+                    reason="stopped before its pod was created",
+                )
+            await self._bucket.take()
+            try:
+                pod = _read_json(
+                    await self._call(
+                        self._core.create_namespaced_pod,
+                        run.namespace,
+                        body,
+                        _preload_content=False,
+                        _request_timeout=CALL_TIMEOUT,
+                    )
+                )
+                if run.pod is None:
+                    run.update(pod)
+                return None
+            except Exception as exc:
+                error = exc
+            status = _status_code(error)
+            if status == 409:  # it exists: an earlier attempt got through after all
+                existing = await self._get_pod(run.namespace, run.name)
+                if existing is not None and pod_run_id(existing) == run.job.run_id:
+                    if run.pod is None:
+                        run.update(existing)
+                    return None
+            if not is_transient(error):
+                message = api_message(error)
+                log.warning(
+                    "pod %s/%s refused: %s",
+                    run.namespace,
+                    run.name,
+                    message,
+                    exc_info=None if status else error,  # not from the API server: show where
+                )
+                return RunReport(
+                    FAILED, node=run.job.node, pod_name=run.name, reason=f"{POD_REJECTED}: {message}"
+                )
+            wait = _retry_after(error) or delay
+            if time.monotonic() + wait > deadline:
+                return RunReport(
+                    RETURNED,
+                    node=run.job.node,
+                    pod_name=run.name,
+                    reason=f"could not create pod: {api_message(error)}",
+                )
+            log.info("creating pod %s: %s; retrying in %.1fs", run.name, api_message(error), wait)
+            run.changed.clear()
+            await run.wait(wait * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, 30.0)
+
+    # --- runs ----------------------------------------------------------------------------
+
+    async def run(self, job: JobState, report: Report, adopt: bool = False) -> None:
+        namespace = job.spec.namespace or "default"
+        run = _Run(job=job, namespace=namespace, name=pod_name(job.spec.job_id, job.run_id))
+        self._runs[job.run_id] = run
+        self._pod_refs[job.run_id] = (namespace, run.name)
+        try:
+            reported: set[str] = set()
+            if adopt:
+                if job.state in (job_states.PENDING, job_states.RUNNING):
+                    reported.add(PENDING)
+                if job.state == job_states.RUNNING:
+                    reported.add(RUNNING)
+                pod = self._pods.get(job.run_id) or await self._get_pod(namespace, run.name)
+                if pod is None:
+                    run.gone = True
+                else:
+                    run.pod = pod
+                    run.started_at = parse_time(_meta(pod).get("creationTimestamp")) or time.time()
+            else:
+                outcome = await self._create_pod(run)
+                if outcome is not None:
+                    await report(outcome)
+                    return
+            await self._follow(run, report, reported)
+        except Exception as exc:
+            # Not the job's fault: give the lease back (the janitor removes a pod left behind).
+            log.exception("run %s: lost track of pod %s/%s", job.run_id, namespace, run.name)
+            with contextlib.suppress(Exception):
+                await report(
+                    RunReport(RETURNED, node=job.node, pod_name=run.name, reason=f"executor error: {exc}")
+                )
+        finally:
+            self._runs.pop(job.run_id, None)
+            self._adoptable.discard(job.run_id)
+
+    async def _follow(self, run: _Run, report: Report, reported: set[str]) -> None:
+        node = run.job.node
+        image_pull_since: float | None = None
+
+        async def once(phase: str, reason: str = "") -> None:
+            if phase not in reported:
+                reported.add(phase)
+                await report(RunReport(phase, node=node, pod_name=run.name, reason=reason))
+
+        async def returned(reason: str) -> None:
+            await report(RunReport(RETURNED, node=node, pod_name=run.name, reason=reason))
+
+        while True:
+            run.changed.clear()
+            pod, now = run.pod, time.time()
+            wake = 5.0
+
+            if run.stop_requested:
+                # Deleted by the executor (cancel, preemption, shutdown): no phase counts any more.
+                if run.gone:
+                    await returned("pod deleted by the executor")
+                    return
+                if not run.delete_sent:
+                    await self._send_delete(run, run.grace)
+                if time.monotonic() > run.delete_deadline:
+                    await returned("pod deleted by the executor (still terminating)")
+                    return
+                await run.wait(min(wake, run.delete_deadline - time.monotonic()))
+                continue
+
+            if run.gone:
+                if (pod is not None and pod_started(pod)) or RUNNING in reported:
+                    await once(PENDING)
+                    await report(
+                        RunReport(
+                            FAILED,
+                            node=node,
+                            pod_name=run.name,
+                            reason=failure_reason(pod or {}, deleted_externally=True),
+                            containers=container_exits(pod or {}),
+                        )
+                    )
+                else:
+                    await returned("the pod was deleted before it started")
+                return
+
+            if pod is None:  # created, not seen yet
+                await run.wait(1.0)
+                continue
+
+            phase = pod_phase(pod)
+            if phase == "Succeeded":
+                await once(PENDING)
+                await once(RUNNING)
+                await report(RunReport(SUCCEEDED, node=node, pod_name=run.name))
+                return
+
+            if phase == "Failed" or node_lost(pod):
+                refused = rejected_by_node(pod)
+                if refused is not None:
+                    await self._delete_and_wait(run, grace=0)
+                    await returned(refused)
+                    return
+                await once(PENDING)
+                if pod_started(pod):
+                    await once(RUNNING)
+                reason = failure_reason(pod, deleted_externally=pod_being_deleted(pod))
+                await report(
+                    RunReport(
+                        FAILED, node=node, pod_name=run.name, reason=reason, containers=container_exits(pod)
+                    )
+                )
+                if node_lost(pod):
+                    await self._quiet_delete(run.namespace, run.name, 0)
+                return
+
+            if pod_being_deleted(pod):
+                # Deleted by someone else (a user, a node drain, the taint manager): wait for
+                # the end, but not forever if the node is gone and no kubelet finishes it.
+                deadline = (parse_time(_meta(pod).get("deletionTimestamp")) or now) + DELETE_WAIT_SECONDS
+                if now > deadline:
+                    if pod_started(pod):
+                        await once(PENDING)
+                        await once(RUNNING)
+                        await report(
+                            RunReport(
+                                FAILED,
+                                node=node,
+                                pod_name=run.name,
+                                reason=f"{NODE_LOST}: the pod was deleted outside Flotilla and is stuck terminating",
+                                containers=container_exits(pod),
+                            )
+                        )
+                    else:
+                        await returned("the pod was deleted before it started")
+                    await self._quiet_delete(run.namespace, run.name, 0)
+                    return
+                await run.wait(min(wake, deadline - now + 0.1))
+                continue
+
+            if phase == "Running":
+                await once(PENDING)
+                ip = _status(pod).get("podIP") or ""
+                await once(
+                    RUNNING,
+                    f"on {(pod.get('spec') or {}).get('nodeName', node)}" + (f", pod IP {ip}" if ip else ""),
+                )
+                image_pull_since = None
+            else:  # Pending
+                await once(PENDING, pending_reason(pod))
+                failing = start_failure(pod)
+                if failing is not None:
+                    fatal, category, detail = failing
+                    image_pull_since = image_pull_since or now
+                    limit = image_pull_since + self._cfg.image_pull_timeout_seconds
+                    if fatal or now >= limit:
+                        await report(
+                            RunReport(
+                                FAILED,
+                                node=node,
+                                pod_name=run.name,
+                                reason=f"{category}: {detail}",
+                                containers=container_exits(pod),
+                            )
+                        )
+                        await self._quiet_delete(run.namespace, run.name, 0)
+                        return
+                    wake = min(wake, limit - now)
+                else:
+                    image_pull_since = None
+                pending_limit = run.started_at + self._cfg.pod_pending_timeout_seconds
+                if now >= pending_limit:
+                    why = pending_reason(pod)
+                    log.info(
+                        "pod %s pending for %.0fs (%s): returning its lease",
+                        run.name,
+                        now - run.started_at,
+                        why,
+                    )
+                    await self._delete_and_wait(run, grace=0)
+                    await returned(f"{STUCK_PENDING}: pod pending for {now - run.started_at:.0f}s ({why})")
+                    return
+                wake = min(wake, pending_limit - now)
+            await run.wait(wake)
+
+    async def _send_delete(self, run: _Run, grace: int | None) -> None:
+        run.delete_sent = True
+        run.grace_sent = grace
+        pod_grace = ((run.pod or {}).get("spec") or {}).get("terminationGracePeriodSeconds")
+        effective = grace if grace is not None else (pod_grace if pod_grace is not None else 30)
+        run.delete_deadline = time.monotonic() + float(effective) + DELETE_WAIT_SECONDS
+        try:
+            if not await self._delete_pod(run.namespace, run.name, grace):
+                run.gone = True
+        except Exception as exc:  # noqa: BLE001 - the janitor deletes it later
+            log.warning("could not delete pod %s/%s: %s", run.namespace, run.name, api_message(exc))
+
+    async def _delete_and_wait(self, run: _Run, grace: int | None) -> None:
+        """Delete the run's pod (the executor's own deletion) and wait until it is gone."""
+        run.stop_requested = True
+        await self._send_delete(run, grace)
+        while not run.gone and time.monotonic() < run.delete_deadline:
+            run.changed.clear()
+            await run.wait(min(5.0, run.delete_deadline - time.monotonic()))
+
+    async def _quiet_delete(self, namespace: str, name: str, grace: int | None) -> None:
+        try:
+            await self._delete_pod(namespace, name, grace)
+        except Exception as exc:  # noqa: BLE001 - the janitor deletes it later
+            log.warning("could not delete pod %s/%s: %s", namespace, name, api_message(exc))
+
+    async def stop_run(self, run_id: str, grace_seconds: float | None = None) -> None:
+        grace = None if grace_seconds is None else max(0, math.ceil(grace_seconds))
+        run = self._runs.get(run_id)
+        if run is not None:
+            shorter = grace is not None and (run.grace_sent is None or grace < run.grace_sent)
+            if not run.stop_requested or shorter:
+                run.grace = grace
+            run.stop_requested = True
+            if run.pod is not None and (not run.delete_sent or shorter):
+                await self._send_delete(run, grace)  # a second, shorter grace cuts the first short
+            run.changed.set()
+            return
+        ref = self._pod_refs.get(run_id)
+        if ref is not None:
+            pod = self._pods.get(run_id)
+            if pod is None or not pod_terminal(pod):
+                await self._quiet_delete(ref[0], ref[1], grace)
+
+    # --- restart -------------------------------------------------------------------------
+
+    async def reconcile(self, held: dict[str, JobState]) -> set[str]:
+        body = _read_json(
+            await self._call(
+                self._core.list_pod_for_all_namespaces,
+                label_selector=f"{EXECUTOR}={self.executor_id}",
+                _preload_content=False,
+                _request_timeout=CALL_TIMEOUT,
+            )
+        )
+        adoptable: set[str] = set()
+        removals = []
+        for pod in body.get("items") or []:
+            run_id = pod_run_id(pod)
+            meta = _meta(pod)
+            if run_id in held and not pod_being_deleted(pod):
+                adoptable.add(run_id)
+                self._seen(run_id, pod)
+            elif not pod_being_deleted(pod) and not pod_terminal(pod):  # finished: kept for retention
+                log.info(
+                    "deleting pod %s/%s: run %s is not held", meta.get("namespace"), meta.get("name"), run_id
+                )
+                removals.append(self._quiet_delete(meta.get("namespace", ""), meta.get("name", ""), None))
+        await asyncio.gather(*removals)
+        self._adoptable = adoptable
+        self._reconciled = True
+        return adoptable
+
+    # --- clean-up ------------------------------------------------------------------------
+
+    async def _janitor(self) -> None:
+        """Deletes finished pods after their retention, and pods no run follows (a pod whose
+        creation response was lost, a run that ended while the executor was down)."""
+        interval = max(0.5, min(5.0, self._cfg.heartbeat_interval_seconds))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._sweep()
+            except Exception:
+                log.exception("pod clean-up failed")
+
+    async def _sweep(self) -> None:
+        now = time.monotonic()
+        deletions = []
+        for run_id, pod in list(self._pods.items()):
+            meta = _meta(pod)
+            uid = meta.get("uid", "")
+            if uid in self._janitor_deleting or run_id in self._runs or run_id in self._adoptable:
+                continue
+            if pod_terminal(pod):
+                since = self._terminal_since.setdefault(uid, now)
+                if now - since < self._cfg.finished_pod_retention_seconds:
+                    continue
+            elif pod_being_deleted(pod) or not self._reconciled:
+                continue
+            else:
+                since = self._untracked_since.setdefault(uid, now)
+                if now - since < ORPHAN_AGE_SECONDS:
+                    continue
+                log.warning(
+                    "deleting pod %s/%s: no run of this executor follows it",
+                    meta.get("namespace"),
+                    meta.get("name"),
+                )
+            self._janitor_deleting.add(uid)
+            deletions.append(self._janitor_delete(uid, meta.get("namespace", ""), meta.get("name", "")))
+        await asyncio.gather(*deletions)
+
+    async def _janitor_delete(self, uid: str, namespace: str, name: str) -> None:
+        try:
+            await self._delete_pod(namespace, name, 0)
+        except Exception as exc:  # noqa: BLE001 - tried again on the next sweep
+            self._janitor_deleting.discard(uid)
+            log.warning("could not delete pod %s/%s: %s", namespace, name, api_message(exc))
