@@ -24,14 +24,12 @@ import contextlib
 import copy
 import logging
 import os
-import subprocess
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
-from unittest import mock
 
 import pytest
 import yaml
@@ -39,7 +37,6 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-from flotilla import stack as stack_module
 from flotilla.executor import kubernetes_backend as kb
 from flotilla.executor.backend import FAILED, PENDING, RETURNED, RUNNING, SUCCEEDED, RunReport
 from flotilla.jobfile import job_item_from_dict
@@ -622,22 +619,6 @@ def priority_classes(kube: Kube) -> Iterator[None]:
             api.delete_priority_class(name)
 
 
-class _Spawned(FlotillaProcess):
-    """A stack part started without a ``preexec_fn``. A child that runs Python between fork
-    and exec runs gRPC's fork handlers too (this process has the armada client's channels),
-    and those abort the child now and then ("epoll_wait error: Bad file descriptor", exit
-    -6); without ``preexec_fn`` the child is vforked and runs none."""
-
-    def start(self, timeout: float = 120.0) -> None:
-        popen = subprocess.Popen
-
-        def spawn(*args: Any, preexec_fn: Any = None, **kwargs: Any) -> subprocess.Popen:
-            return popen(*args, start_new_session=True, **kwargs)
-
-        with mock.patch.object(stack_module.subprocess, "Popen", spawn):
-            super().start(timeout)
-
-
 def start_kube_executor(stack, kube: Kube, name: str) -> FlotillaProcess:
     settings = copy.deepcopy(stack.settings)
     settings.executor.id = name
@@ -646,7 +627,7 @@ def start_kube_executor(stack, kube: Kube, name: str) -> FlotillaProcess:
     settings.executor.heartbeat_interval_seconds = 0.5
     settings.executor.finished_pod_retention_seconds = 600.0
     settings.executor.pod_pending_timeout_seconds = 120.0
-    process = _Spawned("executor", settings, stack.log_dir / name)
+    process = FlotillaProcess("executor", settings, stack.log_dir / name)
     stack.extra.append(process)  # stopped with the stack if a test leaves it running
     process.start()
     return process
