@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import grpc
@@ -38,6 +39,7 @@ from flotilla.stack import FlotillaProcess  # noqa: E402
 from tests.ports import free_port  # noqa: E402
 
 BATCH = 50
+STALL_SECONDS = 60.0
 
 
 def cluster_file(directory: Path, nodes: int) -> Path:
@@ -121,9 +123,13 @@ async def follow(settings, jobs: int, times: dict[str, dict[str, float]], timeou
     states = {}
     done = 0
     deadline = time.monotonic() + timeout
-    last_report = time.monotonic()
+    last_report = last_progress = time.monotonic()
     try:
         while done < jobs and time.monotonic() < deadline:
+            if time.monotonic() - last_progress > STALL_SECONDS:
+                stuck = Counter(s.state for s in states.values() if s.state != "succeeded")
+                print(f"  no job succeeded for {STALL_SECONDS}s; unfinished: {dict(stuck)}", file=sys.stderr)
+                return
             batches = await consumer.getmany(timeout_ms=500, max_records=10000)
             for records in batches.values():
                 for record in records:
@@ -132,10 +138,11 @@ async def follow(settings, jobs: int, times: dict[str, dict[str, float]], timeou
                     if after is None:
                         continue
                     states[event.job_id] = after
-                    if event.type in ("leased", "running", "succeeded"):
+                    if event.type in ("queued", "leased", "running", "succeeded"):
                         times.setdefault(event.job_id, {})[event.type] = event.created
                         if event.type == "succeeded":
                             done += 1
+                            last_progress = time.monotonic()
             if time.monotonic() - last_report > 5:
                 print(f"  succeeded {done}/{jobs}", file=sys.stderr, flush=True)
                 last_report = time.monotonic()
@@ -151,14 +158,21 @@ async def measure(settings, url: str, args) -> dict:
     await follower
     first = min(submitted.values())
     finished = [t["succeeded"] for t in times.values() if "succeeded" in t]
-    leased = [times[j]["leased"] - s for j, s in submitted.items() if "leased" in times.get(j, {})]
-    running = [times[j]["running"] - s for j, s in submitted.items() if "running" in times.get(j, {})]
+
+    def since_submit(kind: str) -> list[float]:
+        return [times[j][kind] - s for j, s in submitted.items() if kind in times.get(j, {})]
+
+    queued, leased, running = since_submit("queued"), since_submit("leased"), since_submit("running")
     return {
         "jobs": args.jobs,
         "nodes": args.nodes,
         "target_rate": args.rate,
         "succeeded": len(finished),
         "jobs_per_second": len(finished) / (max(finished) - first) if finished else 0.0,
+        # The rate at which jobs finished once they were flowing: the rate the system sustains.
+        "succeeded_per_second": len(finished) / (max(finished) - min(finished)) if len(finished) > 1 else 0.0,
+        "submit_to_queued_p50": percentile(queued, 0.50),
+        "submit_to_queued_p99": percentile(queued, 0.99),
         "submit_to_leased_p50": percentile(leased, 0.50),
         "submit_to_leased_p99": percentile(leased, 0.99),
         "submit_to_running_p50": percentile(running, 0.50),
@@ -176,6 +190,7 @@ def main() -> int:
     parser.add_argument("--runtime", type=float, default=5.0, help="seconds each simulated job runs")
     parser.add_argument("--timeout", type=float, default=3600.0)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--logs", type=Path, help="keep each part's log in this directory")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="flotilla-load-") as tmp:
@@ -196,7 +211,8 @@ def main() -> int:
             },
             environ={},
         )
-        parts = [FlotillaProcess(p, settings, directory / "logs") for p in ("worker", "api", "executor")]
+        logs = args.logs or directory / "logs"
+        parts = [FlotillaProcess(p, settings, logs) for p in ("worker", "api", "executor")]
         try:
             for part in parts:
                 part.start()
@@ -213,7 +229,7 @@ def main() -> int:
         for key, value in result.items():
             shown = f"{value:.3f}" if isinstance(value, float) else value
             print(f"{key:<{width}}  {shown}")
-    return 0
+    return 0 if result["succeeded"] == args.jobs else 1
 
 
 if __name__ == "__main__":

@@ -37,6 +37,9 @@ class KafkaSettings:
     partitions: int = 4
     session_timeout_ms: int = 10000
     heartbeat_interval_ms: int = 1000
+    fetch_max_wait_ms: int = 50
+    """How long a consumer's fetch may wait for records. Short, because Tansu holds a fetch for
+    much of this wait even when records are there; on Apache Kafka it only bounds idle polls."""
 
 
 @dataclass

@@ -12,7 +12,7 @@ States follow Armada's Lookout vocabulary (``armada-docs/job-lifecycle-events.md
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flotilla.schema import (
@@ -33,6 +33,7 @@ from flotilla.schema import (
     JobSpec,
     JobSubmitted,
     JobSucceeded,
+    record_fields,
 )
 
 SUBMITTED = "submitted"
@@ -89,7 +90,13 @@ class JobState:
         return self.state in ACTIVE_RUN_STATES
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain JSON-ready data (the jobs table's value); nested values are shared, not copied."""
+        data = record_fields(self)
+        data["spec"] = record_fields(self.spec)
+        data["runs"] = [record_fields(r) for r in self.runs]
+        data["requested_reprioritizations"] = list(self.requested_reprioritizations)
+        data["applied_reprioritizations"] = list(self.applied_reprioritizations)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobState:

@@ -2,6 +2,8 @@
 
 A view (the API's job view, an executor's view of its leases) is a fold of the log; it is
 rebuilt by reading from offset zero at start, so it needs no storage of its own (invariant 1).
+It never skips a record that a fetch left out while the broker still had it in flight
+(``flotilla.streams.offset_gaps``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from flotilla.settings import Settings
+from flotilla.streams.offset_gaps import OffsetGaps
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +36,22 @@ class LogTail:
         self._task: asyncio.Task[None] | None = None
         self._positions: dict[TopicPartition, int] = {}
         self._progress = asyncio.Condition()
+        self._gaps = OffsetGaps()
 
     async def start(self, timeout: float = 60.0) -> None:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka.bootstrap,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,
+            fetch_max_wait_ms=self._settings.kafka.fetch_max_wait_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         await self._consumer.start()
         partitions = await self._partitions(timeout)
         self._consumer.assign(partitions)
         await self._consumer.seek_to_beginning(*partitions)
+        for tp, offset in (await self._consumer.beginning_offsets(partitions)).items():
+            self._gaps.expect(tp, offset)
         self._task = asyncio.create_task(self._run(), name=f"log-tail {','.join(self._topics)}")
 
     async def _partitions(self, timeout: float) -> list[TopicPartition]:
@@ -81,7 +87,10 @@ class LogTail:
                 log.warning("log tail fetch failed, retrying: %s", exc)
                 await asyncio.sleep(0.5)
                 continue
-            for tp, records in batches.items():
+            for tp, fetched in batches.items():
+                records, refetch_from = self._gaps.admit(tp, fetched)
+                if refetch_from is not None:
+                    self._consumer.seek(tp, refetch_from)
                 for record in records:
                     try:
                         self._on_record(record)

@@ -37,6 +37,7 @@ from flotilla.schema import (
     EVENTS_TOPIC,
     EXECUTORS_TOPIC,
     QUEUES_TOPIC,
+    ExecutorHeartbeat,
     JobEvent,
     JobLeaseExpired,
     SchemaError,
@@ -112,6 +113,10 @@ class ActiveJobs:
         else:
             self.queued.pop(job_id, None)
 
+    def get(self, job_id: str) -> JobState | None:
+        """The job's state if it is active and the index is loaded (else read the table)."""
+        return self.jobs.get(job_id)
+
     def update(self, job: JobState) -> None:
         if not self.loaded:
             return
@@ -127,6 +132,22 @@ class ActiveJobs:
         self.queued = {}
 
 
+class HeartbeatCache:
+    """Executors' heartbeats decoded, with their nodes in the cycle's form: a heartbeat is
+    decoded when it changes, not every cycle (a cluster of thousands of nodes is a large record)."""
+
+    def __init__(self) -> None:
+        self._decoded: dict[str, tuple[str, ExecutorHeartbeat, list[Node]]] = {}
+
+    def decode(self, executor_id: str, value: str) -> tuple[ExecutorHeartbeat, list[Node]]:
+        seen = self._decoded.get(executor_id)
+        if seen is None or seen[0] != value:
+            heartbeat = decode_heartbeat(value.encode())
+            seen = (value, heartbeat, [Node.from_report(executor_id, n) for n in heartbeat.nodes])
+            self._decoded[executor_id] = seen
+        return seen[1], seen[2]
+
+
 def build_scheduler(settings: Settings) -> faust.App:
     app = create_app(settings)
     tables = create_tables(app, settings.kafka.partitions)
@@ -135,6 +156,7 @@ def build_scheduler(settings: Settings) -> faust.App:
     executors_topic = app.topic(settings.topic(EXECUTORS_TOPIC), partitions=1, **RAW)
     in_flight = InFlight()
     active = ActiveJobs()
+    heartbeats = HeartbeatCache()
 
     @app.on_partitions_revoked.connect
     async def forget_active_jobs(app, revoked, **kwargs) -> None:
@@ -164,9 +186,11 @@ def build_scheduler(settings: Settings) -> faust.App:
             except SchemaError as exc:
                 log.error("dropping a record that is not a job event: %s", exc)
                 continue
-            stored = tables.jobs.get(event.job_id)
             try:
-                before = JobState.from_dict(stored) if stored is not None else None
+                before = active.get(event.job_id)
+                if before is None:
+                    stored = tables.jobs.get(event.job_id)
+                    before = JobState.from_dict(stored) if stored is not None else None
                 after = apply(before, event)
             except Exception:
                 # One bad record must not stop the scheduler: log it and go on.
@@ -239,11 +263,11 @@ def build_scheduler(settings: Settings) -> faust.App:
         live_executors: set[str] = set()
         nodes: list[Node] = []
         for executor_id, value in tables.executors.items():
-            heartbeat = decode_heartbeat(value.encode())
+            heartbeat, reported = heartbeats.decode(executor_id, value)
             if wall - heartbeat.created > settings.scheduler.lease_timeout_seconds:
                 continue
             live_executors.add(executor_id)
-            nodes.extend(Node.from_report(executor_id, n) for n in heartbeat.nodes)
+            nodes.extend(reported)
 
         expired: list[JobEvent] = []
         running: list[RunningJob] = list(in_flight.running())
