@@ -1,8 +1,9 @@
 """End-to-end load test: jobs through the whole system on a simulated cluster.
 
-    python bench/load.py [--jobs 100000] [--rate 500] [--nodes 1000] [--runtime 5]
+    python bench/load.py [--jobs 100000] [--rate 500] [--nodes 1000] [--runtime 5] [--broker tansu|kafka]
 
-Starts the embedded broker, a scheduler worker, the API and a simulated executor of
+Starts a broker (the embedded Tansu, or Apache Kafka in KRaft mode from the jars that
+scripts/install-kafka installs), a scheduler worker, the API and a simulated executor of
 ``--nodes`` nodes (32 CPU, 256 GiB each), submits ``--jobs`` jobs of 1 CPU / 4 GiB through
 the gRPC API at ``--rate`` jobs a second, and follows the log until every job has succeeded.
 Prints jobs per second from first submit to last success, and the p50/p99 latency from
@@ -30,6 +31,7 @@ from armada_client.armada import submit_pb2, submit_pb2_grpc
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from flotilla.embedded.kafka_kraft import KRaftKafka, default_kafka_home  # noqa: E402
 from flotilla.embedded.tansu import TansuBroker  # noqa: E402
 from flotilla.jobfile import job_item_from_dict  # noqa: E402
 from flotilla.jobs.state import apply  # noqa: E402
@@ -178,6 +180,7 @@ async def measure(settings, url: str, args) -> dict:
         "submit_to_running_p50": percentile(running, 0.50),
         "submit_to_running_p99": percentile(running, 0.99),
         "submit_to_running_mean": statistics.fmean(running) if running else float("nan"),
+        "broker": args.broker,
         "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
     }
 
@@ -189,13 +192,17 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--runtime", type=float, default=5.0, help="seconds each simulated job runs")
     parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--broker", choices=("tansu", "kafka"), default="tansu")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--logs", type=Path, help="keep each part's log in this directory")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="flotilla-load-") as tmp:
         directory = Path(tmp)
-        broker = TansuBroker(port=free_port(), log_path=directory / "tansu.log")
+        if args.broker == "kafka":
+            broker = KRaftKafka(default_kafka_home(), directory / "kafka", free_port())
+        else:
+            broker = TansuBroker(port=free_port(), log_path=directory / "tansu.log")
         settings = load_settings(
             overrides={
                 "data_dir": str(directory),

@@ -32,6 +32,7 @@ from flotilla.schema import (
     JobPending,
     JobRunning,
     JobSucceeded,
+    NodeReport,
     decode_job_event,
     now,
 )
@@ -166,12 +167,25 @@ class ExecutorCore:
     def heartbeat(self) -> ExecutorHeartbeat:
         if self._stopping:
             return ExecutorHeartbeat(executor=self.executor_id, created=now())
+        nodes = self.backend.nodes()
+        self._follow_nodes(nodes)
         return ExecutorHeartbeat(
             executor=self.executor_id,
             created=now(),
-            nodes=self.backend.nodes(),
+            nodes=nodes,
             runs=dict(self._run_nodes),
         )
+
+    def _follow_nodes(self, nodes: tuple[NodeReport, ...]) -> None:
+        """Keep run slots for the nodes the heartbeat offers: the scheduler leases only on
+        nodes it heard of here, so a node added to the cluster since start gets slots before
+        any lease for it, and a node whose allocatable changed gets the new capacity."""
+        for node in nodes:
+            slots = self.slots.get(node.name)
+            if slots is None:
+                self.slots[node.name] = RunSlots(node.allocatable)
+            elif slots.capacity != node.allocatable:
+                slots.resize(node.allocatable)
 
     async def _heartbeats(self) -> None:
         while True:
@@ -186,7 +200,7 @@ class ExecutorCore:
     async def start(self) -> None:
         await ensure_topics(self._settings)
         await self.backend.start()
-        self.slots = {node.name: RunSlots(node.allocatable) for node in self.backend.nodes()}
+        self._follow_nodes(self.backend.nodes())
         await self._writer.start()
         await self._tail.start()
         await self._tail.catch_up(timeout=300)

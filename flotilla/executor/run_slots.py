@@ -32,6 +32,10 @@ class RunSlots:
         """Run id to the requests it reserved (a copy)."""
         return {run_id: dict(requests) for run_id, requests in self._active.items()}
 
+    def resize(self, capacity: Mapping[str, int]) -> None:
+        """The node's capacity changed; runs keep what they reserved, even beyond the new capacity."""
+        self._capacity = dict(capacity)
+
     def try_reserve(self, run_id: str, requests: Mapping[str, int]) -> bool:
         """Reserve ``requests`` for ``run_id`` if they fit in what is free; False otherwise.
 

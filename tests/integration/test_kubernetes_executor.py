@@ -619,18 +619,115 @@ def priority_classes(kube: Kube) -> Iterator[None]:
             api.delete_priority_class(name)
 
 
-def start_kube_executor(stack, kube: Kube, name: str) -> FlotillaProcess:
+def start_executor(stack, name: str, **executor: Any) -> FlotillaProcess:
     settings = copy.deepcopy(stack.settings)
     settings.executor.id = name
-    settings.executor.kind = "kubernetes"
-    settings.executor.kubeconfig = kube.kubeconfig
     settings.executor.heartbeat_interval_seconds = 0.5
-    settings.executor.finished_pod_retention_seconds = 600.0
-    settings.executor.pod_pending_timeout_seconds = 120.0
+    for key, value in executor.items():
+        setattr(settings.executor, key, value)
     process = FlotillaProcess("executor", settings, stack.log_dir / name)
     stack.extra.append(process)  # stopped with the stack if a test leaves it running
     process.start()
     return process
+
+
+def start_kube_executor(stack, kube: Kube, name: str, **executor: Any) -> FlotillaProcess:
+    return start_executor(
+        stack,
+        name,
+        kind="kubernetes",
+        kubeconfig=kube.kubeconfig,
+        finished_pod_retention_seconds=600.0,
+        pod_pending_timeout_seconds=120.0,
+        **executor,
+    )
+
+
+def test_jobs_spread_over_a_kubernetes_a_simulated_and_a_local_cluster(
+    kube, priority_classes, stack, tmp_path
+):
+    """Three executors, each a cluster and a pool of its own: the stack's local one (4 CPU),
+    a simulated one (one node of 4 CPU) and a Kubernetes one offering a single node (32 CPU).
+    Twelve jobs of 4 CPU do not fit in any one of them, so the scheduler uses all three."""
+    client = stack.client()
+    kube_name = f"kube-{uuid.uuid4().hex[:6]}"
+    label = f"flotilla.test/pool-{kube_name}"  # offered: only the node that has it
+    kube.api.patch_node(kube.node, {"metadata": {"labels": {label: "kube"}}})
+    sim_name = f"sim-{uuid.uuid4().hex[:6]}"
+    cluster_file = tmp_path / "cluster.yaml"
+    cluster_file.write_text(
+        "name: one-node\n"
+        "clusters:\n"
+        "  - name: sim\n"
+        "    pool: sim\n"
+        "    nodeTemplates:\n"
+        "      - number: 1\n"
+        "        totalResources: {resources: {cpu: '4', memory: 16Gi}}\n"
+    )
+    executors = [
+        start_kube_executor(stack, kube, kube_name, pool_label=label),
+        start_executor(stack, sim_name, kind="simulated", cluster_file=str(cluster_file)),
+    ]
+    try:
+        shape = pod_for(kube, seconds=10)
+        for container in shape["podSpec"]["containers"]:
+            container["resources"] = {
+                "requests": {"cpu": "4", "memory": "1Gi"},
+                "limits": {"cpu": "4", "memory": "1Gi"},
+            }
+        item = job_item_from_dict(
+            {
+                "priority": 0,
+                "namespace": kube.namespace,
+                "annotations": {**shape["annotations"], "flotilla.io/runtime-seconds": "10"},
+                "podSpec": shape["podSpec"],
+            }
+        )
+        queue = new_queue(client)
+        job_ids = submit(client, queue, "spread", [item] * 12)
+        events = collect(
+            client,
+            queue,
+            "spread",
+            lambda ev: all(kinds(ev, j)[-1:] == ["succeeded"] for j in job_ids),
+            timeout=180,
+        )
+        clusters = {dict(events[j])["leased"].cluster_id for j in job_ids}
+        assert clusters == {kube_name, sim_name, stack.settings.executor.id}
+        for job_id in job_ids:
+            ends = [
+                k for k in kinds(events, job_id) if k in ("succeeded", "failed", "cancelled", "preempted")
+            ]
+            assert ends == ["succeeded"], (job_id, kinds(events, job_id))
+    finally:
+        for executor in executors:
+            executor.stop()
+        kube.api.patch_node(kube.node, {"metadata": {"labels": {label: None}}})
+
+
+def test_a_node_added_after_the_executor_started_takes_jobs(kube, priority_classes, stack):
+    if not kube.kwok or harness is None:
+        pytest.skip("adds a node, which needs kwok's fake nodes")
+    client = stack.client()
+    name = f"kube-{uuid.uuid4().hex[:6]}"
+    late = f"flotilla-kwok-late-{uuid.uuid4().hex[:6]}"
+    executor = start_kube_executor(stack, kube, name)
+    try:
+        kube.api.create_node(harness.fake_node(late, cpu="8", memory="32Gi"))
+        shape = pod_for(kube, seconds=1)
+        spec = {**shape["podSpec"], "nodeSelector": {"kubernetes.io/hostname": late}}
+        item = job_item_from_dict(
+            {"priority": 0, "namespace": kube.namespace, "annotations": shape["annotations"], "podSpec": spec}
+        )
+        queue = new_queue(client)
+        (job_id,) = submit(client, queue, "late-node", [item])
+        events = collect(client, queue, "late-node", lambda ev: "succeeded" in kinds(ev, job_id), timeout=90)
+        assert kinds(events, job_id) == ["submitted", "queued", "leased", "pending", "running", "succeeded"]
+        assert dict(events[job_id])["running"].node_name == late
+    finally:
+        executor.stop()
+        with contextlib.suppress(ApiException):
+            kube.api.delete_node(late)
 
 
 def test_armada_jobs_run_as_pods_through_the_whole_stack(kube, priority_classes, stack):

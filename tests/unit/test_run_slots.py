@@ -20,6 +20,17 @@ def test_refuses_a_run_that_does_not_fit_and_accepts_it_after_release():
     assert slots.free == {"cpu": 1000, "memory": 3000}
 
 
+def test_a_resized_node_offers_its_new_capacity_and_keeps_its_runs():
+    slots = RunSlots({"cpu": 2000})
+    assert slots.try_reserve("a", {"cpu": 1500})
+
+    slots.resize({"cpu": 4000})
+
+    assert slots.active == {"a": {"cpu": 1500}}
+    assert slots.try_reserve("b", {"cpu": 2500})
+    assert slots.free == {"cpu": 0}
+
+
 def test_reserving_the_same_run_twice_counts_once():
     slots = RunSlots({"cpu": 2000})
 
