@@ -118,6 +118,26 @@ def cmd_queue(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Why a queued job, or a queue's queued jobs, wait (the scheduler's latest reasons)."""
+    import grpc
+
+    from flotilla.api.scheduling_reports import get_report
+
+    url = args.url or f"{_settings(args).api.host}:{_settings(args).api.port}"
+    with grpc.insecure_channel(url) as channel:
+        if args.kind == "job":
+            report = get_report(channel, "GetJobReport", {"job_id": args.name})
+            reason = report["reason"] or ("(not reported yet)" if report["state"] == "queued" else "-")
+            print(f"{report['job_id']}\t{report['state']}\t{reason}")
+        else:
+            report = get_report(channel, "GetQueueReport", {"queue": args.name})
+            print(f"{report['queue']}: {report['queued']} queued")
+            for reason, count in report["reasons"].items():
+                print(f"  {count}\t{reason or '(not reported yet)'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flotilla", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?")
     p.add_argument("--priority-factor", type=float, default=1.0)
     p.add_argument("--cordoned", action="store_true")
+
+    p = client("report", "why a queued job, or a queue's jobs, are not scheduled", cmd_report)
+    p.add_argument("kind", choices=["job", "queue"])
+    p.add_argument("name", help="the job id or the queue name")
 
     from flotilla.simulator.cli import add_simulate_parser
 

@@ -13,6 +13,8 @@ Topics (names are prefixed by ``settings.kafka.topic_prefix``):
 ``queues``     Queue definitions, keyed by queue name (compacted: the last record wins, a
                ``queue_deleted`` record is a tombstone in meaning).
 ``executors``  Executor heartbeats, keyed by executor id.
+``scheduling-reports``  Why queued jobs are still queued, from the leading scheduler, keyed
+               like job events; a job's report is written when its reason changes.
 
 Event ids are deterministic (job id, type and run id or a sequence number) so that a
 consumer that sees a record twice, as at-least-once delivery allows, can drop the copy.
@@ -33,6 +35,7 @@ SCHEMA_VERSION = 1
 EVENTS_TOPIC = "events"
 QUEUES_TOPIC = "queues"
 EXECUTORS_TOPIC = "executors"
+SCHEDULING_REPORTS_TOPIC = "scheduling-reports"
 
 
 class SchemaError(ValueError):
@@ -279,6 +282,27 @@ class QueueDefinition:
     updated: float = 0.0
 
 
+# --- scheduling reports ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchedulingReport:
+    """Why the leader's latest cycle left a queued job in its queue: which requirement found
+    no node, or which limit held it back. ``attempt`` is the job's queued attempt the reason
+    is about; a report about an earlier attempt no longer applies."""
+
+    job_id: str
+    queue: str
+    job_set: str
+    created: float
+    attempt: int
+    reason: str
+
+    @property
+    def key(self) -> bytes:
+        return job_set_key(self.queue, self.job_set)
+
+
 # --- executors ---------------------------------------------------------------------------
 
 
@@ -323,11 +347,13 @@ def record_fields(record: Any) -> dict[str, Any]:
     return {name: getattr(record, name) for name in _field_names(type(record))}
 
 
-def encode(message: JobEvent | QueueDefinition | ExecutorHeartbeat) -> bytes:
+def encode(message: JobEvent | QueueDefinition | ExecutorHeartbeat | SchedulingReport) -> bytes:
     if isinstance(message, JobEvent):
         kind = message.type
     elif isinstance(message, QueueDefinition):
         kind = "queue"
+    elif isinstance(message, SchedulingReport):
+        kind = "scheduling_report"
     else:
         kind = "heartbeat"
     body = {"v": SCHEMA_VERSION, "type": kind, **record_fields(message)}
@@ -378,6 +404,14 @@ def decode_queue(raw: bytes) -> QueueDefinition:
         data["user_owners"] = tuple(data.get("user_owners", ()))
         data["group_owners"] = tuple(data.get("group_owners", ()))
         return QueueDefinition(**data)
+
+
+def decode_scheduling_report(raw: bytes) -> SchedulingReport:
+    data = _envelope(raw)
+    if data.pop("type", None) != "scheduling_report":
+        raise SchemaError("not a scheduling report")
+    with _fields_of("scheduling_report"):
+        return SchedulingReport(**data)
 
 
 def decode_heartbeat(raw: bytes) -> ExecutorHeartbeat:

@@ -15,14 +15,17 @@ from dataclasses import dataclass, field
 
 from aiokafka import ConsumerRecord
 
-from flotilla.jobs.state import JobState, apply
+from flotilla.jobs.state import QUEUED, SUBMITTED, JobState, apply
 from flotilla.schema import (
     EVENTS_TOPIC,
     QUEUES_TOPIC,
+    SCHEDULING_REPORTS_TOPIC,
     JobEvent,
     QueueDefinition,
+    SchedulingReport,
     decode_job_event,
     decode_queue,
+    decode_scheduling_report,
 )
 from flotilla.settings import Settings
 from flotilla.streams.log_tail import LogTail
@@ -48,10 +51,14 @@ class JobView:
     def __init__(self, settings: Settings) -> None:
         self._events_topic = settings.topic(EVENTS_TOPIC)
         self._queues_topic = settings.topic(QUEUES_TOPIC)
+        self._reports_topic = settings.topic(SCHEDULING_REPORTS_TOPIC)
         self.jobs: dict[str, JobState] = {}
         self.queues: dict[str, QueueDefinition] = {}
         self.job_sets: dict[tuple[str, str], JobSetHistory] = {}
-        self._tail = LogTail(settings, [self._events_topic, self._queues_topic], self.on_record)
+        self.reports: dict[str, SchedulingReport] = {}
+        self._tail = LogTail(
+            settings, [self._events_topic, self._queues_topic, self._reports_topic], self.on_record
+        )
 
     async def start(self) -> None:
         await self._tail.start()
@@ -67,11 +74,16 @@ class JobView:
         if record.topic == self._queues_topic:
             self.apply_queue(decode_queue(record.value))
             return
+        if record.topic == self._reports_topic:
+            self.apply_report(decode_scheduling_report(record.value))
+            return
         event = decode_job_event(record.value)
         after = apply(self.jobs.get(event.job_id), event)
         if after is None:
             return
         self.jobs[event.job_id] = after
+        if after.state not in (SUBMITTED, QUEUED):
+            self.reports.pop(event.job_id, None)
         history = self.job_sets.setdefault((event.queue, event.job_set), JobSetHistory())
         history.append(record.offset, event)
 
@@ -83,6 +95,26 @@ class JobView:
             self.queues.pop(queue.name, None)
         else:
             self.queues[queue.name] = queue
+
+    def apply_report(self, report: SchedulingReport) -> None:
+        # Reports and events are on different topics, so a report can be read before the
+        # job's queued event or after the lease that ended its reason; scheduling_reason
+        # checks it against the job's state when asked.
+        job = self.jobs.get(report.job_id)
+        if job is not None and job.state not in (SUBMITTED, QUEUED):
+            return
+        current = self.reports.get(report.job_id)
+        if current is None or current.created <= report.created:
+            self.reports[report.job_id] = report
+
+    def scheduling_reason(self, job_id: str) -> str:
+        """Why the queued job was not scheduled in the leader's latest cycle ("" if none is known
+        for its current attempt, or it is not queued)."""
+        job = self.jobs.get(job_id)
+        report = self.reports.get(job_id)
+        if job is None or report is None or job.state != QUEUED or report.attempt != job.attempt:
+            return ""
+        return report.reason
 
     def jobs_in_set(self, queue: str, job_set: str) -> list[JobState]:
         history = self.job_sets.get((queue, job_set))

@@ -1,4 +1,5 @@
-"""The gRPC API process: Armada's Submit, QueueService, Event and Jobs services."""
+"""The gRPC API process: Armada's Submit, QueueService, Event and Jobs services, and Flotilla's
+scheduling reports."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from flotilla.api.event_service import EventService
 from flotilla.api.job_view import JobView
 from flotilla.api.jobs_service import JobsService
 from flotilla.api.queue_service import QueueService
+from flotilla.api.scheduling_reports import SchedulingReports, add_scheduling_reports_to_server
 from flotilla.api.submit_service import SubmitService
 from flotilla.api.validation import SubmitRules
 from flotilla.scheduler_config import scheduling_config
@@ -61,6 +63,7 @@ class ApiServer:
         )
         event_pb2_grpc.add_EventServicer_to_server(EventService(self.view), server)
         job_pb2_grpc.add_JobsServicer_to_server(JobsService(self.view), server)
+        add_scheduling_reports_to_server(SchedulingReports(self.view), server)
         try:
             bound = server.add_insecure_port(self.address)
         except RuntimeError as exc:

@@ -4,7 +4,8 @@
   replies (queued, cancelled, reprioritized, preempted; ``flotilla.jobs.reactions``).
 - ``ingest_queues`` and ``ingest_heartbeats`` keep the ``queues`` and ``executors`` tables.
 - ``cycle`` runs on the leader only: it expires the runs of silent executors and hands the
-  tables to the pure cycle (``flotilla.scheduling.schedule``), writing each lease as an event.
+  tables to the pure cycle (``flotilla.scheduling.schedule``), writing each lease as an event
+  and, for queued jobs it could not place, why (``flotilla.jobs.scheduling_reports``).
 
 Tables change only in agents, from the log; the cycle only writes events. A lease therefore
 takes effect when the agent folds it back in, and until then the leader remembers it as in
@@ -29,6 +30,7 @@ from flotilla.jobs.cycle_bridge import (
     running_job,
 )
 from flotilla.jobs.reactions import reactions
+from flotilla.jobs.scheduling_reports import ReportedReasons
 from flotilla.jobs.state import QUEUED, TERMINAL_STATES, JobState, apply
 from flotilla.scheduler_config import scheduling_config
 from flotilla.scheduling import Node, Queue, QueuedJob, RunningJob, schedule
@@ -37,6 +39,7 @@ from flotilla.schema import (
     EVENTS_TOPIC,
     EXECUTORS_TOPIC,
     QUEUES_TOPIC,
+    SCHEDULING_REPORTS_TOPIC,
     ExecutorHeartbeat,
     JobEvent,
     JobLeaseExpired,
@@ -154,6 +157,10 @@ def build_scheduler(settings: Settings) -> faust.App:
     events_topic = app.topic(settings.topic(EVENTS_TOPIC), partitions=settings.kafka.partitions, **RAW)
     queues_topic = app.topic(settings.topic(QUEUES_TOPIC), partitions=1, **RAW)
     executors_topic = app.topic(settings.topic(EXECUTORS_TOPIC), partitions=1, **RAW)
+    reports_topic = app.topic(
+        settings.topic(SCHEDULING_REPORTS_TOPIC), partitions=settings.kafka.partitions, **RAW
+    )
+    reasons = ReportedReasons()
     in_flight = InFlight()
     active = ActiveJobs()
     heartbeats = HeartbeatCache()
@@ -172,9 +179,9 @@ def build_scheduler(settings: Settings) -> faust.App:
         for e in events:
             await events_topic.send(key=e.key, value=encode(e))
 
-    async def write(events: list[JobEvent]) -> None:
-        """Write the leader's decisions and wait until the broker has them all."""
-        futures = [await events_topic.send(key=e.key, value=encode(e)) for e in events]
+    async def write(events: list[JobEvent], topic: faust.TopicT = events_topic) -> None:
+        """Write the leader's decisions (or reports) and wait until the broker has them all."""
+        futures = [await topic.send(key=e.key, value=encode(e)) for e in events]
         for future in futures:
             await future
 
@@ -315,6 +322,7 @@ def build_scheduler(settings: Settings) -> faust.App:
             decisions.append(lease_event(job, lease, run_id, now()))
             in_flight.add(leased_job(job, lease, run_id))
         await write(decisions)
+        await write(reasons.changes(result.unschedulable, jobs, active.queued.keys(), wall), reports_topic)
         if decisions:
             log.info(
                 "cycle: %d queued, %d running, %d nodes -> %d leases, %d preemptions in %.3fs",

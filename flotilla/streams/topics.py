@@ -8,7 +8,7 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from flotilla.schema import EVENTS_TOPIC, EXECUTORS_TOPIC, QUEUES_TOPIC
+from flotilla.schema import EVENTS_TOPIC, EXECUTORS_TOPIC, QUEUES_TOPIC, SCHEDULING_REPORTS_TOPIC
 from flotilla.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -16,9 +16,11 @@ log = logging.getLogger(__name__)
 
 def topic_partitions(settings: Settings) -> dict[str, int]:
     """Topic name -> partitions. Job events spread over partitions by job set; queues and
-    heartbeats are small and read whole by the scheduler, so one partition keeps them ordered."""
+    heartbeats are small and read whole by the scheduler, so one partition keeps them ordered;
+    scheduling reports follow their job sets' events."""
     return {
         settings.topic(EVENTS_TOPIC): settings.kafka.partitions,
+        settings.topic(SCHEDULING_REPORTS_TOPIC): settings.kafka.partitions,
         settings.topic(QUEUES_TOPIC): 1,
         settings.topic(EXECUTORS_TOPIC): 1,
     }

@@ -31,10 +31,12 @@ from flotilla.schema import (
     JobSucceeded,
     NodeReport,
     QueueDefinition,
+    SchedulingReport,
     SchemaError,
     decode_heartbeat,
     decode_job_event,
     decode_queue,
+    decode_scheduling_report,
     encode,
     job_set_key,
 )
@@ -280,3 +282,17 @@ def test_events_of_different_job_sets_have_different_keys():
     other_queue = dataclasses.replace(ONE_OF_EACH[1], queue="queue-b")
 
     assert len({ONE_OF_EACH[1].key, other_set.key, other_queue.key}) == 3
+
+
+def test_a_scheduling_report_round_trips():
+    report = SchedulingReport(
+        job_id="j1", queue="q", job_set="s", created=3.5, attempt=2, reason="taint not tolerated"
+    )
+    assert decode_scheduling_report(encode(report)) == report
+    assert report.key == b"q/s"
+
+
+def test_a_job_event_is_not_decoded_as_a_scheduling_report():
+    event = JobQueued(job_id="j1", queue="q", job_set="s", created=1.0)
+    with pytest.raises(SchemaError, match="not a scheduling report"):
+        decode_scheduling_report(encode(event))
