@@ -83,6 +83,8 @@ EXIT_CODE_ANNOTATION = f"{_PREFIX}/exit-code"
 RUN_FOR_ANNOTATION = f"{_PREFIX}/run-for"
 REASON_ANNOTATION = f"{_PREFIX}/reason"
 MESSAGE_ANNOTATION = f"{_PREFIX}/message"
+POD_REASON_ANNOTATION = f"{_PREFIX}/pod-reason"
+WAITING_REASON_ANNOTATION = f"{_PREFIX}/waiting-reason"
 
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 KUBERNETES_SERVICE_IP = "10.96.0.1"
@@ -110,12 +112,17 @@ def exit_annotations(
     *,
     reason: str | None = None,
     message: str | None = None,
+    pod_reason: str | None = None,
 ) -> dict[str, str]:
     """Pod annotations that make kwok terminate the pod's containers with ``exit_code``.
 
     ``run_for`` is how long the pod stays Running first: seconds, or a Go duration (``"2s"``) or
-    an RFC 3339 time to finish at. The pod ends ``Succeeded`` for 0, else ``Failed``."""
+    an RFC 3339 time to finish at. The pod ends ``Succeeded`` for 0, else ``Failed``.
+    ``reason`` and ``message`` are the containers'; ``pod_reason`` (with ``message``) the pod's
+    own, as the kubelet or the node controller set it (``NodeLost``, ``DeadlineExceeded``)."""
     annotations = {EXIT_CODE_ANNOTATION: str(int(exit_code))}
+    if pod_reason is not None:
+        annotations[POD_REASON_ANNOTATION] = pod_reason
     if run_for is not None:
         if isinstance(run_for, int | float):
             run_for = f"{max(0, round(run_for * 1000))}ms"
@@ -125,6 +132,12 @@ def exit_annotations(
     if message is not None:
         annotations[MESSAGE_ANNOTATION] = message
     return annotations
+
+
+def waiting_annotations(reason: str, message: str = "") -> dict[str, str]:
+    """Pod annotations that keep the pod Pending with its containers waiting for ``reason``
+    (``ImagePullBackOff``, ``CreateContainerConfigError``...), as a kubelet that cannot start them."""
+    return {WAITING_REASON_ANNOTATION: reason, MESSAGE_ANNOTATION: message}
 
 
 def fake_node(
@@ -314,7 +327,8 @@ spec:
 """
 
 # Pod stages: kwok's pod/fast "pod-ready" and "pod-delete", its "pod-complete" limited to pods
-# without an exit-code annotation, and "flotilla-pod-exit" for pods with one.
+# without an exit-code annotation, "flotilla-pod-exit" for pods with one, and
+# "flotilla-pod-waiting" for pods whose containers never start (pod-ready leaves those alone).
 _POD_STAGES = r"""
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
@@ -334,6 +348,8 @@ spec:
     - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
       operator: 'NotIn'
       values: ['True']
+    - key: '.metadata.annotations["@WAITING_REASON@"]'
+      operator: 'DoesNotExist'
   next:
     statusTemplate: |
       {{ $now := Now }}
@@ -461,6 +477,58 @@ spec:
             startedAt: {{ $started | Quote }}
       {{ end }}
       phase: {{ if eq $code "0" }}Succeeded{{ else }}Failed{{ end }}
+      {{ with index $annotations "@POD_REASON@" }}
+      reason: {{ . | Quote }}
+      message: {{ $message | Quote }}
+      {{ end }}
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: flotilla-pod-waiting
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.phase'
+      operator: 'In'
+      values: ['Pending']
+    - key: '.metadata.annotations["@WAITING_REASON@"]'
+      operator: 'Exists'
+    - key: '.status.containerStatuses'
+      operator: 'DoesNotExist'
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      {{ $annotations := or .metadata.annotations dict }}
+      {{ $reason := index $annotations "@WAITING_REASON@" }}
+      {{ $message := or ( index $annotations "@MESSAGE@" ) "" }}
+      conditions:
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        type: PodScheduled
+      - lastTransitionTime: {{ $now | Quote }}
+        reason: ContainersNotReady
+        status: "False"
+        type: Ready
+      containerStatuses:
+      {{ range .spec.containers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: false
+        restartCount: 0
+        started: false
+        state:
+          waiting:
+            reason: {{ $reason | Quote }}
+            message: {{ $message | Quote }}
+      {{ end }}
+      phase: Pending
+      startTime: {{ $now | Quote }}
 ---
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
@@ -526,6 +594,8 @@ def kwok_stages() -> str:
         .replace("@RUN_FOR@", RUN_FOR_ANNOTATION)
         .replace("@REASON@", REASON_ANNOTATION)
         .replace("@MESSAGE@", MESSAGE_ANNOTATION)
+        .replace("@POD_REASON@", POD_REASON_ANNOTATION)
+        .replace("@WAITING_REASON@", WAITING_REASON_ANNOTATION)
     )
     return _NODE_STAGES.strip() + "\n---\n" + pod_stages.strip() + "\n"
 

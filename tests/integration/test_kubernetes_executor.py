@@ -12,9 +12,10 @@ on) make the fake node do the same, so a kwok cluster given by ``$KUBECONFIG`` m
 stages (``flotilla.embedded.kube.kwok_stages()``). Each test uses an executor id of its own,
 so the backends of different tests never see each other's pods.
 
-What kwok cannot show: image pull failures, evictions, deadlines and a node that stops
-answering (its pods just keep their last status); the unit tests of the pod classifier cover
-those.
+Evictions go through the API server's Eviction API, as on any cluster. On kwok an image pull
+failure and a lost node are the statuses a kubelet and the node controller would write, set
+by the harness's stages from annotations; on a real cluster the unpullable image really fails
+to pull, and the lost-node test skips.
 """
 
 from __future__ import annotations
@@ -166,9 +167,20 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
 # --- jobs ---------------------------------------------------------------------------------
 
 
-def pod_for(kube: Kube, seconds: float = 1, exit_code: int = 0, oom: bool = False) -> dict[str, Any]:
+UNPULLABLE_IMAGE = "flotilla.invalid/no-such-image:0"
+
+
+def pod_for(
+    kube: Kube,
+    seconds: float = 1,
+    exit_code: int = 0,
+    oom: bool = False,
+    unpullable: bool = False,
+    node_lost: bool = False,
+) -> dict[str, Any]:
     """A pod spec plus ``annotations`` and ``labels`` for the job: it runs ``seconds`` then
-    exits with ``exit_code`` (killed for memory with ``oom``) on either kind of cluster."""
+    exits with ``exit_code`` (killed for memory with ``oom``; its node lost with ``node_lost``,
+    on kwok only) on either kind of cluster, or its image cannot be pulled (``unpullable``)."""
     if oom:
         script = "a=x; while :; do a=$a$a; done"
     else:
@@ -181,7 +193,7 @@ def pod_for(kube: Kube, seconds: float = 1, exit_code: int = 0, oom: bool = Fals
         "containers": [
             {
                 "name": "main",
-                "image": "busybox:1.36",
+                "image": UNPULLABLE_IMAGE if unpullable else "busybox:1.36",
                 "command": ["sh", "-c", script],
                 "resources": {"requests": dict(limits), "limits": dict(limits)},
             }
@@ -191,8 +203,19 @@ def pod_for(kube: Kube, seconds: float = 1, exit_code: int = 0, oom: bool = Fals
     if kube.kwok:
         if harness is None:
             pytest.skip("a kwok cluster needs flotilla.embedded.kube's stage annotations")
-        if oom:
+        if unpullable:
+            annotations = harness.waiting_annotations(
+                "ImagePullBackOff", f'Back-off pulling image "{UNPULLABLE_IMAGE}"'
+            )
+        elif oom:
             annotations = harness.exit_annotations(137, seconds, reason="OOMKilled", message="killed")
+        elif node_lost:
+            annotations = harness.exit_annotations(
+                137,
+                seconds,
+                pod_reason="NodeLost",
+                message=f"Node {kube.node} which was running the pod is unresponsive",
+            )
         else:
             annotations = harness.exit_annotations(exit_code, seconds, message=f"exit {exit_code}")
     return {"podSpec": spec, "labels": {}, "annotations": annotations}
@@ -402,6 +425,52 @@ async def test_a_container_killed_for_memory_fails_the_run_as_oom_killed(kube):
         assert failed.phase == FAILED, reports.items
         assert failed.reason.startswith("OOMKilled: container main"), failed.reason
         assert failed.containers[0].reason == "OOMKilled"
+
+
+async def test_an_image_that_cannot_be_pulled_fails_the_run_after_the_timeout(kube):
+    async with started(kube, image_pull_timeout_seconds=2.0) as backend:
+        job = leased(kube, backend.executor_id, unpullable=True)
+        reports = Reports()
+        await asyncio.wait_for(backend.run(job, reports), 120)
+
+        assert reports.phases == [PENDING, FAILED], reports.items
+        failed = reports.items[-1]
+        assert failed.reason.startswith("ImagePullFailed: container main: "), failed.reason
+        assert any(r in failed.reason for r in ("ImagePullBackOff", "ErrImagePull")), failed.reason
+        assert [(c.name, c.exit_code) for c in failed.containers] == [("main", -1)]
+        await eventually(lambda: kube.gone(name_of(job)), what="the failed pod deleted")
+
+
+async def test_a_pod_evicted_through_the_eviction_api_fails_the_run_as_evicted(kube):
+    async with started(kube) as backend:
+        job = leased(kube, backend.executor_id, seconds=LONG)
+        reports = Reports()
+        task = asyncio.create_task(backend.run(job, reports))
+        await reports.until(RUNNING)
+
+        eviction = k8s_client.V1Eviction(
+            metadata=k8s_client.V1ObjectMeta(name=name_of(job), namespace=kube.namespace)
+        )
+        await asyncio.to_thread(
+            kube.api.create_namespaced_pod_eviction, name_of(job), kube.namespace, eviction
+        )
+        await asyncio.wait_for(task, 60)
+
+        assert reports.phases == [PENDING, RUNNING, FAILED]
+        assert reports.items[-1].reason.startswith("Evicted: "), reports.items[-1].reason
+
+
+async def test_a_pod_whose_node_was_lost_fails_the_run_as_node_lost(kube):
+    if not kube.kwok:
+        pytest.skip("losing a node on purpose needs kwok's fake nodes")
+    async with started(kube) as backend:
+        job = leased(kube, backend.executor_id, seconds=1, node_lost=True)
+        reports = Reports()
+        await asyncio.wait_for(backend.run(job, reports), 120)
+
+        assert reports.phases == [PENDING, RUNNING, FAILED], reports.items
+        reason = reports.items[-1].reason
+        assert reason.startswith("NodeLost: Node ") and "unresponsive" in reason, reason
 
 
 async def test_a_pod_the_api_server_refuses_fails_the_run_with_its_message(kube):
