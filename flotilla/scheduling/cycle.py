@@ -35,7 +35,8 @@ considered in the next. Within a pool (see ``armada-docs/scheduling_and_preempti
 Limits: ``max_jobs_per_cycle`` new leases (after which no new job is considered, but evicted
 jobs are still rebound; a gang counts as its cardinality),
 ``maximum_resource_fraction_to_schedule`` per pool, and each priority class's
-``maximum_resource_fraction_per_queue``. Jobs of unknown or cordoned queues, of unknown
+``maximum_resource_fraction_per_queue`` (the fractions are checked as Armada checks them,
+against what is scheduled or held before a job, so the job that crosses one is let through). Jobs of unknown or cordoned queues, of unknown
 priority classes and of incomplete or inconsistent gangs are reported unschedulable with a
 reason, as is every job the cycle tried and could not place. Running jobs whose node has gone
 (or is unschedulable) still count towards their queue's allocation and are never evicted.
@@ -895,7 +896,7 @@ class _Pool:
                 considered += 1
                 pc = resolve(item.priority_class)
                 requests = item.requests
-                reason = self._limit_reason(state, requests, pc) if fraction_limits or class_limits else ""
+                reason = self._limit_reason(state, pc) if fraction_limits or class_limits else ""
                 if reason:
                     node = None
                 else:
@@ -1020,18 +1021,22 @@ class _Pool:
         heapify(heap)
         return heap
 
-    def _limit_reason(self, state: _QueueState, requests: Mapping[str, int], pc: PriorityClass) -> str:
-        for name, limit in self.fraction_limits.items():
-            if self.scheduled.get(name, 0) + requests.get(name, 0) > limit:
-                return f"maximum resource fraction to schedule reached for {name}"
-        return self._class_limit_reason(state, requests, pc)
+    # Limits are checked as Armada checks them (its CheckRoundConstraints and
+    # CheckJobConstraints): against what is already scheduled or held, before the job. The job
+    # that crosses a limit is let through; the ones after it are not.
 
-    def _class_limit_reason(self, state: _QueueState, requests: Mapping[str, int], pc: PriorityClass) -> str:
+    def _limit_reason(self, state: _QueueState, pc: PriorityClass) -> str:
+        for name, limit in self.fraction_limits.items():
+            if self.scheduled.get(name, 0) > limit:
+                return f"maximum resource fraction to schedule reached for {name}"
+        return self._class_limit_reason(state, pc)
+
+    def _class_limit_reason(self, state: _QueueState, pc: PriorityClass) -> str:
         limits = self.class_limits.get(pc.name)
         if limits:
             held = state.by_class.get(pc.name, {})
             for name, limit in limits.items():
-                if held.get(name, 0) + requests.get(name, 0) > limit:
+                if held.get(name, 0) > limit:
                     return f"queue limit for priority class {pc.name} reached"
         return ""
 
@@ -1051,7 +1056,7 @@ class _Pool:
         if run.job_id in self.cycle.preempted:  # its resources went to a job of a fairer queue
             return
         pc = self.cycle.priority_class(run.priority_class)
-        reason = self._class_limit_reason(state, run.requests, pc) if pc is not None else ""
+        reason = self._class_limit_reason(state, pc) if pc is not None else ""
         if not reason and self.node_db.rebind(run.job_id, pc.priority if pc is not None else 0):
             self._take(state, run.requests, pc, +1)
             return
@@ -1067,7 +1072,7 @@ class _Pool:
     def _rebind_gang(self, state: _QueueState, gang: _Gang) -> None:
         node_db = self.node_db
         pc = gang.priority_class
-        reason = self._class_limit_reason(state, gang.requests, pc) if pc is not None else ""
+        reason = self._class_limit_reason(state, pc) if pc is not None else ""
         taken = [m.job_id for m in gang.members if m.job_id in self.cycle.preempted]
         if taken:
             reason = f"member {taken[0]} preempted"
@@ -1089,7 +1094,7 @@ class _Pool:
         later in the cycle either (free resources only shrink), so the answer is cached.
         """
         pc = gang.priority_class
-        reason = self._limit_reason(state, gang.requests, pc)
+        reason = self._limit_reason(state, pc)
         if reason:
             self._reject_gang(gang, reason)
             return False

@@ -31,37 +31,49 @@ def capped(fraction, preemptible=False):
     return SchedulingConfig(priority_classes={pc.name: pc}, default_priority_class=pc.name)
 
 
-def test_maximum_resource_fraction_to_schedule_caps_what_one_cycle_leases():
-    config = SchedulingConfig(maximum_resource_fraction_to_schedule={"cpu": 0.25})
+# As in Armada, a limit is checked against what is already scheduled (or held) before each
+# job: the job that crosses the limit is leased, none after it.
+
+
+def test_maximum_resource_fraction_to_schedule_stops_a_cycle_after_the_job_that_crosses_it():
+    config = SchedulingConfig(maximum_resource_fraction_to_schedule={"cpu": 0.25})  # 4 of 16 CPU
     result = schedule(jobs("a", 8), [], [node("n1"), node("n2")], [Queue("a")], config)
-    assert len(result.leases) == 4
+    assert [lease.job_id for lease in result.leases] == ["a-0", "a-1", "a-2", "a-3", "a-4"]
     assert set(result.unschedulable.values()) == {"maximum resource fraction to schedule reached for cpu"}
+
+
+def test_maximum_resource_fraction_to_schedule_at_the_limit_still_leases_one_more_job():
+    config = SchedulingConfig(maximum_resource_fraction_to_schedule={"cpu": 0.25})  # 4 of 16 CPU
+    result = schedule(jobs("a", 2, cpu=4), [], [node("n1"), node("n2")], [Queue("a")], config)
+    assert [lease.job_id for lease in result.leases] == ["a-0", "a-1"]
 
 
 def test_maximum_resource_fraction_to_schedule_ignores_running_jobs():
     config = SchedulingConfig(maximum_resource_fraction_to_schedule={"cpu": 0.25})
     runs = [RunningJob(f"r{i}", "a", "r", "ex", "n1", {"cpu": 1000}) for i in range(6)]
     result = schedule(jobs("a", 8), runs, [node("n1"), node("n2")], [Queue("a")], config)
-    assert len(result.leases) == 4
+    assert len(result.leases) == 5
 
 
-def test_queue_limit_for_priority_class_caps_the_queue_in_that_class():
-    result = schedule(jobs("a", 8), [], [node("n")], [Queue("a")], capped(0.5))
-    assert len(result.leases) == 4
+def test_queue_limit_for_priority_class_stops_the_queue_after_the_job_that_crosses_it():
+    result = schedule(jobs("a", 8), [], [node("n")], [Queue("a")], capped(0.5))  # 4 of 8 CPU
+    assert len(result.leases) == 5
     assert set(result.unschedulable.values()) == {"queue limit for priority class armada-default reached"}
 
 
 def test_queue_limit_for_priority_class_counts_running_jobs_of_that_class():
-    runs = [RunningJob(f"r{i}", "a", "r", "ex", "n", {"cpu": 1000}) for i in range(3)]
+    runs = [RunningJob(f"r{i}", "a", "r", "ex", "n", {"cpu": 1000}) for i in range(4)]
     result = schedule(jobs("a", 8), runs, [node("n")], [Queue("a")], capped(0.5))
     assert len(result.leases) == 1
+    runs.append(RunningJob("r4", "a", "r", "ex", "n", {"cpu": 1000}))
+    assert schedule(jobs("a", 8), runs, [node("n")], [Queue("a")], capped(0.5)).leases == []
 
 
 def test_queue_limit_for_priority_class_applies_to_each_queue_separately():
     result = schedule(
         jobs("a", 8) + jobs("b", 8), [], [node("n", 16)], [Queue("a"), Queue("b")], capped(0.25)
     )
-    assert sorted(lease.queue for lease in result.leases) == ["a"] * 4 + ["b"] * 4
+    assert sorted(lease.queue for lease in result.leases) == ["a"] * 5 + ["b"] * 5
 
 
 def test_queue_limit_does_not_apply_to_other_priority_classes():
