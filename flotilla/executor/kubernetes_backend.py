@@ -2,33 +2,23 @@
 
 One executor serves one cluster (or the nodes of one pool label in it). It talks to the API
 server with the official ``kubernetes`` client, which is synchronous: every call runs in a
-small thread pool of its own, and the pod watch in a dedicated thread, so the event loop
-never blocks.
+small thread pool of its own, and the pod watch in a dedicated thread (``kube_api``), so the
+event loop never blocks. What a pod is and what its status means is ``kube_pods``.
 
 * Capacity: ``nodes()`` returns a snapshot that a background task refreshes every heartbeat
   interval: each node's allocatable minus the requests of the non-terminal pods Flotilla
   did not start there (pods of other schedulers, daemon sets, other executors), so the
-  scheduler only offers what is free for Flotilla. A node that is not Ready is reported
-  unschedulable.
-* Runs: the job's pod is created in the job's namespace, bound to the leased node
-  (``nodeName``, so no Kubernetes scheduler is involved), with ``restartPolicy: Never`` and
-  Flotilla's labels and annotations (job id, run id, queue, job set, executor). Creation is
-  rate-limited (a token bucket) and retried with backoff on 429, 5xx and connection errors;
-  any other refusal (a 422 invalid spec, a missing namespace, a quota) fails the run with the
-  API server's message. Services and ingresses (Armada's ``services``/``ingress``) are not
-  created.
-* Watching: one list-then-watch of the executor's pods (``flotilla.io/executor=<id>``), from
-  the list's resourceVersion, relisting every ``pod_resync_seconds`` and on 410 Gone, and
-  reconnecting with backoff when the watch drops. Each update goes to the run it belongs to
-  (label ``flotilla.io/run-id``); a run follows the latest state of its pod (level-triggered,
-  so a missed intermediate update changes nothing).
-* Outcomes: pending (with the waiting reason), running (node and pod IP), succeeded, failed
-  with every container's exit code and a categorised reason (``OOMKilled``,
-  ``ImagePullFailed``, ``ContainerStartFailed``, ``Evicted``, ``DeadlineExceeded``,
-  ``NodeLost``, ``Error``, ``PodRejected``, written ``"<category>: <detail>"``). A pod the
-  node refused to admit (``OutOfcpu``, ``NodeAffinity``...) or that stayed pending past
-  ``pod_pending_timeout_seconds`` is deleted and its lease returned, so the job runs
-  elsewhere.
+  scheduler only offers what is free for Flotilla.
+* Runs: the job's pod is created in the job's namespace, bound to the leased node. Creation
+  is rate-limited (a token bucket) and retried with backoff on 429, 5xx and connection
+  errors; any other refusal (a 422 invalid spec, a missing namespace, a quota) fails the run
+  with the API server's message. Services and ingresses (Armada's ``services``/``ingress``)
+  are not created.
+* Watching: each update the pod watch sees goes to the run it belongs to (label
+  ``flotilla.io/run-id``); a run follows the latest state of its pod (level-triggered, so a
+  missed intermediate update changes nothing) and reports its outcome. A pod the node
+  refused to admit or that stayed pending past ``pod_pending_timeout_seconds`` is deleted
+  and its lease returned, so the job runs elsewhere.
 * Ending: ``stop_run`` deletes the pod with the given grace period (else the pod's own
   ``terminationGracePeriodSeconds``); once the executor deletes a pod it reports no phase of
   it any more (as Armada's deletion annotation does). Finished pods are kept
@@ -41,27 +31,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import functools
-import json
 import logging
 import math
 import os
 import random
-import re
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
-from kubernetes.client.exceptions import ApiException
 
 from flotilla.executor.backend import (
     FAILED,
@@ -73,543 +55,53 @@ from flotilla.executor.backend import (
     Report,
     RunReport,
 )
+from flotilla.executor.kube_api import (
+    CALL_TIMEOUT,
+    PodWatch,
+    TokenBucket,
+    api_message,
+    is_transient,
+    read_json,
+    retry_after,
+    status_code,
+)
+from flotilla.executor.kube_pods import (
+    EXECUTOR,
+    NODE_LOST,
+    POD_REJECTED,
+    RUN_ID,
+    STUCK_PENDING,
+    build_pod,
+    container_exits,
+    failure_reason,
+    label_value_ok,
+    metadata,
+    node_lost,
+    node_report,
+    parse_time,
+    pending_reason,
+    pod_being_deleted,
+    pod_name,
+    pod_phase,
+    pod_requests,
+    pod_run_id,
+    pod_started,
+    pod_status,
+    pod_terminal,
+    rejected_by_node,
+    start_failure,
+)
 from flotilla.jobs import state as job_states
 from flotilla.jobs.state import JobState
-from flotilla.resources import InvalidQuantity, ResourceList, add, parse_quantity, subtract
-from flotilla.schema import ContainerExit, NodeReport
+from flotilla.resources import ResourceList, add
+from flotilla.schema import NodeReport
 from flotilla.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
-# --- labels and annotations --------------------------------------------------------------
-
-JOB_ID = "flotilla.io/job-id"
-RUN_ID = "flotilla.io/run-id"
-QUEUE = "flotilla.io/queue"
-JOB_SET = "flotilla.io/job-set"
-EXECUTOR = "flotilla.io/executor"
-
-# --- failure categories (the part of a failed run's reason before the colon) -------------
-
-OOM_KILLED = "OOMKilled"
-IMAGE_PULL_FAILED = "ImagePullFailed"
-CONTAINER_START_FAILED = "ContainerStartFailed"
-EVICTED = "Evicted"
-DEADLINE_EXCEEDED = "DeadlineExceeded"
-NODE_LOST = "NodeLost"
-CONTAINER_ERROR = "Error"
-POD_REJECTED = "PodRejected"
-STUCK_PENDING = "StuckPending"
-NODE_REJECTED = "NodeRejected"
-
-IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff"})
-FATAL_START_REASONS = frozenset({"InvalidImageName", "ErrImageNeverPull"})
-START_FAILURE_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
-BENIGN_WAITING_REASONS = frozenset({"", "ContainerCreating", "PodInitializing"})
-ADMISSION_REASONS = frozenset(
-    {
-        "NodeAffinity",
-        "NodeSelectorMismatching",
-        "UnexpectedAdmissionError",
-        "InvalidNodeInfo",
-        "PodOSNotSupported",
-        "PodOSSelectorNodeLabelDoesNotMatch",
-        "Taint",
-        "NodeShutdown",
-    }
-)
-NODE_LOST_DISRUPTIONS = frozenset({"DeletionByTaintManager", "DeletionByPodGC"})
-
-_LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
-_NOT_DNS = re.compile(r"[^a-z0-9-]+")
-
-WATCH_TIMEOUT_SECONDS = 60
-"""Longest a single watch request lasts before it is renewed from its last resourceVersion."""
-CALL_TIMEOUT = (10.0, 60.0)
-"""(connect, read) timeout of every API call but the watch."""
 DELETE_WAIT_SECONDS = 30.0
 """How long past a pod's grace period the executor waits for the pod to disappear."""
 ORPHAN_AGE_SECONDS = 10.0
-
-
-def label_value_ok(value: str) -> bool:
-    return bool(_LABEL_VALUE.match(value))
-
-
-def pod_name(job_id: str, run_id: str) -> str:
-    """The pod of a run: ``flotilla-<job id>-<run id>``, as a DNS subdomain name."""
-    name = _NOT_DNS.sub("-", f"flotilla-{job_id}-{run_id}".lower()).strip("-")
-    return name[:253].rstrip("-")
-
-
-def build_pod(job: JobState, executor_id: str) -> dict[str, Any]:
-    """The pod (Kubernetes JSON) that runs ``job``'s current run on its leased node."""
-    spec = job.spec
-    labels = dict(spec.labels)
-    labels.update({JOB_ID: spec.job_id, RUN_ID: job.run_id, EXECUTOR: executor_id})
-    for key, value in ((QUEUE, spec.queue), (JOB_SET, spec.job_set)):
-        if label_value_ok(value):
-            labels[key] = value
-    annotations = dict(spec.annotations)
-    annotations.update(
-        {
-            JOB_ID: spec.job_id,
-            RUN_ID: job.run_id,
-            QUEUE: spec.queue,
-            JOB_SET: spec.job_set,
-            EXECUTOR: executor_id,
-        }
-    )
-    pod_spec = copy.deepcopy(spec.pod_spec)
-    pod_spec["nodeName"] = job.node
-    pod_spec["restartPolicy"] = "Never"
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": pod_name(spec.job_id, job.run_id),
-            "namespace": spec.namespace or "default",
-            "labels": labels,
-            "annotations": annotations,
-        },
-        "spec": pod_spec,
-    }
-
-
-# --- reading pods ------------------------------------------------------------------------
-
-
-def _meta(pod: Mapping[str, Any]) -> Mapping[str, Any]:
-    return pod.get("metadata") or {}
-
-
-def _status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
-    return pod.get("status") or {}
-
-
-def pod_run_id(pod: Mapping[str, Any]) -> str:
-    return (_meta(pod).get("labels") or {}).get(RUN_ID, "")
-
-
-def pod_phase(pod: Mapping[str, Any]) -> str:
-    return _status(pod).get("phase") or "Pending"
-
-
-def pod_terminal(pod: Mapping[str, Any]) -> bool:
-    return pod_phase(pod) in ("Succeeded", "Failed")
-
-
-def pod_being_deleted(pod: Mapping[str, Any]) -> bool:
-    return bool(_meta(pod).get("deletionTimestamp"))
-
-
-def parse_time(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def _container_statuses(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    status = _status(pod)
-    return [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
-
-
-def pod_started(pod: Mapping[str, Any]) -> bool:
-    """Whether any container of the pod has run (so the run was attempted on the node)."""
-    if pod_phase(pod) in ("Running", "Succeeded"):
-        return True
-    for cs in _container_statuses(pod):
-        for key in ("state", "lastState"):
-            state = cs.get(key) or {}
-            if state.get("running") or (state.get("terminated") or {}).get("startedAt"):
-                return True
-    return False
-
-
-def waiting_reasons(pod: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """``(container, reason, message)`` of the containers waiting with a reason."""
-    out = []
-    for cs in _container_statuses(pod):
-        waiting = (cs.get("state") or {}).get("waiting") or {}
-        if waiting.get("reason"):
-            out.append((cs.get("name", ""), waiting["reason"], waiting.get("message") or ""))
-    return out
-
-
-def pending_reason(pod: Mapping[str, Any]) -> str:
-    """Why a pod is pending: its first non-benign waiting reason (``ImagePullBackOff``...), else
-    the first waiting reason (``ContainerCreating``), else the pod's reason, else ``Pending``."""
-    waiting = waiting_reasons(pod)
-    for _, reason, message in waiting:
-        if reason not in BENIGN_WAITING_REASONS:
-            return f"{reason}: {message}" if message else reason
-    if waiting:
-        return waiting[0][1]
-    return _status(pod).get("reason") or "Pending"
-
-
-def start_failure(pod: Mapping[str, Any]) -> tuple[bool, str, str] | None:
-    """A container that cannot start: ``(fatal, category, detail)``, or None. Fatal failures
-    (an invalid image name) fail the run at once; the others (image pull back-off, a missing
-    config map or secret) only when they persist past ``image_pull_timeout_seconds``."""
-    for name, reason, message in waiting_reasons(pod):
-        detail = f"container {name}: {reason}" + (f": {message}" if message else "")
-        if reason in FATAL_START_REASONS:
-            return True, IMAGE_PULL_FAILED, detail
-        if reason in IMAGE_PULL_REASONS:
-            return False, IMAGE_PULL_FAILED, detail
-        if reason in START_FAILURE_REASONS:
-            return False, CONTAINER_START_FAILED, detail
-    return None
-
-
-def rejected_by_node(pod: Mapping[str, Any]) -> str | None:
-    """The reason when the node refused to admit the pod (it never ran there), else None."""
-    status = _status(pod)
-    reason = status.get("reason") or ""
-    if pod_phase(pod) != "Failed" or pod_started(pod):
-        return None
-    if reason.startswith("OutOf") or reason in ADMISSION_REASONS:
-        message = status.get("message") or ""
-        return f"{NODE_REJECTED}: {reason}" + (f": {message}" if message else "")
-    return None
-
-
-def node_lost(pod: Mapping[str, Any]) -> bool:
-    status = _status(pod)
-    if status.get("reason") == "NodeLost" or status.get("phase") == "Unknown":
-        return True
-    return any(
-        c.get("type") == "DisruptionTarget" and c.get("reason") in NODE_LOST_DISRUPTIONS
-        for c in status.get("conditions") or []
-    )
-
-
-def container_exits(pod: Mapping[str, Any]) -> tuple[ContainerExit, ...]:
-    """Every container that ended, with its exit code, and every container that could not
-    start, with exit code -1 and the reason it waits for."""
-    out = []
-    for cs in _container_statuses(pod):
-        name = cs.get("name", "")
-        state = cs.get("state") or {}
-        terminated = state.get("terminated") or (cs.get("lastState") or {}).get("terminated")
-        if terminated:
-            out.append(
-                ContainerExit(
-                    name=name,
-                    exit_code=int(terminated.get("exitCode", 0)),
-                    message=(terminated.get("message") or "")[-500:],
-                    reason=terminated.get("reason") or "",
-                )
-            )
-            continue
-        waiting = state.get("waiting") or {}
-        if waiting.get("reason", "") not in BENIGN_WAITING_REASONS:
-            out.append(
-                ContainerExit(
-                    name=name,
-                    exit_code=-1,
-                    message=(waiting.get("message") or "")[-500:],
-                    reason=waiting["reason"],
-                )
-            )
-    return tuple(out)
-
-
-def failure_reason(pod: Mapping[str, Any], deleted_externally: bool = False) -> str:
-    """A failed pod's categorised reason, ``"<category>: <detail>"``."""
-    status = _status(pod)
-    reason = status.get("reason") or ""
-    message = status.get("message") or ""
-    node = (pod.get("spec") or {}).get("nodeName", "")
-    if reason == "Evicted" or any(
-        c.get("type") == "DisruptionTarget"
-        and c.get("reason") in ("EvictionByEvictionAPI", "TerminationByKubelet")
-        for c in status.get("conditions") or []
-    ):
-        return f"{EVICTED}: {message or 'the pod was evicted'}"
-    if reason == "DeadlineExceeded":
-        return f"{DEADLINE_EXCEEDED}: {message or 'the pod ran past its activeDeadlineSeconds'}"
-    if node_lost(pod):
-        return f"{NODE_LOST}: {message or f'node {node} was lost'}"
-    if deleted_externally:
-        return f"{NODE_LOST}: the pod was deleted outside Flotilla" + (f" ({message})" if message else "")
-    exits = container_exits(pod)
-    for c in exits:
-        if c.reason == "OOMKilled":
-            return f"{OOM_KILLED}: container {c.name} exceeded its memory limit (exit code {c.exit_code})"
-    for c in exits:
-        if c.exit_code > 0:
-            tail = f": {c.message.strip()[-200:]}" if c.message.strip() else ""
-            return f"{CONTAINER_ERROR}: container {c.name} exited with code {c.exit_code}{tail}"
-    failing = start_failure(pod)
-    if failing is not None:
-        return f"{failing[1]}: {failing[2]}"
-    return f"{reason or 'PodFailed'}: {message or 'the pod failed'}"
-
-
-def pod_requests(pod: Mapping[str, Any]) -> ResourceList:
-    """What a pod holds on its node, as the Kubernetes scheduler counts it: the larger of the
-    sum of its containers' requests and its largest init container's, plus its overhead, and
-    one ``pods``. A container's limits stand in for requests it does not state."""
-    spec = pod.get("spec") or {}
-
-    def requests_of(container: Mapping[str, Any]) -> ResourceList:
-        resources = container.get("resources") or {}
-        merged = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
-        out: ResourceList = {}
-        for name, quantity in merged.items():
-            try:
-                out[name] = parse_quantity(quantity)
-            except InvalidQuantity:
-                continue
-        return out
-
-    total: ResourceList = {}
-    for container in spec.get("containers") or []:
-        total = add(total, requests_of(container))
-    for container in spec.get("initContainers") or []:
-        for name, quantity in requests_of(container).items():
-            total[name] = max(total.get(name, 0), quantity)
-    overhead = {}
-    for name, quantity in (spec.get("overhead") or {}).items():
-        try:
-            overhead[name] = parse_quantity(quantity)
-        except InvalidQuantity:
-            continue
-    return add(add(total, overhead), {"pods": 1000})
-
-
-def node_report(
-    node: Mapping[str, Any], used: Mapping[str, int], pool_label: str, default_pool: str
-) -> NodeReport:
-    """A node with what is free on it for Flotilla: allocatable minus ``used``, never negative."""
-    meta = _meta(node)
-    labels = dict(meta.get("labels") or {})
-    spec = node.get("spec") or {}
-    status = node.get("status") or {}
-    allocatable: ResourceList = {}
-    for name, quantity in (status.get("allocatable") or {}).items():
-        try:
-            allocatable[name] = parse_quantity(quantity)
-        except InvalidQuantity:
-            log.warning("node %s: ignoring allocatable %s=%r", meta.get("name"), name, quantity)
-    free = {
-        name: max(0, quantity)
-        for name, quantity in subtract(allocatable, used).items()
-        if name in allocatable
-    }
-    ready = any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
-    )
-    taints = tuple(
-        {k: str(t[k]) for k in ("key", "value", "effect") if t.get(k) is not None}
-        for t in spec.get("taints") or []
-    )
-    pool = (labels.get(pool_label) if pool_label else "") or default_pool
-    return NodeReport(
-        name=meta.get("name", ""),
-        pool=pool,
-        allocatable=free,
-        labels=labels,
-        taints=taints,
-        unschedulable=bool(spec.get("unschedulable")) or not ready,
-    )
-
-
-# --- the API ------------------------------------------------------------------------------
-
-
-class TokenBucket:
-    """At most ``rate`` takes a second on average, in bursts of up to ``burst``."""
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self.burst = max(1, burst)
-        self._clock = clock
-        self._tokens = float(self.burst)
-        self._at = clock()
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate)
-        self._at = now
-
-    def try_take(self) -> float:
-        """Take a token and return 0, or return how long to wait for one."""
-        if self.rate <= 0:
-            return 0.0
-        self._refill()
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return 0.0
-        return (1 - self._tokens) / self.rate
-
-    async def take(self) -> None:
-        while (wait := self.try_take()) > 0:
-            await asyncio.sleep(wait)
-
-
-def api_message(exc: BaseException) -> str:
-    """The API server's message for a refused call (its Status ``message``), else the error."""
-    body = getattr(exc, "body", None)
-    if body:
-        try:
-            message = json.loads(body).get("message")
-            if message:
-                return str(message)
-        except (ValueError, AttributeError):
-            pass
-    status = getattr(exc, "status", None)
-    if status is not None:
-        return f"{status} {getattr(exc, 'reason', '') or ''}".strip()
-    return str(exc) or type(exc).__name__
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth retrying: throttling (429), server errors (5xx), timeouts and connection errors."""
-    if isinstance(exc, ApiException):
-        return exc.status is None or exc.status in (0, 408, 429) or exc.status >= 500
-    return isinstance(exc, (urllib3.exceptions.HTTPError, OSError, TimeoutError))
-
-
-def _status_code(exc: BaseException) -> int | None:
-    return getattr(exc, "status", None)
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    headers = getattr(exc, "headers", None) or {}
-    try:
-        value = headers.get("Retry-After")
-        return float(value) if value else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _read_json(response: Any) -> dict[str, Any]:
-    try:
-        return json.loads(response.data)
-    finally:
-        response.release_conn()
-
-
-def _lines(response: Any) -> Iterator[str]:
-    buffer = b""
-    for chunk in response.stream(amt=None, decode_content=False):
-        buffer += chunk if isinstance(chunk, bytes) else chunk.encode()
-        while (i := buffer.find(b"\n")) >= 0:
-            line, buffer = buffer[:i], buffer[i + 1 :]
-            if line.strip():
-                yield line.decode("utf-8", errors="replace")
-
-
-class _Gone(Exception):
-    """The watch's resourceVersion is too old (410 Gone): relist."""
-
-
-class _PodWatch(threading.Thread):
-    """List-then-watch of the executor's pods in a thread; what it sees goes to ``post``:
-    ``("relist", pods)`` after each list and ``("event", type, pod)`` for each change."""
-
-    def __init__(
-        self, core: Any, selector: str, resync_seconds: float, post: Callable[[tuple], None]
-    ) -> None:
-        super().__init__(name=f"pod-watch {selector}", daemon=True)
-        self._core = core
-        self._selector = selector
-        self._resync = max(1.0, resync_seconds)
-        self._post = post
-        self._stopped = threading.Event()
-        self._response: Any = None
-        self.version: str | None = None
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self.drop()
-
-    @property
-    def watching(self) -> bool:
-        """Whether a watch connection is open."""
-        return self._response is not None
-
-    def drop(self) -> None:
-        """Cut the current watch connection, as a network failure would: the thread
-        reconnects from the last resourceVersion it saw (unless stopped)."""
-        response = self._response
-        if response is not None:
-            try:  # unblock the read the thread is in
-                sock = getattr(getattr(response, "connection", None), "sock", None)
-                if sock is not None:
-                    sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def run(self) -> None:
-        listed_at = 0.0
-        backoff = 0.5
-        while not self._stopped.is_set():
-            try:
-                if self.version is None or time.monotonic() - listed_at >= self._resync:
-                    self.version = self._list()
-                    listed_at = time.monotonic()
-                remaining = self._resync - (time.monotonic() - listed_at)
-                self._watch(int(max(1, min(WATCH_TIMEOUT_SECONDS, math.ceil(remaining)))))
-                backoff = 0.5
-            except _Gone:
-                log.info("pod watch: resourceVersion %s expired (410 Gone); relisting", self.version)
-                self.version = None
-            except Exception as exc:  # noqa: BLE001 - the watch must survive anything
-                if self._stopped.is_set():
-                    break
-                if _status_code(exc) == 410:
-                    self.version = None
-                    continue
-                log.warning("pod watch dropped (%s); reconnecting in %.1fs", api_message(exc), backoff)
-                self._stopped.wait(backoff + random.uniform(0, backoff / 2))
-                backoff = min(backoff * 2, 30.0)
-
-    def _list(self) -> str:
-        body = _read_json(
-            self._core.list_pod_for_all_namespaces(
-                label_selector=self._selector, _preload_content=False, _request_timeout=CALL_TIMEOUT
-            )
-        )
-        self._post(("relist", body.get("items") or []))
-        return (body.get("metadata") or {}).get("resourceVersion") or ""
-
-    def _watch(self, timeout: int) -> None:
-        """Follow changes from ``self.version``, advancing it with every event (bookmarks
-        too), so that a dropped connection resumes where it stopped."""
-        response = self._core.list_pod_for_all_namespaces(
-            label_selector=self._selector,
-            watch=True,
-            resource_version=self.version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=timeout,
-            _preload_content=False,
-            _request_timeout=(CALL_TIMEOUT[0], timeout + 30.0),
-        )
-        self._response = response
-        try:
-            for line in _lines(response):
-                if self._stopped.is_set():
-                    break
-                event = json.loads(line)
-                kind, obj = event.get("type"), event.get("object") or {}
-                if kind == "ERROR":
-                    if obj.get("code") == 410:
-                        raise _Gone()
-                    raise RuntimeError(f"watch error {obj.get('code')}: {obj.get('message')}")
-                self.version = _meta(obj).get("resourceVersion") or self.version
-                if kind != "BOOKMARK":
-                    self._post(("event", kind, obj))
-        finally:
-            self._response = None
-            response.close()
-            response.release_conn()
 
 
 # --- runs ---------------------------------------------------------------------------------
@@ -669,7 +161,7 @@ class KubernetesBackend(ClusterBackend):
         self._bucket = TokenBucket(
             settings.executor.pod_creation_rate, math.ceil(settings.executor.pod_creation_rate)
         )
-        self._watch: _PodWatch | None = None
+        self._watch: PodWatch | None = None
         self._synced = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Future[None]] = set()
@@ -697,7 +189,7 @@ class KubernetesBackend(ClusterBackend):
         self._api_client = await self._call(self._connect)
         self._core = k8s_client.CoreV1Api(self._api_client)
         await self._refresh_nodes(initial=True)
-        self._watch = _PodWatch(
+        self._watch = PodWatch(
             self._core, f"{EXECUTOR}={self.executor_id}", self._cfg.pod_resync_seconds, self._post
         )
         self._watch.start()
@@ -743,12 +235,12 @@ class KubernetesBackend(ClusterBackend):
 
     def _read_nodes(self, ours: set[str] | None) -> tuple[NodeReport, ...]:
         selector = self._cfg.pool_label or None
-        nodes = _read_json(
+        nodes = read_json(
             self._core.list_node(
                 label_selector=selector, _preload_content=False, _request_timeout=CALL_TIMEOUT
             )
         )
-        pods = _read_json(
+        pods = read_json(
             self._core.list_pod_for_all_namespaces(
                 field_selector="status.phase!=Succeeded,status.phase!=Failed",
                 _preload_content=False,
@@ -760,13 +252,13 @@ class KubernetesBackend(ClusterBackend):
             node = (pod.get("spec") or {}).get("nodeName")
             if not node or pod_terminal(pod):
                 continue
-            labels = _meta(pod).get("labels") or {}
+            labels = metadata(pod).get("labels") or {}
             if labels.get(EXECUTOR) == self.executor_id and not pod_being_deleted(pod):
                 if ours is None or labels.get(RUN_ID) in ours:
                     continue  # a run of ours: the scheduler counts it already
             used[node] = add(used.get(node, {}), pod_requests(pod))
         reports = [
-            node_report(n, used.get(_meta(n).get("name", ""), {}), self._cfg.pool_label, self._cfg.pool)
+            node_report(n, used.get(metadata(n).get("name", ""), {}), self._cfg.pool_label, self._cfg.pool)
             for n in nodes.get("items") or []
         ]
         return tuple(sorted(reports, key=lambda r: r.name))
@@ -829,15 +321,15 @@ class KubernetesBackend(ClusterBackend):
 
     def _seen(self, run_id: str, pod: dict[str, Any]) -> None:
         self._pods[run_id] = pod
-        self._pod_refs.setdefault(run_id, (_meta(pod).get("namespace", ""), _meta(pod).get("name", "")))
+        self._pod_refs.setdefault(run_id, (metadata(pod).get("namespace", ""), metadata(pod).get("name", "")))
         run = self._runs.get(run_id)
-        if run is not None and _meta(pod).get("name") == run.name:
+        if run is not None and metadata(pod).get("name") == run.name:
             run.update(pod)
 
     def _forget(self, run_id: str, pod: dict[str, Any]) -> None:
-        uid = _meta(pod).get("uid", "")
+        uid = metadata(pod).get("uid", "")
         current = self._pods.get(run_id)
-        if current is not None and _meta(current).get("uid", uid) != uid:
+        if current is not None and metadata(current).get("uid", uid) != uid:
             return  # an older pod of the run went away, not the current one
         self._pods.pop(run_id, None)
         self._pod_refs.pop(run_id, None)
@@ -849,7 +341,7 @@ class KubernetesBackend(ClusterBackend):
             run.update(pod, gone=True)
 
     async def _confirm_gone(self, run_id: str, pod: dict[str, Any]) -> None:
-        meta = _meta(pod)
+        meta = metadata(pod)
         try:
             current = await self._get_pod(meta.get("namespace", ""), meta.get("name", ""))
         except Exception as exc:  # noqa: BLE001 - the next resync asks again
@@ -864,7 +356,7 @@ class KubernetesBackend(ClusterBackend):
 
     async def _get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return _read_json(
+            return read_json(
                 await self._call(
                     self._core.read_namespaced_pod,
                     name,
@@ -874,7 +366,7 @@ class KubernetesBackend(ClusterBackend):
                 )
             )
         except Exception as exc:
-            if _status_code(exc) == 404:
+            if status_code(exc) == 404:
                 return None
             raise
 
@@ -889,7 +381,7 @@ class KubernetesBackend(ClusterBackend):
                 response.release_conn()
                 return True
             except Exception as exc:
-                if _status_code(exc) == 404:
+                if status_code(exc) == 404:
                     return False
                 if not is_transient(exc) or attempt == 4:
                     raise
@@ -911,7 +403,7 @@ class KubernetesBackend(ClusterBackend):
                 )
             await self._bucket.take()
             try:
-                pod = _read_json(
+                pod = read_json(
                     await self._call(
                         self._core.create_namespaced_pod,
                         run.namespace,
@@ -925,7 +417,7 @@ class KubernetesBackend(ClusterBackend):
                 return None
             except Exception as exc:
                 error = exc
-            status = _status_code(error)
+            status = status_code(error)
             if status == 409:  # it exists: an earlier attempt got through after all
                 existing = await self._get_pod(run.namespace, run.name)
                 if existing is not None and pod_run_id(existing) == run.job.run_id:
@@ -944,7 +436,7 @@ class KubernetesBackend(ClusterBackend):
                 return RunReport(
                     FAILED, node=run.job.node, pod_name=run.name, reason=f"{POD_REJECTED}: {message}"
                 )
-            wait = _retry_after(error) or delay
+            wait = retry_after(error) or delay
             if time.monotonic() + wait > deadline:
                 return RunReport(
                     RETURNED,
@@ -976,7 +468,7 @@ class KubernetesBackend(ClusterBackend):
                     run.gone = True
                 else:
                     run.pod = pod
-                    run.started_at = parse_time(_meta(pod).get("creationTimestamp")) or time.time()
+                    run.started_at = parse_time(metadata(pod).get("creationTimestamp")) or time.time()
             else:
                 outcome = await self._create_pod(run)
                 if outcome is not None:
@@ -1073,7 +565,7 @@ class KubernetesBackend(ClusterBackend):
             if pod_being_deleted(pod):
                 # Deleted by someone else (a user, a node drain, the taint manager): wait for
                 # the end, but not forever if the node is gone and no kubelet finishes it.
-                deadline = (parse_time(_meta(pod).get("deletionTimestamp")) or now) + DELETE_WAIT_SECONDS
+                deadline = (parse_time(metadata(pod).get("deletionTimestamp")) or now) + DELETE_WAIT_SECONDS
                 if now > deadline:
                     if pod_started(pod):
                         await once(PENDING)
@@ -1096,7 +588,7 @@ class KubernetesBackend(ClusterBackend):
 
             if phase == "Running":
                 await once(PENDING)
-                ip = _status(pod).get("podIP") or ""
+                ip = pod_status(pod).get("podIP") or ""
                 await once(
                     RUNNING,
                     f"on {(pod.get('spec') or {}).get('nodeName', node)}" + (f", pod IP {ip}" if ip else ""),
@@ -1186,7 +678,7 @@ class KubernetesBackend(ClusterBackend):
     # --- restart -------------------------------------------------------------------------
 
     async def reconcile(self, held: dict[str, JobState]) -> set[str]:
-        body = _read_json(
+        body = read_json(
             await self._call(
                 self._core.list_pod_for_all_namespaces,
                 label_selector=f"{EXECUTOR}={self.executor_id}",
@@ -1198,7 +690,7 @@ class KubernetesBackend(ClusterBackend):
         removals = []
         for pod in body.get("items") or []:
             run_id = pod_run_id(pod)
-            meta = _meta(pod)
+            meta = metadata(pod)
             if run_id in held and not pod_being_deleted(pod):
                 adoptable.add(run_id)
                 self._seen(run_id, pod)
@@ -1229,7 +721,7 @@ class KubernetesBackend(ClusterBackend):
         now = time.monotonic()
         deletions = []
         for run_id, pod in list(self._pods.items()):
-            meta = _meta(pod)
+            meta = metadata(pod)
             uid = meta.get("uid", "")
             if uid in self._janitor_deleting or run_id in self._runs or run_id in self._adoptable:
                 continue

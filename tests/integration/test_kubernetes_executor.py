@@ -38,6 +38,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from flotilla.executor import kube_api, kube_pods
 from flotilla.executor import kubernetes_backend as kb
 from flotilla.executor.backend import FAILED, PENDING, RETURNED, RUNNING, SUCCEEDED, RunReport
 from flotilla.jobfile import job_item_from_dict
@@ -316,7 +317,7 @@ async def eventually(condition, timeout: float = 30, what: str = "condition") ->
 
 
 def name_of(job: JobState) -> str:
-    return kb.pod_name(job.spec.job_id, job.run_id)
+    return kube_pods.pod_name(job.spec.job_id, job.run_id)
 
 
 # --- capacity -----------------------------------------------------------------------------
@@ -383,15 +384,20 @@ async def test_a_run_is_a_pod_on_the_leased_node_and_its_phases_are_reported(kub
         assert spec["restartPolicy"] == "Never"
         assert meta["labels"] == {
             **job.spec.labels,
-            kb.JOB_ID: job.spec.job_id,
-            kb.RUN_ID: job.run_id,
-            kb.QUEUE: "kube-tests",
-            kb.JOB_SET: "set-1",
-            kb.EXECUTOR: backend.executor_id,
+            kube_pods.JOB_ID: job.spec.job_id,
+            kube_pods.RUN_ID: job.run_id,
+            kube_pods.QUEUE: "kube-tests",
+            kube_pods.JOB_SET: "set-1",
+            kube_pods.EXECUTOR: backend.executor_id,
         }
-        assert {kb.JOB_ID, kb.RUN_ID, kb.QUEUE, kb.JOB_SET, kb.EXECUTOR, "purpose"} <= set(
-            meta["annotations"]
-        )
+        assert {
+            kube_pods.JOB_ID,
+            kube_pods.RUN_ID,
+            kube_pods.QUEUE,
+            kube_pods.JOB_SET,
+            kube_pods.EXECUTOR,
+            "purpose",
+        } <= set(meta["annotations"])
 
         await asyncio.wait_for(task, 120)
         assert reports.phases == [PENDING, RUNNING, SUCCEEDED]
@@ -549,7 +555,7 @@ async def test_pod_creation_is_rate_limited(kube):
 
 
 async def test_the_watch_resumes_after_a_dropped_connection_and_from_an_old_version(kube, caplog):
-    caplog.set_level(logging.INFO, logger=kb.__name__)
+    caplog.set_level(logging.INFO, logger=kube_api.__name__)
     async with started(kube) as backend:
         await eventually(lambda: backend._watch.watching, what="the watch connected")
         backend._watch.drop()  # as a network failure would
@@ -831,12 +837,14 @@ def test_armada_jobs_run_as_pods_through_the_whole_stack(kube, priority_classes,
         assert failed.exit_codes == {"main": 3}
         assert failed.reason.startswith("Error: container main exited with code 3")
         running = dict(events[ok])["running"]
-        pods = {p["metadata"]["labels"][kb.JOB_ID]: p for p in kube.pods(f"{kb.EXECUTOR}={name}")}
+        pods = {
+            p["metadata"]["labels"][kube_pods.JOB_ID]: p for p in kube.pods(f"{kube_pods.EXECUTOR}={name}")
+        }
         assert failed.cluster_id == name and failed.node_name == pods[failing]["spec"]["nodeName"]
         assert running.cluster_id == name and running.node_name == pods[ok]["spec"]["nodeName"]
         assert dict(events[ok])["leased"].cluster_id == name
-        assert pods[ok]["metadata"]["labels"][kb.QUEUE] == queue
-        assert pods[ok]["metadata"]["labels"][kb.JOB_SET] == "kube"
+        assert pods[ok]["metadata"]["labels"][kube_pods.QUEUE] == queue
+        assert pods[ok]["metadata"]["labels"][kube_pods.JOB_SET] == "kube"
 
         client.cancel_jobs(queue=queue, job_set_id="kube", job_id=long)
         collect(client, queue, "kube", lambda ev: "cancelled" in kinds(ev, long))
@@ -855,7 +863,7 @@ def test_a_killed_executors_leases_expire_and_its_restart_replaces_the_pods(kube
         queue = new_queue(client)
         (job_id,) = submit(client, queue, "expiry", [armada_job(kube, seconds=LONG)])
         collect(client, queue, "expiry", lambda ev: "running" in kinds(ev, job_id))
-        (first,) = kube.pods(f"{kb.JOB_ID}={job_id}")
+        (first,) = kube.pods(f"{kube_pods.JOB_ID}={job_id}")
 
         executor.kill()  # no heartbeat any more: the scheduler expires the lease
         collect(client, queue, "expiry", lambda ev: "lease_expired" in kinds(ev, job_id), timeout=60)
@@ -872,11 +880,12 @@ def test_a_killed_executors_leases_expire_and_its_restart_replaces_the_pods(kube
             lambda: kube.gone(first["metadata"]["name"]), timeout=30, what="the expired run's pod deleted"
         )
         current = [
-            p for p in kube.pods(f"{kb.JOB_ID}={job_id}") if not p["metadata"].get("deletionTimestamp")
+            p for p in kube.pods(f"{kube_pods.JOB_ID}={job_id}") if not p["metadata"].get("deletionTimestamp")
         ]
         assert (
             len(current) == 1
-            and current[0]["metadata"]["labels"][kb.RUN_ID] != first["metadata"]["labels"][kb.RUN_ID]
+            and current[0]["metadata"]["labels"][kube_pods.RUN_ID]
+            != first["metadata"]["labels"][kube_pods.RUN_ID]
         )
         client.cancel_jobs(queue=queue, job_set_id="expiry", job_id=job_id)
     finally:
@@ -892,7 +901,7 @@ def test_an_executor_restarted_in_time_adopts_its_running_pods(kube, priority_cl
         queue = new_queue(client)
         (job_id,) = submit(client, queue, "adopt", [armada_job(kube, seconds=15)])
         collect(client, queue, "adopt", lambda ev: "running" in kinds(ev, job_id))
-        (pod,) = kube.pods(f"{kb.JOB_ID}={job_id}")
+        (pod,) = kube.pods(f"{kube_pods.JOB_ID}={job_id}")
 
         executor.kill()
         restarted_at = time.monotonic()
@@ -908,7 +917,7 @@ def test_an_executor_restarted_in_time_adopts_its_running_pods(kube, priority_cl
             "running",
             "succeeded",
         ], f"restart took {restart_seconds:.1f}s"
-        (after,) = kube.pods(f"{kb.JOB_ID}={job_id}")
+        (after,) = kube.pods(f"{kube_pods.JOB_ID}={job_id}")
         assert after["metadata"]["uid"] == pod["metadata"]["uid"], "the same pod, not a new one"
     finally:
         executor.stop()

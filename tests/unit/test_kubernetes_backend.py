@@ -7,6 +7,7 @@ import json
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from flotilla.executor import kube_api, kube_pods
 from flotilla.executor import kubernetes_backend as kb
 from flotilla.jobs.state import LEASED, JobState
 from flotilla.schema import ContainerExit, JobSpec
@@ -52,7 +53,7 @@ def pod(phase="Pending", *, reason="", message="", statuses=(), init=(), conditi
     if conditions:
         status["conditions"] = list(conditions)
     return {
-        "metadata": {"name": "p", "namespace": "default", "labels": {kb.RUN_ID: "r1"}, **meta},
+        "metadata": {"name": "p", "namespace": "default", "labels": {kube_pods.RUN_ID: "r1"}, **meta},
         "spec": {"nodeName": "node-1"},
         "status": status,
     }
@@ -77,22 +78,22 @@ def terminated(name, code, reason="Error", message="", started="2024-01-01T00:00
 def test_the_pod_is_bound_to_the_leased_node_with_flotillas_labels_and_never_restarts():
     job = leased_job()
 
-    body = kb.build_pod(job, "kube-a")
+    body = kube_pods.build_pod(job, "kube-a")
 
     meta, spec = body["metadata"], body["spec"]
     assert meta["namespace"] == "batch"
     assert meta["name"] == f"flotilla-{job.spec.job_id}-{job.run_id}"
     assert meta["labels"] == {
         "team": "a",
-        kb.JOB_ID: job.spec.job_id,
-        kb.RUN_ID: job.run_id,
-        kb.QUEUE: "team-a",
-        kb.JOB_SET: "nightly",
-        kb.EXECUTOR: "kube-a",
+        kube_pods.JOB_ID: job.spec.job_id,
+        kube_pods.RUN_ID: job.run_id,
+        kube_pods.QUEUE: "team-a",
+        kube_pods.JOB_SET: "nightly",
+        kube_pods.EXECUTOR: "kube-a",
     }
     assert meta["annotations"]["note"] == "x"
-    assert meta["annotations"][kb.JOB_SET] == "nightly"
-    assert meta["annotations"][kb.EXECUTOR] == "kube-a"
+    assert meta["annotations"][kube_pods.JOB_SET] == "nightly"
+    assert meta["annotations"][kube_pods.EXECUTOR] == "kube-a"
     assert spec["nodeName"] == "node-1"
     assert spec["restartPolicy"] == "Never"
     assert spec["terminationGracePeriodSeconds"] == 5
@@ -100,14 +101,14 @@ def test_the_pod_is_bound_to_the_leased_node_with_flotillas_labels_and_never_res
 
 
 def test_a_job_set_that_is_no_label_value_is_only_an_annotation():
-    body = kb.build_pod(leased_job(job_set="my job set / 2024"), "kube-a")
+    body = kube_pods.build_pod(leased_job(job_set="my job set / 2024"), "kube-a")
 
-    assert kb.JOB_SET not in body["metadata"]["labels"]
-    assert body["metadata"]["annotations"][kb.JOB_SET] == "my job set / 2024"
+    assert kube_pods.JOB_SET not in body["metadata"]["labels"]
+    assert body["metadata"]["annotations"][kube_pods.JOB_SET] == "my job set / 2024"
 
 
 def test_pod_names_are_dns_names():
-    assert kb.pod_name("AB_c", "R1") == "flotilla-ab-c-r1"
+    assert kube_pods.pod_name("AB_c", "R1") == "flotilla-ab-c-r1"
 
 
 def test_an_executor_id_that_is_no_label_value_is_refused():
@@ -129,7 +130,7 @@ def test_a_pods_requests_count_init_containers_limits_and_overhead_as_kubernetes
         "overhead": {"cpu": "100m"},
     }
 
-    assert kb.pod_requests({"spec": spec}) == {"cpu": 2100, "memory": 2 * GI, "pods": 1000}
+    assert kube_pods.pod_requests({"spec": spec}) == {"cpu": 2100, "memory": 2 * GI, "pods": 1000}
 
 
 def node(name="n1", *, labels=None, ready="True", taints=None, unschedulable=False):
@@ -144,7 +145,7 @@ def node(name="n1", *, labels=None, ready="True", taints=None, unschedulable=Fal
 
 
 def test_a_node_offers_its_allocatable_less_what_others_use_never_below_zero():
-    report = kb.node_report(node(), {"cpu": 1500, "memory": 9 * GI, "pods": 2000}, "", "default")
+    report = kube_pods.node_report(node(), {"cpu": 1500, "memory": 9 * GI, "pods": 2000}, "", "default")
 
     assert report.allocatable == {"cpu": 2500, "memory": 0, "pods": 108000}
     assert report.pool == "default"
@@ -153,7 +154,7 @@ def test_a_node_offers_its_allocatable_less_what_others_use_never_below_zero():
 
 def test_a_nodes_pool_is_its_pool_labels_value_and_taints_and_readiness_are_reported():
     taint = {"key": "gpu", "value": "yes", "effect": "NoSchedule", "timeAdded": "2024-01-01T00:00:00Z"}
-    report = kb.node_report(
+    report = kube_pods.node_report(
         node(labels={"flotilla.io/pool": "gpu"}, taints=[taint], ready="False"),
         {},
         "flotilla.io/pool",
@@ -163,17 +164,19 @@ def test_a_nodes_pool_is_its_pool_labels_value_and_taints_and_readiness_are_repo
     assert report.pool == "gpu"
     assert report.taints == ({"key": "gpu", "value": "yes", "effect": "NoSchedule"},)
     assert report.unschedulable, "a node that is not Ready takes no jobs"
-    assert kb.node_report(node(unschedulable=True), {}, "", "p").unschedulable
+    assert kube_pods.node_report(node(unschedulable=True), {}, "", "p").unschedulable
 
 
 # --- reading pods -------------------------------------------------------------------------
 
 
 def test_a_pending_pod_says_why():
-    assert kb.pending_reason(pod()) == "Pending"
-    assert kb.pending_reason(pod(statuses=[waiting("main", "ContainerCreating")])) == "ContainerCreating"
+    assert kube_pods.pending_reason(pod()) == "Pending"
     assert (
-        kb.pending_reason(
+        kube_pods.pending_reason(pod(statuses=[waiting("main", "ContainerCreating")])) == "ContainerCreating"
+    )
+    assert (
+        kube_pods.pending_reason(
             pod(statuses=[waiting("a", "ContainerCreating"), waiting("b", "ImagePullBackOff", "no")])
         )
         == "ImagePullBackOff: no"
@@ -181,19 +184,19 @@ def test_a_pending_pod_says_why():
 
 
 def test_image_pull_failures_are_start_failures_and_an_invalid_image_name_is_fatal():
-    assert kb.start_failure(pod(statuses=[waiting("main", "ContainerCreating")])) is None
-    fatal, category, detail = kb.start_failure(
+    assert kube_pods.start_failure(pod(statuses=[waiting("main", "ContainerCreating")])) is None
+    fatal, category, detail = kube_pods.start_failure(
         pod(statuses=[waiting("main", "ImagePullBackOff", "back-off")])
     )
-    assert (fatal, category) == (False, kb.IMAGE_PULL_FAILED)
+    assert (fatal, category) == (False, kube_pods.IMAGE_PULL_FAILED)
     assert "main" in detail and "back-off" in detail
-    assert kb.start_failure(pod(statuses=[waiting("main", "InvalidImageName")]))[:2] == (
+    assert kube_pods.start_failure(pod(statuses=[waiting("main", "InvalidImageName")]))[:2] == (
         True,
-        kb.IMAGE_PULL_FAILED,
+        kube_pods.IMAGE_PULL_FAILED,
     )
-    assert kb.start_failure(pod(statuses=[waiting("main", "CreateContainerConfigError")]))[:2] == (
+    assert kube_pods.start_failure(pod(statuses=[waiting("main", "CreateContainerConfigError")]))[:2] == (
         False,
-        kb.CONTAINER_START_FAILED,
+        kube_pods.CONTAINER_START_FAILED,
     )
 
 
@@ -202,59 +205,63 @@ def test_a_failed_container_gives_its_exit_code_and_message():
         "Failed", statuses=[terminated("main", 3, message="boom\n"), terminated("side", 0, "Completed")]
     )
 
-    assert kb.failure_reason(failed) == "Error: container main exited with code 3: boom"
-    assert kb.container_exits(failed) == (
+    assert kube_pods.failure_reason(failed) == "Error: container main exited with code 3: boom"
+    assert kube_pods.container_exits(failed) == (
         ContainerExit("main", 3, "boom\n", "Error"),
         ContainerExit("side", 0, "", "Completed"),
     )
-    assert kb.pod_started(failed)
-    assert kb.rejected_by_node(failed) is None
+    assert kube_pods.pod_started(failed)
+    assert kube_pods.rejected_by_node(failed) is None
 
 
 def test_failures_are_categorised():
     oom = pod("Failed", statuses=[terminated("main", 137, "OOMKilled")])
-    assert kb.failure_reason(oom).startswith("OOMKilled: container main")
+    assert kube_pods.failure_reason(oom).startswith("OOMKilled: container main")
     evicted = pod("Failed", reason="Evicted", message="The node was low on resource: memory.")
-    assert kb.failure_reason(evicted) == "Evicted: The node was low on resource: memory."
+    assert kube_pods.failure_reason(evicted) == "Evicted: The node was low on resource: memory."
     deadline = pod("Failed", reason="DeadlineExceeded", message="Pod was active on the node longer than ...")
-    assert kb.failure_reason(deadline).startswith("DeadlineExceeded: Pod was active")
+    assert kube_pods.failure_reason(deadline).startswith("DeadlineExceeded: Pod was active")
     lost = pod("Running", reason="NodeLost", message="Node node-1 which was running pod p is unresponsive")
-    assert kb.node_lost(lost)
-    assert kb.failure_reason(lost).startswith("NodeLost: Node node-1")
+    assert kube_pods.node_lost(lost)
+    assert kube_pods.failure_reason(lost).startswith("NodeLost: Node node-1")
     gc = pod(
         "Running",
         conditions=[{"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager"}],
     )
-    assert kb.node_lost(gc)
+    assert kube_pods.node_lost(gc)
     deleted = pod("Failed", statuses=[terminated("main", 143)])
-    assert kb.failure_reason(deleted, deleted_externally=True).startswith("NodeLost: the pod was deleted")
+    assert kube_pods.failure_reason(deleted, deleted_externally=True).startswith(
+        "NodeLost: the pod was deleted"
+    )
     pull = pod("Failed", statuses=[waiting("main", "ErrImagePull", "not found")])
-    assert kb.failure_reason(pull).startswith("ImagePullFailed: container main: ErrImagePull")
-    assert kb.container_exits(pull) == (ContainerExit("main", -1, "not found", "ErrImagePull"),)
+    assert kube_pods.failure_reason(pull).startswith("ImagePullFailed: container main: ErrImagePull")
+    assert kube_pods.container_exits(pull) == (ContainerExit("main", -1, "not found", "ErrImagePull"),)
 
 
 def test_a_pod_the_node_refused_to_admit_was_never_attempted():
     refused = pod("Failed", reason="OutOfcpu", message="Node didn't have enough resource: cpu")
 
-    assert kb.rejected_by_node(refused) == "NodeRejected: OutOfcpu: Node didn't have enough resource: cpu"
-    assert kb.rejected_by_node(pod("Failed", reason="NodeAffinity")) is not None
-    assert kb.rejected_by_node(pod("Failed", reason="Evicted")) is None
+    assert (
+        kube_pods.rejected_by_node(refused) == "NodeRejected: OutOfcpu: Node didn't have enough resource: cpu"
+    )
+    assert kube_pods.rejected_by_node(pod("Failed", reason="NodeAffinity")) is not None
+    assert kube_pods.rejected_by_node(pod("Failed", reason="Evicted")) is None
 
 
 def test_times_parse():
-    assert kb.parse_time("1970-01-01T00:01:00Z") == 60.0
-    assert kb.parse_time("") is None
+    assert kube_pods.parse_time("1970-01-01T00:01:00Z") == 60.0
+    assert kube_pods.parse_time("") is None
 
 
 # --- API plumbing -------------------------------------------------------------------------
 
 
 def test_transient_errors_are_throttling_server_errors_and_connection_errors():
-    assert kb.is_transient(ApiException(status=429))
-    assert kb.is_transient(ApiException(status=503))
-    assert kb.is_transient(ConnectionRefusedError())
-    assert not kb.is_transient(ApiException(status=422))
-    assert not kb.is_transient(ApiException(status=403))
+    assert kube_api.is_transient(ApiException(status=429))
+    assert kube_api.is_transient(ApiException(status=503))
+    assert kube_api.is_transient(ConnectionRefusedError())
+    assert not kube_api.is_transient(ApiException(status=422))
+    assert not kube_api.is_transient(ApiException(status=403))
 
 
 def test_the_api_servers_message_is_taken_from_its_status():
@@ -262,19 +269,19 @@ def test_the_api_servers_message_is_taken_from_its_status():
     exc.body = json.dumps(
         {"kind": "Status", "message": 'Pod "x" is invalid: spec.containers: Required value'}
     )
-    assert kb.api_message(exc) == 'Pod "x" is invalid: spec.containers: Required value'
-    assert kb.api_message(ApiException(status=500, reason="Internal")) == "500 Internal"
+    assert kube_api.api_message(exc) == 'Pod "x" is invalid: spec.containers: Required value'
+    assert kube_api.api_message(ApiException(status=500, reason="Internal")) == "500 Internal"
 
 
 def test_the_token_bucket_allows_bursts_then_the_rate():
     now = [0.0]
-    bucket = kb.TokenBucket(rate=2.0, burst=2, clock=lambda: now[0])
+    bucket = kube_api.TokenBucket(rate=2.0, burst=2, clock=lambda: now[0])
 
     assert bucket.try_take() == 0 and bucket.try_take() == 0
     assert bucket.try_take() == pytest.approx(0.5)
     now[0] = 0.5
     assert bucket.try_take() == 0
-    assert kb.TokenBucket(rate=0, burst=1).try_take() == 0, "rate 0: unlimited"
+    assert kube_api.TokenBucket(rate=0, burst=1).try_take() == 0, "rate 0: unlimited"
 
 
 # --- the watch and pod creation, against a scripted API -----------------------------------
@@ -302,7 +309,9 @@ class FakeResponse:
 def pod_event(kind, run_id, version):
     return {
         "type": kind,
-        "object": {"metadata": {"name": run_id, "labels": {kb.RUN_ID: run_id}, "resourceVersion": version}},
+        "object": {
+            "metadata": {"name": run_id, "labels": {kube_pods.RUN_ID: run_id}, "resourceVersion": version}
+        },
     }
 
 
@@ -327,7 +336,7 @@ class ScriptedCore:
 
 def run_watch(core):
     posted = []
-    watch = kb._PodWatch(core, "flotilla.io/executor=x", 300, posted.append)
+    watch = kube_api.PodWatch(core, "flotilla.io/executor=x", 300, posted.append)
     core.watch = watch
     watch.start()
     watch.join(10)
@@ -398,7 +407,7 @@ async def create_with(outcomes, **executor):
     backend._loop = __import__("asyncio").get_running_loop()
     backend._core = CreatingCore(outcomes)
     job = leased_job()
-    run = kb._Run(job=job, namespace="batch", name=kb.pod_name(job.spec.job_id, job.run_id))
+    run = kb._Run(job=job, namespace="batch", name=kube_pods.pod_name(job.spec.job_id, job.run_id))
     try:
         return await backend._create_pod(run), run, backend._core
     finally:
@@ -406,7 +415,7 @@ async def create_with(outcomes, **executor):
 
 
 async def test_pod_creation_is_retried_on_throttling_and_server_errors():
-    created = {"metadata": {"name": "p", "labels": {kb.RUN_ID: "r"}}}
+    created = {"metadata": {"name": "p", "labels": {kube_pods.RUN_ID: "r"}}}
     outcome, run, core = await create_with(
         [api_error(503), api_error(429, retry_after=0.1), ConnectionResetError("reset"), created]
     )
