@@ -2,7 +2,8 @@
 
 The binaries come from ``scripts/install-kube`` (built from Go module sources; no release
 downloads). :class:`KubeTestCluster` runs them on 127.0.0.1 with free ports, each in its own
-process group, generates a throw-away PKI with ``openssl`` and returns an admin kubeconfig::
+process group, generates a throw-away PKI with ``openssl`` (:mod:`flotilla.embedded.kube_pki`)
+and returns an admin kubeconfig::
 
     if (reason := KubeTestCluster.available()) is None:
         cluster = KubeTestCluster(default_kube_home(), tmp_path / "kube")
@@ -10,19 +11,9 @@ process group, generates a throw-away PKI with ``openssl`` and returns an admin 
         ...
         cluster.stop()
 
-There are no kubelets: kwok (https://kwok.sigs.k8s.io) plays them. It manages only nodes with
-the annotation ``kwok.x-k8s.io/node: fake`` (see :func:`fake_node`) and moves pods bound to them
-through their phases with the *stages* written by this module:
-
-* a new pod becomes ``Running`` at once (all containers running, Ready, a pod IP);
-* a running pod with the annotation :data:`EXIT_CODE_ANNOTATION` terminates, after the Go
-  duration in :data:`RUN_FOR_ANNOTATION` (e.g. ``"1500ms"``; none means at once): every container
-  exits with that code and the pod becomes ``Succeeded`` (code 0) or ``Failed`` (any other code),
-  with the container reason from :data:`REASON_ANNOTATION` (default ``Completed`` / ``Error``) and
-  the message from :data:`MESSAGE_ANNOTATION`; see :func:`exit_annotations`;
-* a running pod without that annotation runs until deleted, unless a Job owns it: such pods
-  succeed at once, as with kwok's default stages;
-* a deleted pod is removed at once (kwok clears its finalizers and deletes it with grace 0).
+There are no kubelets: kwok (https://kwok.sigs.k8s.io) plays them, on the nodes made with
+:func:`flotilla.embedded.kwok_stages.fake_node`, with the stages of
+:mod:`flotilla.embedded.kwok_stages`, which say how pod annotations decide each pod's fate.
 
 By default there is no kube-scheduler and no kube-controller-manager: pods must set
 ``spec.nodeName``, namespaces are never finalised, Jobs and ReplicaSets make no pods and nothing
@@ -44,12 +35,14 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
 from flotilla.embedded.errors import ComponentFailed
+from flotilla.embedded.kube_pki import make_pki
+from flotilla.embedded.kwok_stages import KWOK_NODE_ANNOTATION, KWOK_NODE_VALUE, kwok_stages
 from flotilla.embedded.tansu import log_tail, spawn_process_group, stop_process_group
 
 log = logging.getLogger(__name__)
@@ -57,16 +50,8 @@ log = logging.getLogger(__name__)
 __all__ = [
     "DEFAULT_KUBE_VERSION",
     "DEFAULT_KWOK_VERSION",
-    "EXIT_CODE_ANNOTATION",
-    "KWOK_NODE_ANNOTATION",
-    "KWOK_NODE_VALUE",
-    "MESSAGE_ANNOTATION",
-    "REASON_ANNOTATION",
-    "RUN_FOR_ANNOTATION",
     "KubeTestCluster",
     "default_kube_home",
-    "exit_annotations",
-    "fake_node",
 ]
 
 # Keep in sync with KUBE_VERSION / KWOK_VERSION in scripts/install-kube.
@@ -74,17 +59,6 @@ DEFAULT_KUBE_VERSION = "1.35.4"
 DEFAULT_KWOK_VERSION = "0.8.0"
 
 REQUIRED_BINARIES = ("etcd", "kube-apiserver", "kwok")
-
-KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
-KWOK_NODE_VALUE = "fake"
-
-_PREFIX = "kwok.flotilla.test"
-EXIT_CODE_ANNOTATION = f"{_PREFIX}/exit-code"
-RUN_FOR_ANNOTATION = f"{_PREFIX}/run-for"
-REASON_ANNOTATION = f"{_PREFIX}/reason"
-MESSAGE_ANNOTATION = f"{_PREFIX}/message"
-POD_REASON_ANNOTATION = f"{_PREFIX}/pod-reason"
-WAITING_REASON_ANNOTATION = f"{_PREFIX}/waiting-reason"
 
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 KUBERNETES_SERVICE_IP = "10.96.0.1"
@@ -106,500 +80,6 @@ def _bin_dir(home: Path) -> Path:
     return bin_dir if bin_dir.is_dir() else home
 
 
-def exit_annotations(
-    exit_code: int,
-    run_for: float | str | None = None,
-    *,
-    reason: str | None = None,
-    message: str | None = None,
-    pod_reason: str | None = None,
-) -> dict[str, str]:
-    """Pod annotations that make kwok terminate the pod's containers with ``exit_code``.
-
-    ``run_for`` is how long the pod stays Running first: seconds, or a Go duration (``"2s"``) or
-    an RFC 3339 time to finish at. The pod ends ``Succeeded`` for 0, else ``Failed``.
-    ``reason`` and ``message`` are the containers'; ``pod_reason`` (with ``message``) the pod's
-    own, as the kubelet or the node controller set it (``NodeLost``, ``DeadlineExceeded``)."""
-    annotations = {EXIT_CODE_ANNOTATION: str(int(exit_code))}
-    if pod_reason is not None:
-        annotations[POD_REASON_ANNOTATION] = pod_reason
-    if run_for is not None:
-        if isinstance(run_for, int | float):
-            run_for = f"{max(0, round(run_for * 1000))}ms"
-        annotations[RUN_FOR_ANNOTATION] = str(run_for)
-    if reason is not None:
-        annotations[REASON_ANNOTATION] = reason
-    if message is not None:
-        annotations[MESSAGE_ANNOTATION] = message
-    return annotations
-
-
-def waiting_annotations(reason: str, message: str = "") -> dict[str, str]:
-    """Pod annotations that keep the pod Pending with its containers waiting for ``reason``
-    (``ImagePullBackOff``, ``CreateContainerConfigError``...), as a kubelet that cannot start them."""
-    return {WAITING_REASON_ANNOTATION: reason, MESSAGE_ANNOTATION: message}
-
-
-def fake_node(
-    name: str,
-    *,
-    cpu: str = "32",
-    memory: str = "256Gi",
-    pods: str = "110",
-    labels: Mapping[str, str] | None = None,
-    annotations: Mapping[str, str] | None = None,
-    taints: list[dict] | None = None,
-    extra_resources: Mapping[str, str] | None = None,
-) -> dict:
-    """A Node manifest that kwok manages (it sets the status: Ready, addresses, ...).
-
-    ``capacity``/``allocatable`` come from ``cpu``, ``memory``, ``pods`` and ``extra_resources``
-    (e.g. ``{"nvidia.com/gpu": "8"}``); kwok keeps them."""
-    resources = {"cpu": cpu, "memory": memory, "pods": pods, **dict(extra_resources or {})}
-    node: dict = {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "annotations": {KWOK_NODE_ANNOTATION: KWOK_NODE_VALUE, **dict(annotations or {})},
-            "labels": {
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64",
-                "type": "kwok",
-                **dict(labels or {}),
-            },
-        },
-        "spec": {},
-        "status": {"capacity": dict(resources), "allocatable": dict(resources)},
-    }
-    if taints:
-        node["spec"]["taints"] = list(taints)
-    return node
-
-
-# ---------------------------------------------------------------------------------- kwok stages
-# Node stages: kwok's node/fast "node-initialize" and node/heartbeat-with-lease (v0.8.0).
-_NODE_STAGES = r"""
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: node-initialize
-spec:
-  resourceRef:
-    apiGroup: v1
-    kind: Node
-  selector:
-    matchExpressions:
-    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
-      operator: 'NotIn'
-      values: ['True']
-  next:
-    statusTemplate: |
-      {{ $now := Now }}
-      {{ $lastTransitionTime := or .metadata.creationTimestamp $now }}
-      conditions:
-      {{ range NodeConditions }}
-      - lastHeartbeatTime: {{ $now | Quote }}
-        lastTransitionTime: {{ $lastTransitionTime | Quote }}
-        message: {{ .message | Quote }}
-        reason: {{ .reason | Quote }}
-        status: {{ .status | Quote }}
-        type: {{ .type  | Quote}}
-      {{ end }}
-
-      {{ $hasInternalIP := false }}
-      {{ $hasHostname := false }}
-      {{ range .status.addresses }}
-        {{ if eq .type "InternalIP" }}
-          {{ $hasInternalIP = true }}
-        {{ end }}
-        {{ if eq .type "Hostname" }}
-          {{ $hasHostname = true }}
-        {{ end }}
-      {{ end }}
-      {{ if or (not $hasInternalIP) (not $hasHostname) }}
-      addresses:
-      {{ end }}
-      {{ if not $hasInternalIP }}
-      {{ with NodeIP }}
-      - address: {{ . | Quote }}
-        type: InternalIP
-      {{ end }}
-      {{ end }}
-      {{ if not $hasHostname }}
-      {{ with NodeName }}
-      - address: {{ . | Quote }}
-        type: Hostname
-      {{ end }}
-      {{ end }}
-
-      {{ with NodePort }}
-      daemonEndpoints:
-        kubeletEndpoint:
-          Port: {{ . }}
-      {{ end }}
-
-      allocatable:
-      {{ with .status.allocatable }}
-      {{ YAML . 1 }}
-      {{ else }}
-        cpu: 1k
-        memory: 1Ti
-        pods: 1M
-      {{ end }}
-      capacity:
-      {{ with .status.capacity }}
-      {{ YAML . 1 }}
-      {{ else }}
-        cpu: 1k
-        memory: 1Ti
-        pods: 1M
-      {{ end }}
-
-      {{ $nodeInfo := .status.nodeInfo }}
-      {{ $kwokVersion := printf "kwok-%s" Version }}
-      nodeInfo:
-        architecture: {{ or $nodeInfo.architecture "amd64" }}
-        bootID: {{ or $nodeInfo.bootID `""` }}
-        containerRuntimeVersion: {{ or $nodeInfo.containerRuntimeVersion $kwokVersion }}
-        kernelVersion: {{ or $nodeInfo.kernelVersion $kwokVersion }}
-        kubeProxyVersion: {{ or $nodeInfo.kubeProxyVersion $kwokVersion }}
-        kubeletVersion: {{ or $nodeInfo.kubeletVersion $kwokVersion }}
-        machineID: {{ or $nodeInfo.machineID `""` }}
-        operatingSystem: {{ or $nodeInfo.operatingSystem "linux" }}
-        osImage: {{ or $nodeInfo.osImage `""` }}
-        systemUUID: {{ or $nodeInfo.systemUUID `""` }}
-      phase: Running
----
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: node-heartbeat-with-lease
-spec:
-  resourceRef:
-    apiGroup: v1
-    kind: Node
-  selector:
-    matchExpressions:
-    - key: '.status.phase'
-      operator: 'In'
-      values: ['Running']
-    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
-      operator: 'In'
-      values: ['True']
-  delay:
-    durationMilliseconds: 600000
-    jitterDurationMilliseconds: 610000
-  next:
-    statusTemplate: |
-      {{ $now := Now }}
-      {{ $lastTransitionTime := or .metadata.creationTimestamp $now }}
-      conditions:
-      {{ range NodeConditions }}
-      - lastHeartbeatTime: {{ $now | Quote }}
-        lastTransitionTime: {{ $lastTransitionTime | Quote }}
-        message: {{ .message | Quote }}
-        reason: {{ .reason | Quote }}
-        status: {{ .status | Quote }}
-        type: {{ .type | Quote }}
-      {{ end }}
-
-      addresses:
-      {{ with .status.addresses }}
-      {{ YAML . 1 }}
-      {{ else }}
-      {{ with NodeIP }}
-      - address: {{ . | Quote }}
-        type: InternalIP
-      {{ end }}
-      {{ with NodeName }}
-      - address: {{ . | Quote }}
-        type: Hostname
-      {{ end }}
-      {{ end }}
-
-      {{ with NodePort }}
-      daemonEndpoints:
-        kubeletEndpoint:
-          Port: {{ . }}
-      {{ end }}
-"""
-
-# Pod stages: kwok's pod/fast "pod-ready" and "pod-delete", its "pod-complete" limited to pods
-# without an exit-code annotation, "flotilla-pod-exit" for pods with one, and
-# "flotilla-pod-waiting" for pods whose containers never start (pod-ready leaves those alone).
-_POD_STAGES = r"""
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: pod-ready
-spec:
-  resourceRef:
-    apiGroup: v1
-    kind: Pod
-  selector:
-    matchExpressions:
-    - key: '.metadata.deletionTimestamp'
-      operator: 'DoesNotExist'
-    - key: '.status.phase'
-      operator: 'In'
-      values: ['Pending']
-    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
-      operator: 'NotIn'
-      values: ['True']
-    - key: '.metadata.annotations["@WAITING_REASON@"]'
-      operator: 'DoesNotExist'
-  next:
-    statusTemplate: |
-      {{ $now := Now }}
-
-      conditions:
-      - lastTransitionTime: {{ $now | Quote }}
-        status: "True"
-        type: Initialized
-      - lastTransitionTime: {{ $now | Quote }}
-        status: "True"
-        type: Ready
-      - lastTransitionTime: {{ $now | Quote }}
-        status: "True"
-        type: ContainersReady
-      {{ range .spec.readinessGates }}
-      - lastTransitionTime: {{ $now | Quote }}
-        status: "True"
-        type: {{ .conditionType | Quote }}
-      {{ end }}
-
-      containerStatuses:
-      {{ range .spec.containers }}
-      - image: {{ .image | Quote }}
-        name: {{ .name | Quote }}
-        ready: true
-        restartCount: 0
-        state:
-          running:
-            startedAt: {{ $now | Quote }}
-      {{ end }}
-
-      initContainerStatuses:
-      {{ range .spec.initContainers }}
-      - image: {{ .image | Quote }}
-        name: {{ .name | Quote }}
-        ready: true
-        restartCount: 0
-        {{ if eq .restartPolicy "Always" }}
-        started: true
-        state:
-          running:
-            startedAt: {{ $now | Quote }}
-        {{ else }}
-        state:
-          terminated:
-            exitCode: 0
-            finishedAt: {{ $now | Quote }}
-            reason: Completed
-            startedAt: {{ $now | Quote }}
-        {{ end }}
-      {{ end }}
-      {{ $hostIPs := NodeIPsWith .spec.nodeName }}
-      {{ with $hostIPs }}
-      hostIP: {{ index . 0 | Quote }}
-      hostIPs:
-      {{ range . }}
-      - ip: {{ . | Quote }}
-      {{ end }}
-      {{ end }}
-      {{ $podIPs := PodIPsWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) ( or .metadata.name "" ) ( or .metadata.namespace "" ) }}
-      {{ with $podIPs }}
-      podIP: {{ index . 0 | Quote }}
-      podIPs:
-      {{ range . }}
-      - ip: {{ . | Quote }}
-      {{ end }}
-      {{ end }}
-      phase: Running
-      startTime: {{ $now | Quote }}
----
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: flotilla-pod-exit
-spec:
-  resourceRef:
-    apiGroup: v1
-    kind: Pod
-  selector:
-    matchExpressions:
-    - key: '.metadata.deletionTimestamp'
-      operator: 'DoesNotExist'
-    - key: '.status.phase'
-      operator: 'In'
-      values: ['Running']
-    - key: '.metadata.annotations["@EXIT_CODE@"]'
-      operator: 'Exists'
-  delay:
-    durationFrom:
-      expressionFrom: '.metadata.annotations["@RUN_FOR@"]'
-  next:
-    statusTemplate: |
-      {{ $now := Now }}
-      {{ $annotations := or .metadata.annotations dict }}
-      {{ $code := index $annotations "@EXIT_CODE@" }}
-      {{ $reason := index $annotations "@REASON@" }}
-      {{ if not $reason }}{{ if eq $code "0" }}{{ $reason = "Completed" }}{{ else }}{{ $reason = "Error" }}{{ end }}{{ end }}
-      {{ $message := or ( index $annotations "@MESSAGE@" ) "" }}
-      {{ $started := or .status.startTime $now }}
-      conditions:
-      - lastTransitionTime: {{ $now | Quote }}
-        status: "True"
-        type: Initialized
-      - lastTransitionTime: {{ $now | Quote }}
-        reason: PodCompleted
-        status: "False"
-        type: Ready
-      - lastTransitionTime: {{ $now | Quote }}
-        reason: PodCompleted
-        status: "False"
-        type: ContainersReady
-      containerStatuses:
-      {{ range .spec.containers }}
-      - image: {{ .image | Quote }}
-        name: {{ .name | Quote }}
-        ready: false
-        restartCount: 0
-        started: false
-        state:
-          terminated:
-            exitCode: {{ $code }}
-            finishedAt: {{ $now | Quote }}
-            reason: {{ $reason | Quote }}
-            message: {{ $message | Quote }}
-            startedAt: {{ $started | Quote }}
-      {{ end }}
-      phase: {{ if eq $code "0" }}Succeeded{{ else }}Failed{{ end }}
-      {{ with index $annotations "@POD_REASON@" }}
-      reason: {{ . | Quote }}
-      message: {{ $message | Quote }}
-      {{ end }}
----
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: flotilla-pod-waiting
-spec:
-  resourceRef:
-    apiGroup: v1
-    kind: Pod
-  selector:
-    matchExpressions:
-    - key: '.metadata.deletionTimestamp'
-      operator: 'DoesNotExist'
-    - key: '.status.phase'
-      operator: 'In'
-      values: ['Pending']
-    - key: '.metadata.annotations["@WAITING_REASON@"]'
-      operator: 'Exists'
-    - key: '.status.containerStatuses'
-      operator: 'DoesNotExist'
-  next:
-    statusTemplate: |
-      {{ $now := Now }}
-      {{ $annotations := or .metadata.annotations dict }}
-      {{ $reason := index $annotations "@WAITING_REASON@" }}
-      {{ $message := or ( index $annotations "@MESSAGE@" ) "" }}
-      conditions:
-      - lastTransitionTime: {{ $now | Quote }}
-        status: "True"
-        type: PodScheduled
-      - lastTransitionTime: {{ $now | Quote }}
-        reason: ContainersNotReady
-        status: "False"
-        type: Ready
-      containerStatuses:
-      {{ range .spec.containers }}
-      - image: {{ .image | Quote }}
-        name: {{ .name | Quote }}
-        ready: false
-        restartCount: 0
-        started: false
-        state:
-          waiting:
-            reason: {{ $reason | Quote }}
-            message: {{ $message | Quote }}
-      {{ end }}
-      phase: Pending
-      startTime: {{ $now | Quote }}
----
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: pod-complete
-spec:
-  resourceRef:
-    apiGroup: v1
-    kind: Pod
-  selector:
-    matchExpressions:
-    - key: '.metadata.deletionTimestamp'
-      operator: 'DoesNotExist'
-    - key: '.status.phase'
-      operator: 'In'
-      values: ['Running']
-    - key: '.metadata.ownerReferences.[].kind'
-      operator: 'In'
-      values: ['Job']
-    - key: '.metadata.annotations["@EXIT_CODE@"]'
-      operator: 'DoesNotExist'
-  next:
-    statusTemplate: |
-      {{ $now := Now }}
-      {{ $root := . }}
-      containerStatuses:
-      {{ range $index, $item := .spec.containers }}
-      - image: {{ $item.image | Quote }}
-        name: {{ $item.name | Quote }}
-        ready: false
-        restartCount: 0
-        started: false
-        state:
-          terminated:
-            exitCode: 0
-            finishedAt: {{ $now | Quote }}
-            reason: Completed
-            startedAt: {{ $now | Quote }}
-      {{ end }}
-      phase: Succeeded
----
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: pod-delete
-spec:
-  resourceRef:
-    apiGroup: v1
-    kind: Pod
-  selector:
-    matchExpressions:
-    - key: '.metadata.deletionTimestamp'
-      operator: 'Exists'
-  next:
-    delete: true
-"""
-
-
-def kwok_stages() -> str:
-    """The kwok configuration (a multi-document YAML of Stages) the cluster runs kwok with."""
-    pod_stages = (
-        _POD_STAGES.replace("@EXIT_CODE@", EXIT_CODE_ANNOTATION)
-        .replace("@RUN_FOR@", RUN_FOR_ANNOTATION)
-        .replace("@REASON@", REASON_ANNOTATION)
-        .replace("@MESSAGE@", MESSAGE_ANNOTATION)
-        .replace("@POD_REASON@", POD_REASON_ANNOTATION)
-        .replace("@WAITING_REASON@", WAITING_REASON_ANNOTATION)
-    )
-    return _NODE_STAGES.strip() + "\n---\n" + pod_stages.strip() + "\n"
-
-
 # ------------------------------------------------------------------------------------- helpers
 def _free_ports(count: int, host: str) -> list[int]:
     socks = []
@@ -614,68 +94,29 @@ def _free_ports(count: int, host: str) -> list[int]:
             s.close()
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    proc = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
-    if proc.returncode != 0:
-        raise ComponentFailed("kube", f"openssl {' '.join(args[:2])} failed: {proc.stderr.strip()}")
-
-
-def _make_pki(pki: Path, host: str) -> None:
-    """CA, kube-apiserver serving cert, admin client cert and service-account key (EC P-256)."""
-    pki.mkdir(parents=True, exist_ok=True)
-    days = "3650"
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    _openssl(
-        "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", days,
-        "-subj", "/CN=flotilla-test-ca",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
-        cwd=pki,
-    )  # fmt: skip
-    sans = [
-        f"IP:{host}",
-        "IP:127.0.0.1",
-        f"IP:{KUBERNETES_SERVICE_IP}",
-        "DNS:localhost",
-        "DNS:kubernetes",
-        "DNS:kubernetes.default",
-        "DNS:kubernetes.default.svc",
-        "DNS:kubernetes.default.svc.cluster.local",
-    ]
-    certs = {
-        "apiserver": (
-            "/CN=kube-apiserver",
-            f"subjectAltName={','.join(dict.fromkeys(sans))}\n"
-            "extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n",
-        ),
-        "admin": (
-            "/O=system:masters/CN=flotilla-admin",
-            "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n",
-        ),
-    }
-    for name, (subject, extensions) in certs.items():
-        (pki / f"{name}.ext").write_text(extensions)
-        _openssl(
-            "req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject, cwd=pki
-        )
-        _openssl(
-            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", days, "-out", f"{name}.crt", "-extfile", f"{name}.ext",
-            cwd=pki,
-        )  # fmt: skip
-    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "sa.key", cwd=pki)
-    _openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
-    for key in pki.glob("*.key"):
-        key.chmod(0o600)
+def _says_ok(body: str) -> bool:
+    """The readiness answer of kube-apiserver, kwok, kube-scheduler and kube-controller-manager."""
+    return body == "ok"
 
 
 class _Part:
-    """One process of the cluster (its own process group) and its log."""
+    """One process of the cluster (its own process group), its log, and how to tell it is ready:
+    ``ready(body)`` of the answer from ``ready_url``."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log_path: Path,
+        ready_url: str,
+        ready: Callable[[str], bool] = _says_ok,
+        env: dict[str, str] | None = None,
+    ):
         self.name = name
         self.argv = argv
         self.log_path = log_path
+        self.ready_url = ready_url
+        self.ready = ready
         self.env = env
         self.proc: subprocess.Popen | None = None
 
@@ -793,37 +234,19 @@ class KubeTestCluster:
         (self.data_dir / "logs").mkdir(exist_ok=True)
         try:
             if not (self.pki_dir / "admin.crt").exists():
-                _make_pki(self.pki_dir, self.host)
+                make_pki(self.pki_dir, self.host, KUBERNETES_SERVICE_IP)
             etcd_port, etcd_peer, api_port, kwok_port, sched_port, kcm_port = _free_ports(6, self.host)
             self.etcd_port, self.apiserver_port, self.kwok_port = etcd_port, api_port, kwok_port
             self._write_kubeconfig()
 
-            self._start(self._etcd(etcd_port, etcd_peer))
-            self._wait_http(
-                "etcd", f"http://{self.host}:{etcd_port}/health", deadline, lambda body: '"true"' in body
-            )
-            self._start(self._apiserver(api_port, etcd_port))
-            self._wait_http("kube-apiserver", f"{self.server}/readyz", deadline, lambda body: body == "ok")
-            self._start(self._kwok(kwok_port))
+            self._start_and_wait([self._etcd(etcd_port, etcd_peer)], deadline)
+            self._start_and_wait([self._apiserver(api_port, etcd_port)], deadline)
+            on_apiserver = [self._kwok(kwok_port)]
             if self.scheduler:
-                self._start(self._kube_scheduler(sched_port))
+                on_apiserver.append(self._kube_scheduler(sched_port))
             if self.controller_manager:
-                self._start(self._kube_controller_manager(kcm_port))
-            self._wait_http("kwok", f"http://{self.host}:{kwok_port}/healthz", deadline, lambda b: b == "ok")
-            if self.scheduler:
-                self._wait_http(
-                    "kube-scheduler",
-                    f"https://{self.host}:{sched_port}/healthz",
-                    deadline,
-                    lambda b: b == "ok",
-                )
-            if self.controller_manager:
-                self._wait_http(
-                    "kube-controller-manager",
-                    f"https://{self.host}:{kcm_port}/healthz",
-                    deadline,
-                    lambda b: b == "ok",
-                )
+                on_apiserver.append(self._kube_controller_manager(kcm_port))
+            self._start_and_wait(on_apiserver, deadline)
         except BaseException:
             self.stop()
             raise
@@ -851,18 +274,24 @@ class KubeTestCluster:
         self.stop()
 
     # ------------------------------------------------------------------ parts
-    def _start(self, part: _Part) -> None:
-        self._parts.append(part)
-        part.start()
+    def _start_and_wait(self, parts: list[_Part], deadline: float) -> None:
+        """Start ``parts`` all at once, then wait until each is ready."""
+        for part in parts:
+            self._parts.append(part)
+            part.start()
+        for part in parts:
+            self._wait_ready(part, deadline)
 
-    def _bin(self, name: str) -> str:
-        return str(self.bin_dir / name)
+    def _part(self, name: str, flags: list[str], ready_url: str, **kwargs) -> _Part:
+        """The part ``name``: the binary of that name in ``bin_dir`` with ``flags``, logging to
+        ``log_path(name)``; ``kwargs`` go to :class:`_Part`."""
+        argv = [str(self.bin_dir / name), *flags]
+        return _Part(name, argv, self.log_path(name), ready_url, **kwargs)
 
     def _etcd(self, port: int, peer_port: int) -> _Part:
         client_url = f"http://{self.host}:{port}"
         peer_url = f"http://{self.host}:{peer_port}"
-        argv = [
-            self._bin("etcd"),
+        flags = [
             "--name=flotilla",
             f"--data-dir={self.data_dir / 'etcd'}",
             f"--listen-client-urls={client_url}",
@@ -875,12 +304,11 @@ class KubeTestCluster:
             "--snapshot-count=10000",
             "--log-level=warn",
         ]
-        return _Part("etcd", argv, self.log_path("etcd"))
+        return self._part("etcd", flags, f"{client_url}/health", ready=lambda body: '"true"' in body)
 
     def _apiserver(self, port: int, etcd_port: int) -> _Part:
         pki = self.pki_dir
-        argv = [
-            self._bin("kube-apiserver"),
+        flags = [
             f"--etcd-servers=http://{self.host}:{etcd_port}",
             f"--bind-address={self.host}",
             f"--advertise-address={self.host}",
@@ -909,15 +337,14 @@ class KubeTestCluster:
             "--profiling=false",
             f"--v={self.verbosity}",
         ]
-        return _Part("kube-apiserver", argv, self.log_path("kube-apiserver"))
+        return self._part("kube-apiserver", flags, f"https://{self.host}:{port}/readyz")
 
     def _kwok(self, port: int) -> _Part:
         config = self.data_dir / "kwok.yaml"
         config.write_text(kwok_stages())
         home = self.data_dir / "kwok-home"  # kwok also reads ~/.kwok/kwok.yaml: keep it private
         home.mkdir(exist_ok=True)
-        argv = [
-            self._bin("kwok"),
+        flags = [
             f"--config={config}",
             f"--kubeconfig={self.kubeconfig}",
             "--manage-all-nodes=false",
@@ -928,42 +355,38 @@ class KubeTestCluster:
             "--node-lease-duration-seconds=40",
         ]
         env = {**os.environ, "HOME": str(home)}
-        return _Part("kwok", argv, self.log_path("kwok"), env=env)
+        return self._part("kwok", flags, f"http://{self.host}:{port}/healthz", env=env)
 
     def _kube_scheduler(self, port: int) -> _Part:
-        argv = [
-            self._bin("kube-scheduler"),
-            f"--kubeconfig={self.kubeconfig}",
-            f"--authentication-kubeconfig={self.kubeconfig}",
-            f"--authorization-kubeconfig={self.kubeconfig}",
-            "--leader-elect=false",
-            f"--bind-address={self.host}",
-            f"--secure-port={port}",
-            f"--cert-dir={self.data_dir / 'kube-scheduler-certs'}",
-            f"--v={self.verbosity}",
-        ]
-        return _Part("kube-scheduler", argv, self.log_path("kube-scheduler"))
+        return self._kube_component("kube-scheduler", port, [])
 
     def _kube_controller_manager(self, port: int) -> _Part:
         pki = self.pki_dir
-        argv = [
-            self._bin("kube-controller-manager"),
-            f"--kubeconfig={self.kubeconfig}",
-            f"--authentication-kubeconfig={self.kubeconfig}",
-            f"--authorization-kubeconfig={self.kubeconfig}",
-            "--leader-elect=false",
-            f"--bind-address={self.host}",
-            f"--secure-port={port}",
-            f"--cert-dir={self.data_dir / 'kube-controller-manager-certs'}",
+        flags = [
             f"--root-ca-file={pki / 'ca.crt'}",
             f"--service-account-private-key-file={pki / 'sa.key'}",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
             f"--cluster-signing-cert-file={pki / 'ca.crt'}",
             f"--cluster-signing-key-file={pki / 'ca.key'}",
             "--use-service-account-credentials=false",
-            f"--v={self.verbosity}",
         ]
-        return _Part("kube-controller-manager", argv, self.log_path("kube-controller-manager"))
+        return self._kube_component("kube-controller-manager", port, flags)
+
+    def _kube_component(self, name: str, port: int, flags: list[str]) -> _Part:
+        """kube-scheduler or kube-controller-manager with ``flags``: both talk to the API server
+        as the admin, elect no leader and serve their health on HTTPS at ``port``, with a
+        self-signed certificate of their own."""
+        common = [
+            f"--kubeconfig={self.kubeconfig}",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            "--leader-elect=false",
+            f"--bind-address={self.host}",
+            f"--secure-port={port}",
+            f"--cert-dir={self.data_dir / f'{name}-certs'}",
+        ]
+        flags = [*common, *flags, f"--v={self.verbosity}"]
+        return self._part(name, flags, f"https://{self.host}:{port}/healthz")
 
     # ------------------------------------------------------------------ config & probes
     def _write_kubeconfig(self) -> None:
@@ -1005,19 +428,21 @@ class KubeTestCluster:
         context.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
         return context
 
-    def _wait_http(self, name: str, url: str, deadline: float, ready) -> None:
-        """Poll ``url`` until ``ready(body)``; fail early when a started part has exited."""
+    def _wait_ready(self, part: _Part, deadline: float) -> None:
+        """Poll ``part.ready_url`` until ``part.ready(body)``; fail early when a started part has
+        exited."""
+        name, url = part.name, part.ready_url
         context = None
         if url.startswith("https:"):
             context = self._ssl_context(verify=name == "kube-apiserver")
         last = "no answer yet"
         while True:
-            for part in self._parts:
-                part.check_alive()
+            for started in self._parts:
+                started.check_alive()
             try:
                 with urllib.request.urlopen(url, timeout=5, context=context) as resp:
                     body = resp.read().decode(errors="replace").strip()
-                if ready(body):
+                if part.ready(body):
                     return
                 last = f"answered {body[:200]!r}"
             except urllib.error.HTTPError as exc:
@@ -1027,7 +452,7 @@ class KubeTestCluster:
                 last = str(exc)
             if time.monotonic() > deadline:
                 raise ComponentFailed(
-                    "kube", f"{name} not ready at {url} in time ({last})\n{log_tail(self.log_path(name))}"
+                    "kube", f"{name} not ready at {url} in time ({last})\n{log_tail(part.log_path)}"
                 )
             time.sleep(0.2)
 

@@ -17,11 +17,10 @@ import pytest
 from kubernetes import client, watch
 
 from flotilla.embedded.errors import ComponentFailed
-from flotilla.embedded.kube import (
+from flotilla.embedded.kube import KubeTestCluster, default_kube_home
+from flotilla.embedded.kwok_stages import (
     EXIT_CODE_ANNOTATION,
     KWOK_NODE_ANNOTATION,
-    KubeTestCluster,
-    default_kube_home,
     exit_annotations,
     fake_node,
 )

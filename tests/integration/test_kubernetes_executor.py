@@ -7,10 +7,10 @@ with the reason, when neither is available, and fail instead when ``CI=true``.
 
 Every job is written to behave the same on both kinds of cluster: on a real one a busybox
 container sleeps and exits with the code the test wants; on a kwok cluster the pod's
-annotations (``flotilla.embedded.kube.exit_annotations``, which the harness's kwok stages act
-on) make the fake node do the same, so a kwok cluster given by ``$KUBECONFIG`` must run those
-stages (``flotilla.embedded.kube.kwok_stages()``). Each test uses an executor id of its own,
-so the backends of different tests never see each other's pods.
+annotations (``flotilla.embedded.kwok_stages.exit_annotations``, which the harness's kwok
+stages act on) make the fake node do the same, so a kwok cluster given by ``$KUBECONFIG``
+must run those stages (``flotilla.embedded.kwok_stages.kwok_stages()``). Each test uses an
+executor id of its own, so the backends of different tests never see each other's pods.
 
 Evictions go through the API server's Eviction API, as on any cluster. On kwok an image pull
 failure and a lost node are the statuses a kubelet and the node controller would write, set
@@ -53,8 +53,9 @@ from tests.integration.jobs import new_queue, submit, wait_for
 
 try:
     from flotilla.embedded import kube as harness
+    from flotilla.embedded import kwok_stages
 except ImportError:  # optional with $KUBECONFIG
-    harness = None
+    harness = kwok_stages = None
 
 pytestmark = pytest.mark.integration
 
@@ -148,7 +149,7 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
         api = k8s_client.CoreV1Api(k8s_config.new_client_from_config(config_file=kubeconfig))
         if cluster is not None:  # a fresh cluster has no nodes: give it two of kwok's
             for i in range(2):
-                api.create_node(harness.fake_node(f"flotilla-kwok-{i}", cpu="32", memory="256Gi"))
+                api.create_node(kwok_stages.fake_node(f"flotilla-kwok-{i}", cpu="32", memory="256Gi"))
         node, selector, kwok = _pick_node(api)
         namespace = f"flotilla-test-{uuid.uuid4().hex[:8]}"
         api.create_namespace({"metadata": {"name": namespace}})
@@ -202,23 +203,23 @@ def pod_for(
     }
     annotations: dict[str, str] = {}
     if kube.kwok:
-        if harness is None:
-            pytest.skip("a kwok cluster needs flotilla.embedded.kube's stage annotations")
+        if kwok_stages is None:
+            pytest.skip("a kwok cluster needs the annotations of flotilla.embedded.kwok_stages")
         if unpullable:
-            annotations = harness.waiting_annotations(
+            annotations = kwok_stages.waiting_annotations(
                 "ImagePullBackOff", f'Back-off pulling image "{UNPULLABLE_IMAGE}"'
             )
         elif oom:
-            annotations = harness.exit_annotations(137, seconds, reason="OOMKilled", message="killed")
+            annotations = kwok_stages.exit_annotations(137, seconds, reason="OOMKilled", message="killed")
         elif node_lost:
-            annotations = harness.exit_annotations(
+            annotations = kwok_stages.exit_annotations(
                 137,
                 seconds,
                 pod_reason="NodeLost",
                 message=f"Node {kube.node} which was running the pod is unresponsive",
             )
         else:
-            annotations = harness.exit_annotations(exit_code, seconds, message=f"exit {exit_code}")
+            annotations = kwok_stages.exit_annotations(exit_code, seconds, message=f"exit {exit_code}")
     return {"podSpec": spec, "labels": {}, "annotations": annotations}
 
 
@@ -781,14 +782,14 @@ def test_jobs_spread_over_a_kubernetes_a_simulated_and_a_local_cluster(
 
 
 def test_a_node_added_after_the_executor_started_takes_jobs(kube, priority_classes, stack):
-    if not kube.kwok or harness is None:
+    if not kube.kwok or kwok_stages is None:
         pytest.skip("adds a node, which needs kwok's fake nodes")
     client = stack.client()
     name = f"kube-{uuid.uuid4().hex[:6]}"
     late = f"flotilla-kwok-late-{uuid.uuid4().hex[:6]}"
     executor = start_kube_executor(stack, kube, name)
     try:
-        kube.api.create_node(harness.fake_node(late, cpu="8", memory="32Gi"))
+        kube.api.create_node(kwok_stages.fake_node(late, cpu="8", memory="32Gi"))
         shape = pod_for(kube, seconds=1)
         spec = {**shape["podSpec"], "nodeSelector": {"kubernetes.io/hostname": late}}
         item = job_item_from_dict(
