@@ -4,7 +4,8 @@ The file (``scheduler.config_file``) is in the format of Armada's scheduler conf
 simulator (``priorityClasses``, ``defaultPriorityClassName``,
 ``dominantResourceFairnessResourcesToConsider``, ``maximumResourceFractionToSchedule``,
 ``protectedFractionOfFairShare``, ...), so one file drives both the live scheduler and
-``flotilla simulate``. The API reads the same file to refuse unknown priority classes.
+``flotilla simulate``; the scheduling core reads it (:mod:`flotilla.scheduling.config_file`).
+The API reads the same file to refuse unknown priority classes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import dataclasses
 from pathlib import Path
 
 from flotilla.scheduling import SchedulingConfig
+from flotilla.scheduling.config_file import load_scheduling_config, scheduling_config_from_spec
 from flotilla.settings import Settings
 
 
@@ -24,9 +26,6 @@ def scheduling_config(settings: Settings) -> SchedulingConfig:
     )
     if not settings.scheduler.config_file:
         return base
-    from flotilla.simulator.formats import load_scheduling_config
-    from flotilla.simulator.simulation import scheduling_config_from_spec
-
     loaded = scheduling_config_from_spec(load_scheduling_config(Path(settings.scheduler.config_file)))
     if loaded.max_jobs_per_cycle > 10**9:  # Armada's "unlimited" burst
         loaded = dataclasses.replace(loaded, max_jobs_per_cycle=settings.scheduler.max_jobs_per_cycle)

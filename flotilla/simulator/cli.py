@@ -10,7 +10,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .formats import SimulatorFormatError, parse_duration
+from flotilla.armada_yaml import ArmadaFileError, parse_duration
+
 from .simulation import DEFAULT_CYCLE_INTERVAL
 
 
@@ -78,8 +79,11 @@ def add_simulate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 
 def run_simulate(args: argparse.Namespace) -> int:
     """Run ``flotilla simulate``; 0 on success, 2 on unusable input files."""
-    from .formats import load_cluster_spec, load_scheduling_config, load_workload_spec
+    from flotilla.scheduling.config_file import load_scheduling_config
+
+    from .cluster_file import load_cluster_spec
     from .simulation import simulate
+    from .workload_file import load_workload_spec
 
     try:
         cluster = load_cluster_spec(args.clusters)
@@ -93,7 +97,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             max_time=args.max_time,
             progress=None if getattr(args, "quiet", False) else sys.stderr,
         )
-    except (SimulatorFormatError, ValueError) as exc:
+    except (ArmadaFileError, ValueError) as exc:
         print(f"flotilla simulate: {exc}", file=sys.stderr)
         return 2
     jobs, queues = result.write(args.output)

@@ -1,7 +1,8 @@
 """A discrete-event simulation of Flotilla's scheduler on simulated time, with no Kafka.
 
 Nodes come from a cluster file, jobs from a workload file's templates and the scheduler's
-settings from a scheduling config (see :mod:`flotilla.simulator.formats`). Every
+settings from a scheduling config (see :mod:`flotilla.simulator.cluster_file`,
+:mod:`flotilla.simulator.workload_file` and :mod:`flotilla.scheduling.config_file`). Every
 ``cycle_interval`` simulated seconds the simulation calls the pure scheduling cycle,
 :func:`flotilla.scheduling.schedule`, once per pool (pools are scheduled one after another,
 each with its own fair shares, as Armada does), with the jobs queued and running at that time:
@@ -36,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import inspect
 import math
 import time as wallclock
 from bisect import bisect_left, insort
@@ -50,6 +50,7 @@ import pyarrow as pa
 import pyarrow.compute as pa_compute
 import pyarrow.parquet as pq
 
+from flotilla.armada_yaml import ArmadaFileError
 from flotilla.scheduling import (
     CycleResult,
     Node,
@@ -58,21 +59,18 @@ from flotilla.scheduling import (
     RunningJob,
     SchedulingConfig,
     dominant_share,
-    fair_shares,
+    job_order,
     schedule,
 )
-from flotilla.scheduling import model as scheduling_model
-
-from .formats import (
-    CLUSTER_LABEL,
-    ClusterSpec,
-    JobTemplate,
+from flotilla.scheduling.config_file import (
     SchedulingConfigSpec,
-    ShiftedExponential,
-    SimulatorFormatError,
-    WorkloadSpec,
-    check_workload_against_config,
+    load_scheduling_config,
+    scheduling_config_from_spec,
 )
+
+from .cluster_file import CLUSTER_LABEL, ClusterSpec, load_cluster_spec
+from .distributions import ShiftedExponential
+from .workload_file import JobTemplate, WorkloadSpec, check_workload_against_config, load_workload_spec
 
 DEFAULT_CYCLE_INTERVAL = 10.0
 GPU_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu", "gpu")
@@ -142,104 +140,19 @@ QUEUES_SCHEMA = pa.schema(
 _END, _SUBMIT, _REQUEUE = 0, 1, 2
 
 
-# --- adapting to the scheduling model --------------------------------------------------------
-
-
-def _field_names(cls: type) -> frozenset[str]:
-    return frozenset(f.name for f in dataclasses.fields(cls))
-
-
-def _required_fields(cls: type) -> frozenset[str]:
-    return frozenset(
-        f.name
-        for f in dataclasses.fields(cls)
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    )
-
-
-def _builder(cls: type) -> Callable[[dict[str, Any]], Any]:
-    """A constructor of ``cls`` that drops the values ``cls`` has no field for, so that the
-    simulator works with the scheduling model as it grows."""
-    names, required = _field_names(cls), _required_fields(cls)
-
-    def build(values: dict[str, Any]) -> Any:
-        missing = required - values.keys()
-        if missing:
-            raise TypeError(f"{cls.__name__} needs {sorted(missing)}, which the simulator does not provide")
-        return cls(**{k: v for k, v in values.items() if k in names})
-
-    return build
-
-
-def scheduling_config_from_spec(spec: SchedulingConfigSpec) -> SchedulingConfig:
-    """The :class:`SchedulingConfig` a simulation runs with: every setting of ``spec`` that the
-    scheduling model has a field for."""
-    values: dict[str, Any] = {"resources": spec.resources_to_consider}
-    if spec.maximum_scheduling_burst is not None:
-        values["max_jobs_per_cycle"] = spec.maximum_scheduling_burst
-    priority_class = getattr(scheduling_model, "PriorityClass", None)
-    if spec.priority_classes and priority_class is not None:
-        build = _builder(priority_class)
-        values["priority_classes"] = {
-            name: build(
-                {
-                    "name": name,
-                    "priority": pc.priority,
-                    "preemptible": pc.preemptible,
-                    "maximum_resource_fraction_per_queue": dict(pc.maximum_resource_fraction_per_queue),
-                }
-            )
-            for name, pc in spec.priority_classes.items()
-        }
-    if spec.default_priority_class_name:
-        values["default_priority_class"] = spec.default_priority_class_name
-        values["default_priority_class_name"] = spec.default_priority_class_name
-    if spec.maximum_resource_fraction_to_schedule:
-        values["maximum_resource_fraction_to_schedule"] = dict(spec.maximum_resource_fraction_to_schedule)
-    if spec.protected_fraction_of_fair_share is not None:
-        values["protected_fraction_of_fair_share"] = spec.protected_fraction_of_fair_share
-    if spec.max_queue_lookback is not None:
-        values["max_queue_lookback"] = spec.max_queue_lookback
-    if spec.maximum_per_queue_scheduling_burst is not None:
-        values["max_jobs_per_queue_per_cycle"] = spec.maximum_per_queue_scheduling_burst
-    try:
-        return _builder(SchedulingConfig)(values)
-    except ValueError as exc:
-        raise SimulatorFormatError(spec.source or "scheduling config", "", str(exc)) from None
+# --- the order of jobs in a queue ------------------------------------------------------------
 
 
 def _order_function(config: SchedulingConfigSpec) -> Callable[[QueuedJob], Any]:
-    """The scheduler's order of jobs within a queue, as a sort key.
-
-    The scheduling core's ``job_order(job, class_priority)`` (or ``job_order(job)``) when it
-    has one; otherwise Armada's documented order: priority-class priority (higher first), job
-    priority (lower first), submission time, job id.
-    """
-    from flotilla.scheduling import cycle
-
+    """The scheduler's order of jobs within a queue, as a sort key: the scheduling core's
+    :func:`~flotilla.scheduling.job_order` with the priority of the job's class."""
     priorities = {name: pc.priority for name, pc in config.priority_classes.items()}
     default = config.default_priority_class_name
 
     def class_priority(job: QueuedJob) -> int:
         return priorities.get(job.priority_class or default, 0)
 
-    job_order = getattr(cycle, "job_order", None)
-    if job_order is not None:
-        positional = [
-            p
-            for p in inspect.signature(job_order).parameters.values()
-            if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        ]
-        required = [p for p in positional if p.default is inspect.Parameter.empty]
-        if len(positional) >= 2 and len(required) <= 2:
-            return lambda job: job_order(job, class_priority(job))
-        if len(required) == 1 and not priorities:
-            return job_order
-
-    def armada_order(job: QueuedJob) -> tuple:
-        return (-class_priority(job), job.priority, job.submitted_at, job.job_id)
-
-    return armada_order
+    return lambda job: job_order(job, class_priority(job))
 
 
 # --- jobs ------------------------------------------------------------------------------------
@@ -522,8 +435,6 @@ class Simulation:
         self.config = scheduling_config_from_spec(config)
         self.resources = tuple(self.config.resources)
         self.order = _order_function(config)
-        self._queued_job = _builder(QueuedJob)
-        self._running_job = _builder(RunningJob)
         self._progress = _Progress(progress, workload.job_count) if progress is not None else None
 
         # Nodes, by pool.
@@ -636,7 +547,7 @@ class Simulation:
             for dependency in template.waiting_for:
                 self.templates[dependency].dependents.append(i)
         if len(self.by_id) != len(self.jobs):
-            raise SimulatorFormatError(
+            raise ArmadaFileError(
                 self.workload.source or self.workload.name, "", "job template ids make job ids collide"
             )
 
@@ -686,25 +597,27 @@ class Simulation:
         if not template.jobs:
             self._complete(position, when)
             return
-        build = self._queued_job
         for job in template.jobs:
             job.submit_time = when
-            values: dict[str, Any] = {
-                "job_id": job.job_id,
-                "queue": job.queue,
-                "job_set": job.job_set,
-                "priority": float(spec.queue_priority),
-                "submitted_at": when,
-                "requests": job.requests,
-                "node_selector": dict(spec.node_selector),
-                "tolerations": spec.tolerations,
-                "priority_class": job.priority_class,
-            }
+            gang: dict[str, Any] = {}
             if job.gang_cardinality:
-                values["gang_id"] = job.gang_id
-                values["gang_cardinality"] = job.gang_cardinality
-                values["gang_node_uniformity_label"] = spec.gang_node_uniformity_label or CLUSTER_LABEL
-            job.queued = build(values)
+                gang = {
+                    "gang_id": job.gang_id,
+                    "gang_cardinality": job.gang_cardinality,
+                    "gang_node_uniformity_label": spec.gang_node_uniformity_label or CLUSTER_LABEL,
+                }
+            job.queued = QueuedJob(
+                job_id=job.job_id,
+                queue=job.queue,
+                job_set=job.job_set,
+                priority=float(spec.queue_priority),
+                submitted_at=when,
+                requests=job.requests,
+                node_selector=dict(spec.node_selector),
+                tolerations=spec.tolerations,
+                priority_class=job.priority_class,
+                **gang,
+            )
             job.key = (self.order(job.queued), job.index)
             self._enqueue(job)
 
@@ -888,20 +801,13 @@ class Simulation:
 
     def _shares(self, pool: str, result: CycleResult) -> tuple[dict[str, float], dict[str, float]]:
         """The pool's fair shares and demand-adjusted fair shares the cycle used."""
-        stats = getattr(result, "stats", None)
-        source = getattr(stats, "pools", {}).get(pool) or stats
-        shares = getattr(source, "fair_shares", None)
-        if shares is None:
-            active = {j.queue for j in self.running[pool].values()} | {
-                n for n, w in self.waiting.items() if w
-            }
-            shares = fair_shares(self.queues, active)
-        adjusted = getattr(source, "adjusted_fair_shares", None) or shares
+        source = result.stats.pools.get(pool) or result.stats
+        shares = source.fair_shares
+        adjusted = source.adjusted_fair_shares or shares
         return dict(shares), dict(adjusted)
 
     def _start(self, job: _Job, executor: str, node: str, pool: str, now: float) -> None:
         self._dequeue(job)
-        spec = self.templates[job.template].spec
         job.run += 1
         job.state = RUNNING
         job.node, job.pool, job.started = node, pool, now
@@ -909,29 +815,22 @@ class Simulation:
             job.first_scheduled = now
         queued = job.queued
         assert queued is not None
-        values: dict[str, Any] = {
-            "job_id": job.job_id,
-            "queue": job.queue,
-            "run_id": f"{job.job_id}-run-{job.run}",
-            "executor": executor,
-            "node": node,
-            "requests": job.requests,
-            "priority_class": job.priority_class,
-            "started_at": now,
-            "job_set": job.job_set,
-            "priority": queued.priority,
-            "submitted_at": queued.submitted_at,
-            "node_selector": queued.node_selector,
-            "tolerations": queued.tolerations,
-            "pool": pool,
-        }
-        if job.gang_cardinality:
-            values["gang_id"] = job.gang_id
-            values["gang_cardinality"] = job.gang_cardinality
-            values["gang_node_uniformity_label"] = spec.gang_node_uniformity_label or CLUSTER_LABEL
         if pool not in self.running:
             raise RuntimeError(f"the scheduler leased {job.job_id} in unknown pool {pool!r}")
-        self.running[pool][job.job_id] = self._running_job(values)
+        self.running[pool][job.job_id] = RunningJob(
+            job_id=job.job_id,
+            queue=job.queue,
+            run_id=f"{job.job_id}-run-{job.run}",
+            executor=executor,
+            node=node,
+            requests=job.requests,
+            priority_class=job.priority_class,
+            priority=queued.priority,
+            submitted_at=queued.submitted_at,
+            started_at=now,
+            gang_id=job.gang_id,
+            pool=pool,
+        )
         allocation = self.allocated[pool][job.queue]
         for name, quantity in job.requests.items():
             allocation[name] = allocation.get(name, 0) + quantity
@@ -1118,8 +1017,6 @@ def simulate_files(
     progress: IO[str] | None = None,
 ) -> SimulationResult:
     """Read the three Armada simulator files and run a simulation."""
-    from .formats import load_cluster_spec, load_scheduling_config, load_workload_spec
-
     return simulate(
         load_cluster_spec(clusters),
         load_workload_spec(workload),
@@ -1141,7 +1038,6 @@ __all__ = [
     "expand_templates",
     "format_seconds",
     "sample_runtimes",
-    "scheduling_config_from_spec",
     "simulate",
     "simulate_files",
 ]

@@ -8,12 +8,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from flotilla.simulator.formats import (
-    ShiftedExponential,
-    load_cluster_spec,
-    load_scheduling_config,
-    load_workload_spec,
-)
+from flotilla.scheduling.config_file import load_scheduling_config
+from flotilla.simulator.cluster_file import load_cluster_spec
+from flotilla.simulator.distributions import ShiftedExponential
 from flotilla.simulator.simulation import (
     JOB_COLUMNS,
     QUEUE_COLUMNS,
@@ -21,10 +18,10 @@ from flotilla.simulator.simulation import (
     simulate,
     simulate_files,
 )
+from flotilla.simulator.workload_file import load_workload_spec
+from tests.unit.armada_files import SHARED, needs_shared
 
-SHARED = Path(__file__).parents[2].parent / "shared" / "armada-formats" / "simulator"
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "simulator"
-needs_shared = pytest.mark.skipif(not SHARED.exists(), reason=f"{SHARED} is absent")
 
 
 def fixture_run(cluster: str, workload: str, **options):
