@@ -21,7 +21,7 @@ EXIT_CODE_ANNOTATION = "flotilla.io/exit-code"
 
 def nodes_from_cluster_file(path: Path) -> tuple[NodeReport, ...]:
     """The nodes an Armada simulator cluster file describes (every cluster's nodeTemplates)."""
-    from flotilla.simulator.formats import load_cluster_spec
+    from flotilla.simulator.cluster_file import load_cluster_spec
 
     spec = load_cluster_spec(path)
     nodes: list[NodeReport] = []
