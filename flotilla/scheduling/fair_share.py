@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any
 
 from flotilla.resources import add
 
@@ -100,6 +101,38 @@ def adjusted_fair_shares(
             unallocated -= wanted
             del remaining[name]
     return adjusted
+
+
+def lazy_demands(
+    alloc: Mapping[str, Mapping[str, int]],
+    items: Mapping[str, Sequence[Any]],
+    total: Mapping[str, int],
+    resources: Sequence[str],
+) -> Callable[[str, float], float]:
+    """The ``demands`` of :func:`adjusted_fair_shares` as ``(queue, offer) -> demand``: what a
+    queue holds (``alloc``) and what its queued ``items`` (jobs and gangs) request, as a dominant
+    share, summed only as far as needed: in chunks, since a demand past the offer only has to
+    be known to be past it."""
+    progress: dict[str, list] = {}
+
+    def demand(name: str, offer: float) -> float:
+        entry = progress.get(name)
+        if entry is None:
+            wanted = dict(alloc.get(name) or {})
+            entry = progress[name] = [wanted, 0, dominant_share(wanted, total, resources), 64]
+        wanted, pos, cost, chunk = entry
+        queue_items = items.get(name) or ()
+        while cost < offer and pos < len(queue_items):
+            for item in queue_items[pos : pos + chunk]:
+                for resource, quantity in item.requests.items():
+                    wanted[resource] = wanted.get(resource, 0) + quantity
+            pos += chunk
+            chunk *= 2
+            cost = dominant_share(wanted, total, resources)
+        entry[1:] = [pos, cost, chunk]
+        return cost
+
+    return demand
 
 
 def pick_queue(

@@ -1,0 +1,614 @@
+"""One pool's round of the scheduling cycle (steps 1 to 5 of :mod:`flotilla.scheduling.cycle`).
+
+:class:`Pool` works out the active queues' fair shares, has the queues above their protected
+share evicted (:mod:`~flotilla.scheduling.eviction`), then runs the main loop: the queue whose
+cost would be the smallest fraction of its fair share with its next item (a heap keyed on
+:func:`~flotilla.scheduling.queue_items.fair_share_ratio`) places that item. An evicted job is
+rebound to its node; a new job goes through the per-cycle and per-queue limits and then to the
+node database (best fit, else preemption to fair share, else urgency-based preemption); a gang
+is placed all or nothing. After the loop, evicted jobs not rebound are preempted and nodes an
+urgency-based placement oversubscribed are sorted out.
+
+Performance: the node database tracks jobs only when a queue is evicted or urgency-based
+preemption is possible; a run of unfit jobs of one shape in a queue is reported in one sweep
+(:meth:`Pool._sweep_unfit`); the main loop keeps what it uses in locals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from heapq import heapify, heappop, heappush, heappushpop
+from itertools import repeat
+from operator import attrgetter
+from typing import TYPE_CHECKING
+
+from .eviction import evict, evicted_runs
+from .fair_share import adjusted_fair_shares, dominant_share, fair_shares, lazy_demands, total_capacity
+from .model import Lease, Node, PoolStats, PriorityClass, QueuedJob, RunningJob
+from .node_db import NodeDb, job_constraint
+from .queue_items import Gang, QueueState, add_requests, fair_share_ratio, job_order
+
+if TYPE_CHECKING:
+    from .cycle_context import Cycle
+
+_JOB_ID = attrgetter("job_id")
+_EPSILON = 1e-9  # float slack when comparing a queue's cost with its protected share
+
+
+class Pool:
+    """The scheduling of one pool: eviction, the fair-share loop and the oversubscription pass."""
+
+    def __init__(
+        self, cycle: Cycle, name: str, nodes: list[Node], runs: list[RunningJob], items: dict[str, list]
+    ) -> None:
+        self.cycle = cycle
+        self.name = name
+        self.config = config = cycle.config
+        self.resources = config.resources
+        self.nodes = nodes
+        self.runs = runs
+        self.items = items
+        self.unschedulable: dict[str, str] = {}
+        self.total = total_capacity(nodes)
+        self.leases: list[Lease] = []
+        self.withdrawn: set[str] = set()
+        self.new_jobs: dict[str, tuple[QueueState, QueuedJob, PriorityClass, Gang | None]] = {}
+        self.runs_by_id: dict[str, RunningJob] = {}
+        self.gang_unfit: dict[tuple, str] = {}
+        self.scheduled: dict[str, int] = dict(cycle.scheduled.get(name, {}))
+        self.fraction_limits = {
+            r: f * self.total.get(r, 0) for r, f in config.maximum_resource_fraction_to_schedule.items()
+        }
+        self.class_limits: dict[str, dict[str, float]] = {}
+        for pc in config.priority_classes.values():
+            if pc.maximum_resource_fraction_per_queue:
+                self.class_limits[pc.name] = {
+                    r: f * self.total.get(r, 0) for r, f in pc.maximum_resource_fraction_per_queue.items()
+                }
+
+    def _class_of(self, name: str) -> tuple[int, bool]:
+        pc = self.cycle.priority_class(name)
+        return (pc.priority, pc.preemptible) if pc is not None else (0, False)
+
+    def run_class(self, run: RunningJob) -> tuple[int, bool]:
+        """A running job's priority and whether it may be preempted (never if its queue is
+        unknown: Armada does not preempt what it cannot account for)."""
+        priority, preemptible = self._class_of(run.priority_class)
+        return priority, preemptible and run.queue in self.cycle.known
+
+    # --- set-up ------------------------------------------------------------------------
+
+    def run(self) -> dict[str, str]:
+        cycle, config, resources, total = self.cycle, self.config, self.resources, self.total
+        known = cycle.known
+        alloc: dict[str, dict[str, int]] = {}
+        by_class: dict[str, dict[str, dict[str, int]]] = {}
+        for run in self.runs:
+            queue = run.queue
+            held = alloc.get(queue)
+            if held is None:
+                if queue not in known:
+                    continue
+                held = alloc[queue] = dict.fromkeys(resources, 0)
+            for name, quantity in run.requests.items():
+                held[name] = held.get(name, 0) + quantity
+            if self.class_limits:
+                pc = cycle.priority_class(run.priority_class)
+                if pc is not None and pc.name in self.class_limits:
+                    add_requests(by_class.setdefault(run.queue, {}).setdefault(pc.name, {}), run.requests)
+        active = set(alloc) | {name for name, items in self.items.items() if items}
+        shares = fair_shares(cycle.queues, active)
+        adjusted = adjusted_fair_shares(shares, lazy_demands(alloc, self.items, total, resources))
+
+        # Only queues above their protected share can lose jobs; only their preemptible jobs on
+        # schedulable nodes are looked at (nothing per job when nothing is preemptible).
+        preemptible = {name for name in {run.priority_class for run in self.runs} if self._class_of(name)[1]}
+        evicted: list[RunningJob] = []
+        protected = config.protected_fraction_of_fair_share
+        over_at_start = {
+            name
+            for name, held in alloc.items()
+            if dominant_share(held, total, resources)
+            > protected * max(shares[name], adjusted[name]) + _EPSILON
+        }
+        if preemptible and over_at_start:
+            evicted = evicted_runs(self.runs, self.nodes, over_at_start, preemptible)
+        urgency = self._urgency_levels(preemptible)
+        tracking = bool(evicted) or any(urgency.values())
+        self.node_db = NodeDb(
+            self.nodes, self.runs, resources, job_priority=self.run_class if tracking else None
+        )
+        self.fair = bool(evicted)
+        self.levels_of = urgency
+
+        states: dict[str, QueueState] = {}
+        for name in sorted(active):
+            share = shares[name]
+            inv = [(r, 1.0 / (total[r] * share)) for r in resources if total.get(r, 0) > 0 and share > 0]
+            states[name] = QueueState(
+                name, [], alloc.get(name) or dict.fromkeys(resources, 0), inv, by_class=by_class.get(name, {})
+            )
+        if evicted:
+            self.runs_by_id = {run.job_id: run for run in evicted}
+            evict(self.node_db, evicted, states, cycle.priority_class)
+        for name, items in self.items.items():
+            if items:
+                state = states[name]
+                state.items = state.items + items if state.items else items
+        for state in states.values():
+            state.end = len(state.items)
+            state.sweep_target = self.unschedulable
+        self.states = states
+
+        self._loop()
+        if self.fair:
+            for run in evicted:  # anything the loop did not get back (it gets them all)
+                if self.node_db.is_evicted(run.job_id):
+                    self._preempt(run, "preempted: not rescheduled")
+        if tracking and self.node_db.oversubscribed:
+            self._resolve_oversubscribed()
+
+        db_stats = self.node_db.stats
+        counters = cycle.counters
+        counters["searches"] += db_stats.node_searches
+        counters["hits"] += db_stats.shape_cache_hits
+        counters["examined"] += db_stats.nodes_examined
+        counters["evicted"] += len(evicted)
+        cycle.leases.extend(lease for lease in self.leases if lease.job_id not in self.withdrawn)
+        costs = {name: dominant_share(state.alloc, total, resources) for name, state in states.items()}
+        cycle.pool_stats[self.name] = PoolStats(
+            fair_shares=dict(shares), adjusted_fair_shares=adjusted, costs=costs
+        )
+        # A queue that got new leases and ended above its protected share while another queue
+        # waits will be evicted next cycle and its room perhaps taken: let cycle._settle do it now.
+        if self.leases and cycle.any_preemptible and any(s.waiting for s in states.values()):
+            over = {
+                name
+                for name, cost in costs.items()
+                if cost > protected * max(shares[name], adjusted[name]) + _EPSILON
+            }
+            if any(states[name].gained for name in over) and any(
+                s.waiting and name not in over for name, s in states.items()
+            ):
+                cycle.unsettled = True
+        return self.unschedulable
+
+    def _urgency_levels(self, running_classes: set[str]) -> dict[int, tuple[int, ...]]:
+        """For each priority of a queued job, the levels at which it may preempt by urgency:
+        priorities of preemptible classes below its own, if any such job may be bound here."""
+        pending: dict[str, PriorityClass] = {}
+        for name, items in self.items.items():
+            if items:
+                pending.update(self.cycle.queue_classes.get(name, {}))
+        if not pending:
+            return {}
+        lower = {self._class_of(name)[0] for name in running_classes}
+        lower.update(pc.priority for pc in pending.values() if pc.preemptible)
+        preemptible = sorted({pc.priority for pc in self.config.priority_classes.values() if pc.preemptible})
+        floor = min(lower, default=None)
+        levels: dict[int, tuple[int, ...]] = {}
+        for pc in pending.values():
+            if floor is not None and floor < pc.priority:
+                levels[pc.priority] = tuple(q for q in preemptible if q < pc.priority)
+            else:
+                levels[pc.priority] = ()
+        return levels
+
+    # --- the loop ----------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        states = self.states
+        # Heap entries are (ratio with the next item, 0 if that item is an evicted job else 1,
+        # queue): on an exact tie an evicted job is rebound before a new job may take its place.
+        heap = [
+            (fair_share_ratio(s, s.items[0].requests), 0 if s.evicted else 1, name)
+            for name, s in states.items()
+            if s.end
+        ]
+        heapify(heap)
+        cycle = self.cycle
+        node_db = self.node_db
+        place, bind = node_db.place, node_db.bind
+        tracking, fair, levels_of = node_db.tracking, self.fair, self.levels_of
+        resolve = cycle.class_cache.__getitem__  # every queued job's class was resolved up front
+        leases, unschedulable = self.leases, self.unschedulable
+        fraction_limits, class_limits = self.fraction_limits, self.class_limits
+        pool = self.name
+        considered = 0
+        state: QueueState | None = None
+        while True:
+            if state is None:
+                if not heap:
+                    break
+                ratio, _, name = heappop(heap)
+                state = states[name]
+                state.ratio = ratio
+            item = state.items[state.pos]
+            state.pos += 1
+            changed = True
+            kind = type(item)
+            if kind is QueuedJob:
+                if cycle.cap_left <= 0:
+                    state.pos -= 1
+                    heap = self._stop_new()
+                    state = None
+                    continue
+                considered += 1
+                pc = resolve(item.priority_class)
+                requests = item.requests
+                reason = self._limit_reason(state, pc) if fraction_limits or class_limits else ""
+                if reason:
+                    node = None
+                else:
+                    node, reason, victims = place(
+                        item, pc.priority, fair=fair, levels=levels_of.get(pc.priority, ())
+                    )
+                if node is None:
+                    unschedulable[item.job_id] = reason
+                    changed = False
+                    state.waiting = True
+                    # Nothing changed, so the queue's next jobs of the same shape get the same
+                    # answer and the queue stays first: sweep them without the heap.
+                    swept = self._sweep_unfit(state, item, reason)
+                    if swept:
+                        considered += swept
+                        node_db.stats.shape_cache_hits += swept
+                else:
+                    node_id = node.id
+                    if tracking:
+                        bind(
+                            node_id,
+                            requests,
+                            job_id=item.job_id,
+                            priority=pc.priority,
+                            preemptible=pc.preemptible,
+                        )
+                        self.new_jobs[item.job_id] = (state, item, pc, None)
+                        if victims:
+                            self._preempt_to_fair_share(victims, item)
+                    else:
+                        bind(node_id, requests)
+                    leases.append(Lease(item.job_id, item.queue, node.executor, node.name, pool))
+                    state.gained = True
+                    cycle.cap_left -= 1
+                    alloc = state.alloc
+                    for name, quantity in requests.items():
+                        alloc[name] = alloc.get(name, 0) + quantity
+                    if fraction_limits:
+                        add_requests(self.scheduled, requests)
+                    if pc.name in class_limits:
+                        add_requests(state.by_class.setdefault(pc.name, {}), requests)
+            elif kind is RunningJob:
+                self._rebind(state, item)
+            elif item.evicted:
+                self._rebind_gang(state, item)
+            else:
+                if cycle.cap_left < len(item.members):
+                    state.pos -= 1
+                    heap = self._stop_new()
+                    state = None
+                    continue
+                considered += len(item.members)
+                changed = self._schedule_gang(state, item)
+            if state.pos < state.end:
+                if heap:
+                    following = state.items[state.pos].requests
+                    if changed or following != item.requests:
+                        state.ratio = fair_share_ratio(state, following)
+                    entry = (state.ratio, 0 if state.pos < state.evicted else 1, state.name)
+                    top = heappushpop(heap, entry)
+                    if top is not entry:
+                        state = states[top[2]]
+                        state.ratio = top[0]
+            else:
+                state = None
+        cycle.counters["considered"] += considered
+
+    @staticmethod
+    def _sweep_unfit(state: QueueState, job: QueuedJob, reason: str) -> int:
+        """Report unschedulable the run of jobs after ``job`` in its queue that have its shape
+        (requests, class and constraints); how many."""
+        items, start, end = state.items, state.pos, state.end
+        if start >= end:
+            return 0
+        requests, name = job.requests, job.priority_class
+        selector, tolerations, affinity = job.node_selector, job.tolerations, job.node_affinity
+        i = start
+        if not selector and not tolerations and not affinity:
+            while i < end:
+                other = items[i]
+                if (
+                    type(other) is not QueuedJob
+                    or other.priority_class != name
+                    or (other.requests is not requests and other.requests != requests)
+                    or other.node_selector
+                    or other.tolerations
+                    or other.node_affinity
+                ):
+                    break
+                i += 1
+        else:
+            while i < end:
+                other = items[i]
+                if (
+                    type(other) is not QueuedJob
+                    or other.priority_class != name
+                    or other.requests != requests
+                    or other.node_selector != selector
+                    or other.tolerations != tolerations
+                    or other.node_affinity != affinity
+                ):
+                    break
+                i += 1
+        if i == start:
+            return 0
+        state.sweep_target.update(zip(map(_JOB_ID, items[start:i]), repeat(reason)))
+        state.pos = i
+        return i - start
+
+    def _stop_new(self) -> list[tuple[float, int, str]]:
+        """The lease cap is reached: only evicted jobs are still rebound."""
+        heap = []
+        for name, state in self.states.items():
+            state.end = min(state.end, state.evicted)
+            if state.pos < state.end:
+                state.ratio = fair_share_ratio(state, state.items[state.pos].requests)
+                heap.append((state.ratio, 0, name))
+        heapify(heap)
+        return heap
+
+    # Limits are checked as Armada checks them (its CheckRoundConstraints and
+    # CheckJobConstraints): against what is already scheduled or held, before the job. The job
+    # that crosses a limit is let through; the ones after it are not.
+
+    def _limit_reason(self, state: QueueState, pc: PriorityClass) -> str:
+        for name, limit in self.fraction_limits.items():
+            if self.scheduled.get(name, 0) > limit:
+                return f"maximum resource fraction to schedule reached for {name}"
+        return self._class_limit_reason(state, pc)
+
+    def _class_limit_reason(self, state: QueueState, pc: PriorityClass) -> str:
+        limits = self.class_limits.get(pc.name)
+        if limits:
+            held = state.by_class.get(pc.name, {})
+            for name, limit in limits.items():
+                if held.get(name, 0) > limit:
+                    return f"queue limit for priority class {pc.name} reached"
+        return ""
+
+    def _preempt(self, run: RunningJob, reason: str, dropped: bool = False) -> None:
+        if not dropped and self.node_db.node_of(run.job_id) is not None:
+            self.node_db.drop(run.job_id)
+        self.cycle.preempted.setdefault(run.job_id, reason)
+
+    def _preempt_to_fair_share(self, victims: list[str], job: QueuedJob) -> None:
+        """Preempt the evicted jobs whose resources ``job`` took (the node db dropped them)."""
+        for victim in victims:
+            self._preempt(
+                self.runs_by_id[victim],
+                f"preempted to fair share by {job.job_id} of queue {job.queue}",
+                dropped=True,
+            )
+
+    def _take(
+        self, state: QueueState, requests: Mapping[str, int], pc: PriorityClass | None, sign: int
+    ) -> None:
+        add_requests(state.alloc, requests, sign)
+        if pc is not None and pc.name in self.class_limits:
+            add_requests(state.by_class.setdefault(pc.name, {}), requests, sign)
+
+    def _rebind(self, state: QueueState, run: RunningJob) -> None:
+        if run.job_id in self.cycle.preempted:  # its resources went to a job of a fairer queue
+            return
+        pc = self.cycle.priority_class(run.priority_class)
+        reason = self._class_limit_reason(state, pc) if pc is not None else ""
+        if not reason and self.node_db.rebind(run.job_id, pc.priority if pc is not None else 0):
+            self._take(state, run.requests, pc, +1)
+            return
+        node_id = self.node_db.node_of(run.job_id)
+        culprit = self.node_db.culprit(node_id) if node_id in self.node_db.oversubscribed else ""
+        if reason:
+            self._preempt(run, f"preempted: {reason}")
+        elif culprit:
+            self._preempt(run, f"preempted by higher priority job {culprit}")
+        else:
+            self._preempt(run, "preempted: no longer fits on its node")
+
+    def _rebind_gang(self, state: QueueState, gang: Gang) -> None:
+        node_db = self.node_db
+        pc = gang.priority_class
+        reason = self._class_limit_reason(state, pc) if pc is not None else ""
+        taken = [m.job_id for m in gang.members if m.job_id in self.cycle.preempted]
+        if taken:
+            reason = f"member {taken[0]} preempted"
+        if not reason:
+            node_db.begin()
+            if all(node_db.rebind(m.job_id, pc.priority if pc is not None else 0) for m in gang.members):
+                node_db.commit()
+                self._take(state, gang.requests, pc, +1)
+                return
+            node_db.rollback()
+            reason = "a member no longer fits on its node"
+        for member in gang.members:
+            self._preempt(member, f"preempted: gang {gang.gang_id}: {reason}")
+
+    def _schedule_gang(self, state: QueueState, gang: Gang) -> bool:
+        """Place a new gang all or nothing; True if it was leased.
+
+        A gang shape (its members' shapes and uniformity label) that did not fit will not fit
+        later in the cycle either (free resources only shrink), so the answer is cached.
+        """
+        pc = gang.priority_class
+        reason = self._limit_reason(state, pc)
+        if reason:
+            self._reject_gang(gang, reason)
+            return False
+        node_db = self.node_db
+        shape = (
+            tuple((tuple(m.requests.items()), job_constraint(m)) for m in gang.members),
+            gang.label,
+            pc.priority,
+        )
+        reason = self.gang_unfit.get(shape, "")
+        if reason:
+            node_db.stats.shape_cache_hits += len(gang.members)
+            self._reject_gang(gang, reason)
+            return False
+        if gang.label:
+            values = node_db.label_values(gang.label)
+            if not values:
+                self._reject_gang(gang, f"gang does not fit: no node has label {gang.label}", shape)
+                return False
+            best: tuple[int, str] | None = None
+            first_reason = ""
+            for value in values:
+                node_db.begin()
+                placed, why = self._place_members(gang, (gang.label, value))
+                if placed is not None and self._disruption(placed) == 0:
+                    node_db.commit()
+                    self._lease_gang(state, gang, placed)
+                    return True
+                node_db.rollback()
+                if placed is not None:
+                    candidate = (self._disruption(placed), value)
+                    best = candidate if best is None or candidate < best else best
+                elif not first_reason:
+                    first_reason = why
+            if best is not None:
+                node_db.begin()
+                placed, why = self._place_members(gang, (gang.label, best[1]))
+                node_db.commit()
+                if placed is not None:
+                    self._lease_gang(state, gang, placed)
+                    return True
+            self._reject_gang(gang, f"gang does not fit on any {gang.label}: {first_reason}", shape)
+            return False
+        node_db.begin()
+        placed, why = self._place_members(gang, None)
+        if placed is None:
+            node_db.rollback()
+            self._reject_gang(gang, f"gang does not fit: {why}", shape)
+            return False
+        node_db.commit()
+        self._lease_gang(state, gang, placed)
+        return True
+
+    @staticmethod
+    def _disruption(placed: list[tuple[QueuedJob, Node, list[str], bool]]) -> int:
+        return sum(len(victims) + urgent for _, _, victims, urgent in placed)
+
+    def _place_members(
+        self, gang: Gang, restrict: tuple[str, str] | None
+    ) -> tuple[list[tuple[QueuedJob, Node, list[str], bool]] | None, str]:
+        """Place and bind every member inside the caller's transaction; None and the first
+        member's reason if one does not fit."""
+        node_db, pc = self.node_db, gang.priority_class
+        levels = self.levels_of.get(pc.priority, ())
+        placed = []
+        for member in gang.members:
+            node, reason, victims = node_db.place(
+                member, pc.priority, restrict=restrict, fair=self.fair, levels=levels
+            )
+            if node is None:
+                return None, reason
+            before = len(node_db.oversubscribed)
+            node_db.bind(
+                node.id,
+                member.requests,
+                job_id=member.job_id,
+                priority=pc.priority,
+                preemptible=pc.preemptible,
+            )
+            placed.append((member, node, victims, len(node_db.oversubscribed) > before))
+        return placed, ""
+
+    def _lease_gang(
+        self, state: QueueState, gang: Gang, placed: list[tuple[QueuedJob, Node, list[str], bool]]
+    ) -> None:
+        pc = gang.priority_class
+        for member, node, victims, _ in placed:
+            self.leases.append(Lease(member.job_id, member.queue, node.executor, node.name, self.name))
+            self.new_jobs[member.job_id] = (state, member, pc, gang)
+            if victims:
+                self._preempt_to_fair_share(victims, member)
+        self.cycle.cap_left -= len(placed)
+        state.gained = True
+        self._take(state, gang.requests, pc, +1)
+        if self.fraction_limits:
+            add_requests(self.scheduled, gang.requests)
+
+    def _reject_gang(self, gang: Gang, reason: str, shape: tuple | None = None) -> None:
+        self.states[gang.queue].waiting = True
+        if shape is not None:
+            self.gang_unfit[shape] = reason
+        for member in gang.members:
+            self.unschedulable[member.job_id] = reason
+
+    # --- oversubscribed nodes ----------------------------------------------------------
+
+    def _resolve_oversubscribed(self) -> None:
+        """Evict the lower jobs of oversubscribed nodes and rebind them, higher priority
+        classes first, then fairest queue first; preempt (or withdraw) what does not fit."""
+        node_db, cycle = self.node_db, self.cycle
+        running = {run.job_id: run for run in self.runs}
+        victims: list[tuple[str, str, RunningJob | QueuedJob, PriorityClass | None, QueueState]] = []
+        for node_id in sorted(node_db.oversubscribed):
+            dropped = []
+            for job_id in node_db.oversubscribed_victims(node_id):
+                new = self.new_jobs.get(job_id)
+                if new is not None:
+                    state, job, pc, _ = new
+                else:
+                    job = running[job_id]
+                    pc = cycle.priority_class(job.priority_class)
+                    state = self.states.get(job.queue)
+                    if state is None:
+                        continue
+                requests = node_db.drop(job_id)
+                self._take(state, requests, pc, -1)
+                dropped.append((job, pc, state))
+            culprit = node_db.culprit(node_id)  # the first oversubscribing job still there
+            victims += [(node_id, culprit, job, pc, state) for job, pc, state in dropped]
+        victims.sort(key=lambda v: (v[4].name, job_order(v[2], v[3].priority if v[3] is not None else 0)))
+        by_queue: dict[str, list] = {}
+        for victim in victims:
+            by_queue.setdefault(victim[4].name, []).append(victim)
+        positions = dict.fromkeys(by_queue, 0)
+
+        def key(name: str) -> tuple[int, float, str]:
+            node_id, culprit, job, pc, state = by_queue[name][positions[name]]
+            return (-(pc.priority if pc is not None else 0), fair_share_ratio(state, job.requests), name)
+
+        heap = [key(name) for name in by_queue]
+        heapify(heap)
+        displaced: list[tuple[QueuedJob, str]] = []
+        while heap:
+            *_, name = heappop(heap)
+            node_id, culprit, job, pc, state = by_queue[name][positions[name]]
+            positions[name] += 1
+            if node_db.fits_on(node_id, job.requests):
+                node_db.bind(
+                    node_id,
+                    job.requests,
+                    job_id=job.job_id,
+                    priority=pc.priority if pc is not None else 0,
+                    preemptible=pc.preemptible if pc is not None else False,
+                )
+                self._take(state, job.requests, pc, +1)
+            elif type(job) is RunningJob:
+                cycle.preempted.setdefault(job.job_id, f"preempted by higher priority job {culprit}")
+            else:
+                displaced.append((job, culprit))
+            if positions[name] < len(by_queue[name]):
+                heappush(heap, key(name))
+        for job, culprit in displaced:
+            gang = self.new_jobs[job.job_id][3]
+            for member in gang.members if gang is not None else (job,):
+                if member.job_id in self.withdrawn:
+                    continue
+                self.withdrawn.add(member.job_id)
+                cycle.cap_left += 1
+                self.unschedulable[member.job_id] = f"displaced by higher priority job {culprit}"
+                if member is not job and node_db.node_of(member.job_id) is not None:
+                    state = self.new_jobs[member.job_id][0]
+                    self._take(state, node_db.drop(member.job_id), gang.priority_class, -1)  # type: ignore[union-attr]
