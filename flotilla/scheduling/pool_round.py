@@ -607,6 +607,7 @@ class Pool:
                 if member.job_id in self.withdrawn:
                     continue
                 self.withdrawn.add(member.job_id)
+                self.new_jobs[member.job_id][0].waiting = True  # its queue waits again: settle
                 cycle.cap_left += 1
                 self.unschedulable[member.job_id] = f"displaced by higher priority job {culprit}"
                 if member is not job and node_db.node_of(member.job_id) is not None:

@@ -1,5 +1,7 @@
 """Urgency-based preemption, preemption to fair share and preemption stability."""
 
+import random
+
 from flotilla.scheduling import (
     Node,
     PriorityClass,
@@ -343,6 +345,69 @@ def test_cycle_settles_a_queue_its_own_leases_took_above_its_share():
     queued, runs = advance(result, queued, runs)
     again = schedule(queued, runs, zone, queues, config())
     assert again.preemptions == [] and again.leases == []
+
+
+def test_cycle_settles_when_an_urgent_job_displaces_a_lease_of_a_fairer_queue():
+    # b (below its share) gets q3 onto n0, then a's high-priority q2 takes q3's place there
+    # by urgency rather than preempting on the full n1: a ends above its share while b waits
+    # again, which the next cycle would settle by preempting a's r8 for q3.
+    runs = [
+        running("r1", "b", "n0", cpu=1, pc="fixed"),
+        running("r2", "b", "n1", cpu=3, pc="fixed"),
+        running("r3", "a", "n1", cpu=1, pc="high"),
+        running("r4", "a", "n1", cpu=1, pc="high"),
+        running("r5", "b", "n1", cpu=3, pc="low"),
+        running("r6", "a", "n1", cpu=1, pc="high"),
+        running("r7", "a", "n1", cpu=3, pc="urgent"),
+        running("r8", "a", "n1", cpu=4, pc="low"),
+    ]
+    queued = [
+        job("q0", "a", cpu=2, pc="urgent", submitted_at=100.0),
+        job("q1", "b", cpu=1, pc="urgent", submitted_at=101.0),
+        job("q2", "a", cpu=3, pc="high", submitted_at=102.0),
+        job("q3", "b", cpu=3, pc="low", submitted_at=103.0),
+    ]
+    nodes, queues = [node("n0", cpu=8), node("n1", cpu=16)], [Queue("a"), Queue("b")]
+    result = schedule(queued, runs, nodes, queues, config())
+    assert leased(result) == ["q0", "q1", "q2", "q3"]
+    assert result.preemptions == ["r8"]
+    queued, runs = advance(result, queued, runs)
+    again = schedule(queued, runs, nodes, queues, config())
+    assert again.preemptions == [] and again.leases == []
+
+
+def random_world(seed: int):
+    """Up to four nodes partly filled with running jobs of every class, two or three queues,
+    up to thirty queued jobs: small worlds where preemption and displacement interact."""
+    r = random.Random(seed)
+    nodes = [node(f"n{i}", cpu=r.choice([4, 8, 16])) for i in range(r.randint(1, 4))]
+    queues = [Queue(q, r.choice([1.0, 2.0])) for q in "abc"[: r.randint(2, 3)]]
+    runs = []
+    for n in nodes:
+        free = n.allocatable["cpu"] // 1000
+        while free > 0 and r.random() < 0.8:
+            cpu = r.randint(1, min(4, free))
+            free -= cpu
+            run_id = f"r{len(runs)}"
+            runs.append(
+                running(run_id, r.choice(queues).name, n.name, cpu, r.choice(list(CLASSES)), len(runs))
+            )
+    queued = [
+        job(f"q{i}", r.choice(queues).name, r.randint(1, 4), r.choice(list(CLASSES)), 100.0 + i)
+        for i in range(r.randint(1, 30))
+    ]
+    return queued, runs, nodes, queues
+
+
+def test_random_worlds_rerun_on_their_own_output_preempt_nothing_more():
+    unstable = []
+    for seed in range(1000):
+        queued, runs, nodes, queues = random_world(seed)
+        first = schedule(queued, runs, nodes, queues, config())
+        queued, runs = advance(first, queued, runs)
+        if schedule(queued, runs, nodes, queues, config()).preemptions:
+            unstable.append(seed)
+    assert unstable == []
 
 
 def test_resubmitted_urgency_preempted_job_causes_no_preemption():
