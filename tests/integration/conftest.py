@@ -1,9 +1,12 @@
 """The Flotilla stack for integration tests: worker, API and a local executor as real
-processes against the session's broker, started once per broker."""
+processes against the session's broker, started once per broker; and the Kubernetes cluster
+the Kubernetes executor's tests use, started once per session (see ``kube_cluster``)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -11,10 +14,15 @@ from pathlib import Path
 
 import grpc
 import pytest
+import yaml
 from armada_client.client import ArmadaClient
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
 
 from flotilla.settings import Settings, load_settings
 from flotilla.stack import FlotillaProcess
+from tests.integration.kube_cluster import Kube, _cluster_harness, _pick_node, kwok_stages
 from tests.ports import free_port
 
 LEASE_TIMEOUT_SECONDS = 8.0
@@ -103,3 +111,65 @@ def stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run
 @pytest.fixture
 def client(stack: RunningStack) -> ArmadaClient:
     return stack.client()
+
+
+# --- the Kubernetes cluster ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
+    cluster = None
+    kubeconfig = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    if not kubeconfig:
+        make, reason = _cluster_harness()
+        if make is None:
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"a Kubernetes API server is required in CI: {reason}")
+            pytest.skip(f"no Kubernetes API server: {reason}; or set KUBECONFIG")
+        cluster = make(tmp_path_factory.mktemp("kube"))
+        kubeconfig = str(cluster.start())
+    try:
+        api = k8s_client.CoreV1Api(k8s_config.new_client_from_config(config_file=kubeconfig))
+        if cluster is not None:  # a fresh cluster has no nodes: give it two of kwok's
+            for i in range(2):
+                api.create_node(kwok_stages.fake_node(f"flotilla-kwok-{i}", cpu="32", memory="256Gi"))
+        node, selector, kwok = _pick_node(api)
+        namespace = f"flotilla-test-{uuid.uuid4().hex[:8]}"
+        api.create_namespace({"metadata": {"name": namespace}})
+        with contextlib.suppress(ApiException):  # clusters without the service account controller
+            api.create_namespaced_service_account(namespace, {"metadata": {"name": "default"}})
+        yield Kube(
+            kubeconfig=kubeconfig, api=api, namespace=namespace, kwok=kwok, node=node, selector=selector
+        )
+        with contextlib.suppress(ApiException):  # pods first: the namespace may never be finalised
+            api.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
+            api.delete_namespace(namespace)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def priority_classes(kube: Kube) -> Iterator[None]:
+    """The stack's priority classes as Kubernetes PriorityClasses: pods carry their job's
+    ``priorityClassName`` (the API fills in the default), so, as with Armada, every worker
+    cluster must define them. Only the ones this fixture creates are deleted afterwards."""
+    config = yaml.safe_load(SCHEDULING_CONFIG.read_text())
+    api = k8s_client.SchedulingV1Api(kube.api.api_client)
+    created = []
+    for name, spec in (config.get("priorityClasses") or {}).items():
+        body = {
+            "metadata": {"name": name},
+            "value": int(spec.get("priority", 0)),
+            "preemptionPolicy": "Never",
+        }
+        try:
+            api.create_priority_class(body)
+            created.append(name)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    yield
+    for name in created:
+        with contextlib.suppress(ApiException):
+            api.delete_priority_class(name)
