@@ -11,13 +11,9 @@ import pytest
 from flotilla.scheduling.config_file import load_scheduling_config
 from flotilla.simulator.cluster_file import load_cluster_spec
 from flotilla.simulator.distributions import ShiftedExponential
-from flotilla.simulator.simulation import (
-    JOB_COLUMNS,
-    QUEUE_COLUMNS,
-    sample_runtimes,
-    simulate,
-    simulate_files,
-)
+from flotilla.simulator.jobs import sample_runtimes
+from flotilla.simulator.results import JOB_COLUMNS, QUEUE_COLUMNS
+from flotilla.simulator.simulation import simulate, simulate_files
 from flotilla.simulator.workload_file import load_workload_spec
 from tests.unit.armada_files import SHARED, needs_shared
 
