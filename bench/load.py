@@ -181,6 +181,7 @@ async def measure(settings, url: str, args) -> dict:
         "submit_to_running_p99": percentile(running, 0.99),
         "submit_to_running_mean": statistics.fmean(running) if running else float("nan"),
         "broker": args.broker,
+        "partitions": args.partitions,
         "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
     }
 
@@ -193,6 +194,7 @@ def main() -> int:
     parser.add_argument("--runtime", type=float, default=5.0, help="seconds each simulated job runs")
     parser.add_argument("--timeout", type=float, default=3600.0)
     parser.add_argument("--broker", choices=("tansu", "kafka"), default="tansu")
+    parser.add_argument("--partitions", type=int, default=4, help="partitions of the events topic")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--logs", type=Path, help="keep each part's log in this directory")
     args = parser.parse_args()
@@ -206,7 +208,7 @@ def main() -> int:
         settings = load_settings(
             overrides={
                 "data_dir": str(directory),
-                "kafka": {"bootstrap": broker.start(), "partitions": 4},
+                "kafka": {"bootstrap": broker.start(), "partitions": args.partitions},
                 "api": {"port": free_port()},
                 "scheduler": {"interval_seconds": 0.5, "lease_timeout_seconds": 60},
                 "executor": {
