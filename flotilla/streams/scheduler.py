@@ -31,7 +31,7 @@ from flotilla.jobs.cycle_bridge import (
 )
 from flotilla.jobs.reactions import reactions
 from flotilla.jobs.scheduling_reports import ReportedReasons
-from flotilla.jobs.state import QUEUED, TERMINAL_STATES, JobState, apply
+from flotilla.jobs.state import QUEUED, SUBMITTED, TERMINAL_STATES, JobState, apply
 from flotilla.scheduler_config import scheduling_config
 from flotilla.scheduling import Node, Queue, QueuedJob, RunningJob, schedule
 from flotilla.scheduling.deadlines import expired_runs
@@ -43,6 +43,7 @@ from flotilla.schema import (
     ExecutorHeartbeat,
     JobEvent,
     JobLeaseExpired,
+    JobQueued,
     SchemaError,
     decode_heartbeat,
     decode_job_event,
@@ -74,7 +75,9 @@ class InFlight:
         horizon = time.monotonic() - IN_FLIGHT_SECONDS
         for job_id, (at, _) in list(self.runs.items()):
             state = jobs.get(job_id)
-            if at < horizon or state is None or state.state != QUEUED:
+            # A lease of a job whose own queued event is still on its way back (see
+            # ActiveJobs.anticipate) is as much in flight as one of a queued job.
+            if at < horizon or state is None or state.state not in (SUBMITTED, QUEUED):
                 del self.runs[job_id]
 
     def __contains__(self, job_id: str) -> bool:
@@ -119,6 +122,15 @@ class ActiveJobs:
     def get(self, job_id: str) -> JobState | None:
         """The job's state if it is active and the index is loaded (else read the table)."""
         return self.jobs.get(job_id)
+
+    def anticipate(self, job: JobState) -> None:
+        """The scheduler has just written ``queued`` for this job (``job`` is its state with
+        that event applied): the next cycle may lease it without waiting for the reply to come
+        back through the log, which saves a hop from submit to lease. The log still holds
+        queued before leased (one job set, one partition, one producer, in that order), and
+        the fold refuses a lease of a job that is not queued yet."""
+        if self.loaded and job.state == QUEUED and not job.cancel_requested:
+            self.queued[job.spec.job_id] = queued_job(job)
 
     def update(self, job: JobState) -> None:
         if not self.loaded:
@@ -207,7 +219,13 @@ def build_scheduler(settings: Settings) -> faust.App:
                 continue
             tables.jobs[event.job_id] = after.to_dict()
             active.update(after)
-            await send(reactions(before, after, event, now()))
+            replies = reactions(before, after, event, now())
+            await send(replies)
+            for reply in replies:
+                if isinstance(reply, JobQueued):
+                    anticipated = apply(after, reply)
+                    if anticipated is not None:
+                        active.anticipate(anticipated)
 
     @app.agent(queues_topic)
     async def ingest_queues(stream):
