@@ -32,13 +32,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from flotilla.embedded.kafka_kraft import KRaftKafka, default_kafka_home  # noqa: E402
+from flotilla.embedded.ports import free_port  # noqa: E402
 from flotilla.embedded.tansu import TansuBroker  # noqa: E402
 from flotilla.jobfile import job_item_from_dict  # noqa: E402
 from flotilla.jobs.state import apply  # noqa: E402
 from flotilla.schema import EVENTS_TOPIC, decode_job_event  # noqa: E402
 from flotilla.settings import load_settings  # noqa: E402
 from flotilla.stack import FlotillaProcess  # noqa: E402
-from tests.ports import free_port  # noqa: E402
 
 BATCH = 50
 STALL_SECONDS = 60.0

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from flotilla.embedded.kafka_kraft import KRaftKafka, default_kafka_home
+from flotilla.embedded.ports import free_port
 from flotilla.embedded.tansu import TansuBroker
-from tests.ports import free_port
 
 BROKERS = ["tansu", "kafka"]
 

@@ -13,13 +13,13 @@ import logging
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 import uuid
 from pathlib import Path
 
 from flotilla.embedded.errors import ComponentFailed
+from flotilla.embedded.ports import free_port
 from flotilla.embedded.tansu import (
     log_tail,
     port_in_use,
@@ -100,12 +100,6 @@ def _cluster_id() -> str:
         cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         if not cid.startswith("-"):
             return cid
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 class KRaftKafka:
@@ -252,9 +246,9 @@ class KRaftKafka:
             if port is not None and port_in_use(self.host, port):
                 raise ComponentFailed(self.part, f"port {port} on {self.host} is already in use")
         if self.controller_port is None:
-            self.controller_port = _free_port(self.host)
+            self.controller_port = free_port(self.host)
             while self.controller_port == self.port:
-                self.controller_port = _free_port(self.host)
+                self.controller_port = free_port(self.host)
 
         started = time.monotonic()
         config = self._write_config()

@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -43,6 +42,7 @@ import yaml
 from flotilla.embedded.errors import ComponentFailed
 from flotilla.embedded.kube_pki import make_pki
 from flotilla.embedded.kwok_stages import KWOK_NODE_ANNOTATION, KWOK_NODE_VALUE, kwok_stages
+from flotilla.embedded.ports import free_ports
 from flotilla.embedded.tansu import log_tail, spawn_process_group, stop_process_group
 
 log = logging.getLogger(__name__)
@@ -81,17 +81,6 @@ def _bin_dir(home: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------- helpers
-def _free_ports(count: int, host: str) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _says_ok(body: str) -> bool:
@@ -235,7 +224,7 @@ class KubeTestCluster:
         try:
             if not (self.pki_dir / "admin.crt").exists():
                 make_pki(self.pki_dir, self.host, KUBERNETES_SERVICE_IP)
-            etcd_port, etcd_peer, api_port, kwok_port, sched_port, kcm_port = _free_ports(6, self.host)
+            etcd_port, etcd_peer, api_port, kwok_port, sched_port, kcm_port = free_ports(6, self.host)
             self.etcd_port, self.apiserver_port, self.kwok_port = etcd_port, api_port, kwok_port
             self._write_kubeconfig()
 

@@ -20,10 +20,10 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from flotilla.embedded.ports import free_port
 from flotilla.settings import Settings, load_settings
 from flotilla.stack import FlotillaProcess
 from tests.integration.kube_cluster import Kube, _cluster_harness, _pick_node, kwok_stages
-from tests.ports import free_port
 
 LEASE_TIMEOUT_SECONDS = 8.0
 SCHEDULING_CONFIG = Path(__file__).resolve().parents[1] / "fixtures" / "scheduler" / "priority-classes.yaml"

@@ -13,9 +13,9 @@ import pytest
 
 from flotilla.embedded.errors import ComponentFailed
 from flotilla.embedded.kafka_kraft import KRaftKafka, default_kafka_home
+from flotilla.embedded.ports import free_port
 from flotilla.embedded.postgres import EmbeddedPostgres
 from flotilla.embedded.tansu import TansuBroker
-from tests.ports import free_port
 
 pytestmark = [
     pytest.mark.integration,

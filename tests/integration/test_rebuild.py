@@ -9,9 +9,9 @@ import pytest
 from armada_client.armada import event_pb2
 from armada_client.client import ArmadaClient
 
+from flotilla.embedded.ports import free_port
 from flotilla.stack import FlotillaProcess
 from tests.integration.jobs import all_terminal, job, new_queue, submit, watch
-from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 

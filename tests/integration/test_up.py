@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.ports import free_port
+from flotilla.embedded.ports import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Port helpers shared by the tests."""
+"""Free TCP ports for the embedded parts, the tests and the benchmarks to listen on."""
 
 from __future__ import annotations
 
