@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import faust
@@ -44,6 +45,7 @@ from flotilla.schema import (
     JobEvent,
     JobLeaseExpired,
     JobQueued,
+    SchedulingReport,
     SchemaError,
     decode_heartbeat,
     decode_job_event,
@@ -191,7 +193,9 @@ def build_scheduler(settings: Settings) -> faust.App:
         for e in events:
             await events_topic.send(key=e.key, value=encode(e))
 
-    async def write(events: list[JobEvent], topic: faust.TopicT = events_topic) -> None:
+    async def write(
+        events: Sequence[JobEvent | SchedulingReport], topic: faust.TopicT = events_topic
+    ) -> None:
         """Write the leader's decisions (or reports) and wait until the broker has them all."""
         futures = [await topic.send(key=e.key, value=encode(e)) for e in events]
         for future in futures:
