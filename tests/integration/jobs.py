@@ -58,16 +58,13 @@ def submit(client: ArmadaClient, queue: str, job_set: str, items: list[Any]) -> 
     return [item.job_id for item in response.job_response_items]
 
 
-def watch(
-    client: ArmadaClient,
-    queue: str,
-    job_set: str,
-    until,
-    timeout: float = 60.0,
-) -> dict[str, list[str]]:
+def collect(
+    client: ArmadaClient, queue: str, job_set: str, until, timeout: float = 120.0
+) -> dict[str, list[tuple[str, Any]]]:
     """Follow the job set's event stream until ``until(events_by_job)`` holds; each job's
-    event kinds in stream order. Fails with what was seen when ``timeout`` passes first."""
-    events: dict[str, list[str]] = defaultdict(list)
+    ``(kind, event message)`` pairs in stream order. Fails with what was seen when ``timeout``
+    passes first."""
+    events: dict[str, list[tuple[str, Any]]] = defaultdict(list)
     stream = client.get_job_events_stream(queue=queue, job_set_id=job_set)
     timer = threading.Timer(timeout, lambda: client.unwatch_events(stream))
     timer.start()
@@ -75,7 +72,7 @@ def watch(
         for message in stream:
             kind = message.message.WhichOneof("events")
             event = getattr(message.message, kind)
-            events[event.job_id].append(kind)
+            events[event.job_id].append((kind, event))
             if until(events):
                 return dict(events)
     except Exception:
@@ -83,7 +80,26 @@ def watch(
     finally:
         timer.cancel()
         client.unwatch_events(stream)
-    raise AssertionError(f"condition not met within {timeout}s; events so far: {dict(events)}")
+    raise AssertionError(f"condition not met within {timeout}s; events so far: {_kinds(events)}")
+
+
+def _kinds(events: dict[str, list[tuple[str, Any]]]) -> dict[str, list[str]]:
+    return {job_id: [kind for kind, _ in pairs] for job_id, pairs in events.items()}
+
+
+def watch(
+    client: ArmadaClient,
+    queue: str,
+    job_set: str,
+    until,
+    timeout: float = 60.0,
+) -> dict[str, list[str]]:
+    """Like :func:`collect`, with each job's event kinds only (``until`` sees those too)."""
+    return _kinds(collect(client, queue, job_set, lambda events: until(_kinds(events)), timeout))
+
+
+def kinds(events: dict[str, list[Any]], job_id: str) -> list[str]:
+    return [k for k, _ in events.get(job_id, [])]
 
 
 def all_terminal(job_ids: list[str]):

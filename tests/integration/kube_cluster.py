@@ -27,7 +27,6 @@ import contextlib
 import copy
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -301,36 +300,6 @@ def armada_job(kube: Kube, seconds: float = 1, exit_code: int = 0) -> Any:
 def _selectable(kube: Kube) -> None:
     if not kube.selector:
         pytest.skip(f"node {kube.node} has no label for jobs to select it by")
-
-
-def collect(client, queue: str, job_set: str, until, timeout: float = 120) -> dict[str, list[Any]]:
-    """The job set's events (kind, event message) per job until ``until(events)`` holds."""
-    import threading
-
-    events: dict[str, list[Any]] = defaultdict(list)
-    stream = client.get_job_events_stream(queue=queue, job_set_id=job_set)
-    timer = threading.Timer(timeout, lambda: client.unwatch_events(stream))
-    timer.start()
-    try:
-        for message in stream:
-            kind = message.message.WhichOneof("events")
-            event = getattr(message.message, kind)
-            events[event.job_id].append((kind, event))
-            if until(events):
-                return dict(events)
-    except Exception:
-        pass
-    finally:
-        timer.cancel()
-        client.unwatch_events(stream)
-    raise AssertionError(
-        f"condition not met within {timeout}s; events so far: "
-        f"{ {j: [k for k, _ in e] for j, e in events.items()} }"
-    )
-
-
-def kinds(events: dict[str, list[Any]], job_id: str) -> list[str]:
-    return [k for k, _ in events.get(job_id, [])]
 
 
 def start_executor(stack, name: str, **executor: Any) -> FlotillaProcess:

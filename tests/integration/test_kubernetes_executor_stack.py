@@ -18,13 +18,11 @@ from kubernetes.client.exceptions import ApiException
 
 from flotilla.executor import kube_pods
 from flotilla.jobfile import job_item_from_dict
-from tests.integration.jobs import new_queue, submit, wait_for
+from tests.integration.jobs import collect, kinds, new_queue, submit, wait_for
 from tests.integration.kube_cluster import (
     LONG,
     _selectable,
     armada_job,
-    collect,
-    kinds,
     kwok_stages,
     pod_for,
     start_executor,
