@@ -36,7 +36,7 @@ from flotilla.embedded.ports import free_port  # noqa: E402
 from flotilla.embedded.tansu import TansuBroker  # noqa: E402
 from flotilla.jobfile import job_item_from_dict  # noqa: E402
 from flotilla.jobs.state import apply  # noqa: E402
-from flotilla.schema import EVENTS_TOPIC, decode_job_event  # noqa: E402
+from flotilla.log.schema import EVENTS_TOPIC, decode_job_event  # noqa: E402
 from flotilla.settings import load_settings  # noqa: E402
 from flotilla.stack import FlotillaProcess  # noqa: E402
 

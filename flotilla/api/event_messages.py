@@ -7,7 +7,7 @@ from collections.abc import Callable
 from armada_client.armada import event_pb2, submit_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from flotilla.schema import (
+from flotilla.log.schema import (
     JobCancelled,
     JobCancelling,
     JobEvent,

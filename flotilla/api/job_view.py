@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from aiokafka import ConsumerRecord
 
 from flotilla.jobs.state import QUEUED, SUBMITTED, JobState, apply
-from flotilla.schema import (
+from flotilla.log.schema import (
     EVENTS_TOPIC,
     QUEUES_TOPIC,
     SCHEDULING_REPORTS_TOPIC,
@@ -27,8 +27,8 @@ from flotilla.schema import (
     decode_queue,
     decode_scheduling_report,
 )
+from flotilla.log.tail import LogTail
 from flotilla.settings import Settings
-from flotilla.streams.log_tail import LogTail
 
 
 @dataclass

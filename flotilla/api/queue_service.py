@@ -11,8 +11,8 @@ from google.protobuf import empty_pb2
 
 from flotilla.api.job_view import JobView
 from flotilla.api.validation import ValidationError, validate_queue
-from flotilla.schema import QueueDefinition, now
-from flotilla.streams.log_writer import LogWriter
+from flotilla.log.schema import QueueDefinition, now
+from flotilla.log.writer import LogWriter
 
 
 def queue_definition(queue: submit_pb2.Queue) -> QueueDefinition:

@@ -8,7 +8,7 @@ its own, ``flotilla.SchedulingReports``, with JSON messages (nothing to compile)
 - ``GetQueueReport`` ``{"queue"}``  -> ``{"queue", "queued", "reasons": {reason: jobs}}``
 
 The reasons come from the leading scheduler's latest cycles, through the
-``scheduling-reports`` topic (``flotilla.jobs.scheduling_reports``); a queued job the
+``scheduling-reports`` topic (``flotilla.streams.scheduling_reports``); a queued job the
 scheduler has not reported on yet has the reason "".
 """
 

@@ -17,10 +17,10 @@ from flotilla.api.queue_service import QueueService
 from flotilla.api.scheduling_reports import SchedulingReports, add_scheduling_reports_to_server
 from flotilla.api.submit_service import SubmitService
 from flotilla.api.validation import SubmitRules
+from flotilla.log.topics import ensure_topics
+from flotilla.log.writer import LogWriter
 from flotilla.scheduler_config import scheduling_config
 from flotilla.settings import Settings
-from flotilla.streams.log_writer import LogWriter
-from flotilla.streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from flotilla.api.job_view import JobView
 from flotilla.api.queue_service import QueueService
 from flotilla.api.validation import SubmitRules, ValidationError, new_job_id, validate_submit_request
 from flotilla.jobs.state import JobState
-from flotilla.schema import (
+from flotilla.log.schema import (
     JobCancelling,
     JobEvent,
     JobPreempting,
@@ -24,7 +24,7 @@ from flotilla.schema import (
     JobSubmitted,
     now,
 )
-from flotilla.streams.log_writer import LogWriter
+from flotilla.log.writer import LogWriter
 
 # Armada's JobState filter values, as our state names.
 _FILTER_STATES = {

@@ -27,8 +27,8 @@ from armada_client.armada import submit_pb2
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from flotilla.log.schema import JobSpec
 from flotilla.resources import InvalidQuantity, parse_quantity
-from flotilla.schema import JobSpec
 
 __all__ = [
     "K8S_INLINE_FIELDS",

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from flotilla.jobs.state import JobState
-from flotilla.schema import ContainerExit, NodeReport
+from flotilla.log.schema import ContainerExit, NodeReport
 
 PENDING = "pending"
 RUNNING = "running"

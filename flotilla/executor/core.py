@@ -23,7 +23,7 @@ from aiokafka import ConsumerRecord
 from flotilla.executor.backend import FAILED, PENDING, RETURNED, RUNNING, SUCCEEDED, ClusterBackend, RunReport
 from flotilla.executor.run_slots import RunSlots
 from flotilla.jobs.state import LEASED, JobState, apply
-from flotilla.schema import (
+from flotilla.log.schema import (
     EVENTS_TOPIC,
     ExecutorHeartbeat,
     JobEvent,
@@ -36,10 +36,10 @@ from flotilla.schema import (
     decode_job_event,
     now,
 )
+from flotilla.log.tail import LogTail
+from flotilla.log.topics import ensure_topics
+from flotilla.log.writer import LogWriter
 from flotilla.settings import Settings
-from flotilla.streams.log_tail import LogTail
-from flotilla.streams.log_writer import LogWriter
-from flotilla.streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 

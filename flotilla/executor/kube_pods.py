@@ -27,8 +27,8 @@ from datetime import datetime
 from typing import Any
 
 from flotilla.jobs.state import JobState
+from flotilla.log.schema import ContainerExit, NodeReport
 from flotilla.resources import InvalidQuantity, ResourceList, add, parse_quantity, subtract
-from flotilla.schema import ContainerExit, NodeReport
 
 log = logging.getLogger(__name__)
 

@@ -93,8 +93,8 @@ from flotilla.executor.kube_pods import (
 )
 from flotilla.jobs import state as job_states
 from flotilla.jobs.state import JobState
+from flotilla.log.schema import NodeReport
 from flotilla.resources import ResourceList, add
-from flotilla.schema import NodeReport
 from flotilla.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from flotilla.executor.backend import FAILED, PENDING, RUNNING, SUCCEEDED, Clust
 from flotilla.executor.capacity import capacity_from_config, machine_capacity
 from flotilla.executor.local_process import LocalPodProcess
 from flotilla.jobs.state import JobState
-from flotilla.schema import ContainerExit, NodeReport
+from flotilla.log.schema import ContainerExit, NodeReport
 from flotilla.settings import Settings
 
 PGIDS_FILE = "pgids"

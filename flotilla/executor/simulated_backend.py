@@ -12,7 +12,7 @@ from pathlib import Path
 
 from flotilla.executor.backend import FAILED, PENDING, RUNNING, SUCCEEDED, ClusterBackend, Report, RunReport
 from flotilla.jobs.state import JobState
-from flotilla.schema import ContainerExit, NodeReport
+from flotilla.log.schema import ContainerExit, NodeReport
 from flotilla.settings import Settings, SettingsError
 
 RUNTIME_ANNOTATION = "flotilla.io/runtime-seconds"

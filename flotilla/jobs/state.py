@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from flotilla.schema import (
+from flotilla.log.schema import (
     JobCancelled,
     JobCancelling,
     JobEvent,

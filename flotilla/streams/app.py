@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import faust
 
+from flotilla.log.topics import topic_partitions
 from flotilla.settings import Settings
-from flotilla.streams.topics import topic_partitions
 from flotilla.streams.transport import use_worker_transport
 
 
@@ -36,7 +36,7 @@ def create_app(settings: Settings) -> faust.App:
         table_standby_replicas=0,
         web_enabled=False,
         datadir=str(settings.data_path / "faust"),
-        # Tables hold JSON; topics of the log are read raw and decoded by flotilla.schema.
+        # Tables hold JSON; topics of the log are read raw and decoded by flotilla.log.schema.
         key_serializer="json",
         value_serializer="json",
     )

@@ -1,11 +1,11 @@
 """The scheduler as Faust agents and a leader-only timer.
 
 - ``ingest_events`` folds each job event into the ``jobs`` table and writes the scheduler's
-  replies (queued, cancelled, reprioritized, preempted; ``flotilla.jobs.reactions``).
+  replies (queued, cancelled, reprioritized, preempted; ``flotilla.streams.reactions``).
 - ``ingest_queues`` and ``ingest_heartbeats`` keep the ``queues`` and ``executors`` tables.
 - ``cycle`` runs on the leader only: it expires the runs of silent executors and hands the
   tables to the pure cycle (``flotilla.scheduling.schedule``), writing each lease as an event
-  and, for queued jobs it could not place, why (``flotilla.jobs.scheduling_reports``).
+  and, for queued jobs it could not place, why (``flotilla.streams.scheduling_reports``).
 
 Tables change only in agents, from the log; the cycle only writes events. A lease therefore
 takes effect when the agent folds it back in, and until then the leader remembers it as in
@@ -22,21 +22,8 @@ from dataclasses import dataclass, field
 
 import faust
 
-from flotilla.jobs.cycle_bridge import (
-    deadline_events,
-    lease_event,
-    leased_job,
-    preemption_events,
-    queued_job,
-    running_job,
-)
-from flotilla.jobs.reactions import reactions
-from flotilla.jobs.scheduling_reports import ReportedReasons
 from flotilla.jobs.state import QUEUED, SUBMITTED, TERMINAL_STATES, JobState, apply
-from flotilla.scheduler_config import scheduling_config
-from flotilla.scheduling import Node, Queue, QueuedJob, RunningJob, schedule
-from flotilla.scheduling.deadlines import expired_runs
-from flotilla.schema import (
+from flotilla.log.schema import (
     EVENTS_TOPIC,
     EXECUTORS_TOPIC,
     QUEUES_TOPIC,
@@ -53,8 +40,21 @@ from flotilla.schema import (
     encode,
     now,
 )
+from flotilla.scheduler_config import scheduling_config
+from flotilla.scheduling import Node, Queue, QueuedJob, RunningJob, schedule
+from flotilla.scheduling.deadlines import expired_runs
 from flotilla.settings import Settings
 from flotilla.streams.app import create_app
+from flotilla.streams.cycle_bridge import (
+    deadline_events,
+    lease_event,
+    leased_job,
+    preemption_events,
+    queued_job,
+    running_job,
+)
+from flotilla.streams.reactions import reactions
+from flotilla.streams.scheduling_reports import ReportedReasons
 from flotilla.tables.scheduler_tables import create_tables
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@
   holds a fetch for much of the wait even when records arrive (measured with aiokafka: a record
   waited 140 ms at the median under a 500 ms wait, 2 ms under 100 ms). Every hop through the
   worker (submitted, then queued, then leased) paid it.
-- Records of the log's topics are handed on without gaps (``flotilla.streams.offset_gaps``):
+- Records of the log's topics are handed on without gaps (``flotilla.log.offset_gaps``):
   a batch that a fetch returned ahead of an earlier one is held back until the earlier one
   is there. Faust's own changelog topics are read as they are.
 """
@@ -20,7 +20,7 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from flotilla.streams.offset_gaps import OffsetGaps
+from flotilla.log.offset_gaps import OffsetGaps
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):

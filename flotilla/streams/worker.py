@@ -7,9 +7,9 @@ import logging
 
 import faust
 
+from flotilla.log.topics import ensure_topics
 from flotilla.settings import Settings
 from flotilla.streams.scheduler import build_scheduler
-from flotilla.streams.topics import ensure_topics
 
 
 class SchedulerWorker(faust.Worker):

@@ -3,15 +3,15 @@ jobs, backends and executors they use on it; the ``kube`` and ``priority_classes
 that provide the cluster are in ``conftest.py``.
 
 The cluster is the one ``$KUBECONFIG`` names when it is set; otherwise the suite starts one
-with ``flotilla.embedded.kube.KubeTestCluster`` (etcd, kube-apiserver and kwok, installed by
+with ``tests.harness.kube.KubeTestCluster`` (etcd, kube-apiserver and kwok, installed by
 ``scripts/install-kube``), whose fake nodes take pods through their phases. The tests skip,
 with the reason, when neither is available, and fail instead when ``CI=true``.
 
 Every job is written to behave the same on both kinds of cluster: on a real one a busybox
 container sleeps and exits with the code the test wants; on a kwok cluster the pod's
-annotations (``flotilla.embedded.kwok_stages.exit_annotations``, which the harness's kwok
+annotations (``tests.harness.kwok_stages.exit_annotations``, which the harness's kwok
 stages act on) make the fake node do the same, so a kwok cluster given by ``$KUBECONFIG``
-must run those stages (``flotilla.embedded.kwok_stages.kwok_stages()``). Each test uses an
+must run those stages (``tests.harness.kwok_stages.kwok_stages()``). Each test uses an
 executor id of its own, so the backends of different tests never see each other's pods.
 
 Evictions go through the API server's Eviction API, as on any cluster. On kwok an image pull
@@ -39,14 +39,14 @@ from flotilla.executor import kubernetes_backend as kb
 from flotilla.executor.backend import RunReport
 from flotilla.jobfile import job_item_from_dict
 from flotilla.jobs.state import LEASED, JobState
+from flotilla.log.schema import JobSpec
 from flotilla.resources import parse_resource_list
-from flotilla.schema import JobSpec
 from flotilla.settings import Settings, load_settings
 from flotilla.stack import FlotillaProcess
 
 try:
     from flotilla.embedded import kube as harness
-    from flotilla.embedded import kwok_stages
+    from tests.harness import kwok_stages
 except ImportError:  # optional with $KUBECONFIG
     harness = kwok_stages = None
 
@@ -90,7 +90,7 @@ class Kube:
 def _cluster_harness() -> tuple[Any, str | None]:
     """``(a KubeTestCluster to start, None)``, or ``(None, why there is no cluster)``."""
     if harness is None:
-        return None, "flotilla.embedded.kube is not importable"
+        return None, "tests.harness.kube is not importable"
     home = harness.default_kube_home()
     reason = harness.KubeTestCluster.available(home)
     if reason:
@@ -162,7 +162,7 @@ def pod_for(
     annotations: dict[str, str] = {}
     if kube.kwok:
         if kwok_stages is None:
-            pytest.skip("a kwok cluster needs the annotations of flotilla.embedded.kwok_stages")
+            pytest.skip("a kwok cluster needs the annotations of tests.harness.kwok_stages")
         if unpullable:
             annotations = kwok_stages.waiting_annotations(
                 "ImagePullBackOff", f'Back-off pulling image "{UNPULLABLE_IMAGE}"'

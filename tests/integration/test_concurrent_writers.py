@@ -1,7 +1,7 @@
 """Readers of the log see every record while several processes write to one partition.
 
 Tansu can answer a fetch with a batch written after one that is not visible yet; a reader
-that took it would skip the earlier records for good (flotilla.streams.offset_gaps). These
+that took it would skip the earlier records for good (flotilla.log.offset_gaps). These
 tests write as the API, the scheduler and the executors do: several producers at once.
 """
 
@@ -13,11 +13,11 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from flotilla.schema import EVENTS_TOPIC, JobSpec, JobSubmitted, decode_job_event, encode
+from flotilla.log.schema import EVENTS_TOPIC, JobSpec, JobSubmitted, decode_job_event, encode
+from flotilla.log.tail import LogTail
+from flotilla.log.topics import ensure_topics
 from flotilla.settings import load_settings
 from flotilla.stack import FlotillaProcess
-from flotilla.streams.log_tail import LogTail
-from flotilla.streams.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

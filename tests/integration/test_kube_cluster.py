@@ -17,8 +17,8 @@ import pytest
 from kubernetes import client, watch
 
 from flotilla.embedded.errors import ComponentFailed
-from flotilla.embedded.kube import KubeTestCluster, default_kube_home
-from flotilla.embedded.kwok_stages import (
+from tests.harness.kube import KubeTestCluster, default_kube_home
+from tests.harness.kwok_stages import (
     EXIT_CODE_ANNOTATION,
     KWOK_NODE_ANNOTATION,
     exit_annotations,

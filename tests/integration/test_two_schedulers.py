@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from armada_client.armada import job_pb2, submit_pb2
 
-from flotilla.schema import JobLeased
-from flotilla.streams.log_writer import LogWriter
+from flotilla.log.schema import JobLeased
+from flotilla.log.writer import LogWriter
 from tests.integration.jobs import all_terminal, job, new_queue, submit, watch
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,7 @@ from flotilla.jobs.state import (
     RunRecord,
     apply,
 )
-from flotilla.schema import (
+from flotilla.log.schema import (
     ContainerExit,
     JobCancelled,
     JobCancelling,

@@ -10,7 +10,7 @@ from kubernetes.client.exceptions import ApiException
 from flotilla.executor import kube_api, kube_pods
 from flotilla.executor import kubernetes_backend as kb
 from flotilla.jobs.state import LEASED, JobState
-from flotilla.schema import ContainerExit, JobSpec
+from flotilla.log.schema import ContainerExit, JobSpec
 from flotilla.settings import SettingsError, load_settings
 
 GI = 2**30 * 1000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flotilla.streams.offset_gaps import OffsetGaps
+from flotilla.log.offset_gaps import OffsetGaps
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""What the scheduler writes in reply to an event (flotilla.jobs.reactions)."""
+"""What the scheduler writes in reply to an event (flotilla.streams.reactions)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ from typing import Any
 
 import pytest
 
-from flotilla.jobs.reactions import reactions
 from flotilla.jobs.state import JobState, apply
-from flotilla.schema import (
+from flotilla.log.schema import (
     JobCancelled,
     JobCancelling,
     JobEvent,
@@ -26,6 +25,7 @@ from flotilla.schema import (
     JobSubmitted,
     JobSucceeded,
 )
+from flotilla.streams.reactions import reactions
 
 JOB_ID = "01job"
 QUEUE = "queue-a"

@@ -1,5 +1,6 @@
 import pytest
 
+from flotilla.log.schema import JobSpec, NodeReport
 from flotilla.scheduling import (
     Node,
     PriorityClass,
@@ -8,7 +9,6 @@ from flotilla.scheduling import (
     SchedulingConfig,
     node_affinity_terms,
 )
-from flotilla.schema import JobSpec, NodeReport
 
 
 def test_node_id_is_executor_slash_name():

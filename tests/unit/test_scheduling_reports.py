@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from flotilla.jobs.scheduling_reports import ReportedReasons
 from flotilla.jobs.state import QUEUED, JobState
-from flotilla.schema import JobSpec
+from flotilla.log.schema import JobSpec
+from flotilla.streams.scheduling_reports import ReportedReasons
 
 
 def queued(job_id: str, attempt: int = 0) -> JobState:

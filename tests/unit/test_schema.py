@@ -1,4 +1,4 @@
-"""The log's wire format (flotilla.schema): every message encodes and decodes losslessly."""
+"""The log's wire format (flotilla.log.schema): every message encodes and decodes losslessly."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from flotilla.schema import (
+from flotilla.log.schema import (
     JOB_EVENT_TYPES,
     SCHEMA_VERSION,
     ContainerExit,

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
 
-from flotilla.schema import (
+from flotilla.log.schema import (
     EVENTS_TOPIC,
     EXECUTORS_TOPIC,
     QUEUES_TOPIC,

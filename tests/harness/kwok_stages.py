@@ -1,6 +1,6 @@
 """The kwok side of the test cluster: the Stages that play the kubelets, and the fake nodes.
 
-There are no kubelets in :class:`flotilla.embedded.kube.KubeTestCluster`: kwok
+There are no kubelets in :class:`tests.harness.kube.KubeTestCluster`: kwok
 (https://kwok.sigs.k8s.io) plays them. It manages only nodes with the annotation
 ``kwok.x-k8s.io/node: fake`` (see :func:`fake_node`) and moves pods bound to them through their
 phases with the *stages* of :func:`kwok_stages`:

@@ -8,7 +8,7 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from flotilla.schema import EVENTS_TOPIC, EXECUTORS_TOPIC, QUEUES_TOPIC, SCHEDULING_REPORTS_TOPIC
+from flotilla.log.schema import EVENTS_TOPIC, EXECUTORS_TOPIC, QUEUES_TOPIC, SCHEDULING_REPORTS_TOPIC
 from flotilla.settings import Settings
 
 log = logging.getLogger(__name__)

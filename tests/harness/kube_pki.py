@@ -1,7 +1,7 @@
 """A throw-away PKI for the test cluster, made with the ``openssl`` command.
 
 kube-apiserver serves only TLS and authenticates clients by certificate, and it signs service
-account tokens, so :class:`flotilla.embedded.kube.KubeTestCluster` needs a CA, a serving
+account tokens, so :class:`tests.harness.kube.KubeTestCluster` needs a CA, a serving
 certificate, an admin client certificate and a service-account key before it starts anything.
 :func:`make_pki` makes them with the ``openssl`` command line (``KubeTestCluster.available``
 checks that it is on PATH), once for each cluster directory.

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Set
 
 from flotilla.jobs.state import JobState
-from flotilla.schema import SchedulingReport
+from flotilla.log.schema import SchedulingReport
 
 MAX_REPORTS_PER_CYCLE = 10_000
 

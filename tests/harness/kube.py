@@ -2,7 +2,7 @@
 
 The binaries come from ``scripts/install-kube`` (built from Go module sources; no release
 downloads). :class:`KubeTestCluster` runs them on 127.0.0.1 with free ports, each in its own
-process group, generates a throw-away PKI with ``openssl`` (:mod:`flotilla.embedded.kube_pki`)
+process group, generates a throw-away PKI with ``openssl`` (:mod:`tests.harness.kube_pki`)
 and returns an admin kubeconfig::
 
     if (reason := KubeTestCluster.available()) is None:
@@ -12,8 +12,8 @@ and returns an admin kubeconfig::
         cluster.stop()
 
 There are no kubelets: kwok (https://kwok.sigs.k8s.io) plays them, on the nodes made with
-:func:`flotilla.embedded.kwok_stages.fake_node`, with the stages of
-:mod:`flotilla.embedded.kwok_stages`, which say how pod annotations decide each pod's fate.
+:func:`tests.harness.kwok_stages.fake_node`, with the stages of
+:mod:`tests.harness.kwok_stages`, which say how pod annotations decide each pod's fate.
 
 By default there is no kube-scheduler and no kube-controller-manager: pods must set
 ``spec.nodeName``, namespaces are never finalised, Jobs and ReplicaSets make no pods and nothing
@@ -40,10 +40,10 @@ from pathlib import Path
 import yaml
 
 from flotilla.embedded.errors import ComponentFailed
-from flotilla.embedded.kube_pki import make_pki
-from flotilla.embedded.kwok_stages import KWOK_NODE_ANNOTATION, KWOK_NODE_VALUE, kwok_stages
 from flotilla.embedded.ports import free_ports
 from flotilla.embedded.tansu import log_tail, spawn_process_group, stop_process_group
+from tests.harness.kube_pki import make_pki
+from tests.harness.kwok_stages import KWOK_NODE_ANNOTATION, KWOK_NODE_VALUE, kwok_stages
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from flotilla.jobs.state import JobState
+from flotilla.log.schema import JobFailed, JobLeased, JobPreempted, JobSpec
 from flotilla.scheduling import CycleResult, Lease, QueuedJob, RunningJob
-from flotilla.schema import JobFailed, JobLeased, JobPreempted, JobSpec
 
 GANG_ID_ANNOTATION = "armadaproject.io/gangId"
 

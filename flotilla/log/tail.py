@@ -3,7 +3,7 @@
 A view (the API's job view, an executor's view of its leases) is a fold of the log; it is
 rebuilt by reading from offset zero at start, so it needs no storage of its own (invariant 1).
 It never skips a record that a fetch left out while the broker still had it in flight
-(``flotilla.streams.offset_gaps``).
+(``flotilla.log.offset_gaps``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from flotilla.log.offset_gaps import OffsetGaps
 from flotilla.settings import Settings
-from flotilla.streams.offset_gaps import OffsetGaps
 
 log = logging.getLogger(__name__)
 

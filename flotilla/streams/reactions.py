@@ -9,7 +9,7 @@ produces the same replies, which every projection then drops as duplicates.
 from __future__ import annotations
 
 from flotilla.jobs.state import JobState
-from flotilla.schema import (
+from flotilla.log.schema import (
     JobCancelled,
     JobCancelling,
     JobEvent,

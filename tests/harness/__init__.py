@@ -1,0 +1,1 @@
+"""Test harness: the Kubernetes test cluster (etcd, kube-apiserver, kwok), its kwok stages and PKI."""
