@@ -12,6 +12,7 @@ from flotilla.executor import kubernetes_backend as kb
 from flotilla.jobs.state import LEASED, JobState
 from flotilla.log.schema import ContainerExit, JobSpec
 from flotilla.settings import SettingsError, load_settings
+from tests.harness.pods import pod, running, terminated, waiting
 
 GI = 2**30 * 1000
 
@@ -42,34 +43,6 @@ def leased_job(**spec_fields) -> JobState:
         executor="kube-a",
         node="node-1",
     )
-
-
-def pod(phase="Pending", *, reason="", message="", statuses=(), init=(), conditions=(), **meta):
-    status = {"phase": phase, "containerStatuses": list(statuses), "initContainerStatuses": list(init)}
-    if reason:
-        status["reason"] = reason
-    if message:
-        status["message"] = message
-    if conditions:
-        status["conditions"] = list(conditions)
-    return {
-        "metadata": {"name": "p", "namespace": "default", "labels": {kube_pods.RUN_ID: "r1"}, **meta},
-        "spec": {"nodeName": "node-1"},
-        "status": status,
-    }
-
-
-def waiting(name, reason, message=""):
-    return {"name": name, "state": {"waiting": {"reason": reason, "message": message}}}
-
-
-def terminated(name, code, reason="Error", message="", started="2024-01-01T00:00:00Z"):
-    return {
-        "name": name,
-        "state": {
-            "terminated": {"exitCode": code, "reason": reason, "message": message, "startedAt": started}
-        },
-    }
 
 
 # --- the pod ------------------------------------------------------------------------------
@@ -481,24 +454,16 @@ async def follow(*pods, gap=0.05, **executor):
     async def report(r):
         reports.append(r)
 
-    task = asyncio.create_task(backend._follow(run, report, set()))
-    for pod in pods[1:]:
+    task = asyncio.create_task(backend._follow(run, report))
+    for later in pods[1:]:
         await asyncio.sleep(gap)
         if not task.done():
-            run.update(pod)
+            run.update(later)
     try:
         await asyncio.wait_for(task, 5)
     finally:
         backend._pool.shutdown()
     return reports, core.deleted
-
-
-def running(**kw):
-    return pod(
-        "Running",
-        statuses=[{"name": "main", "state": {"running": {"startedAt": "2024-01-01T00:00:00Z"}}}],
-        **kw,
-    )
 
 
 async def test_a_pod_is_followed_from_pending_to_succeeded():
