@@ -61,6 +61,6 @@ def running_container(name: str = "main") -> dict[str, Any]:
     return {"name": name, "state": {"running": {"startedAt": STARTED_AT}}}
 
 
-def running(**kw: Any) -> dict[str, Any]:
+def running_pod(**kw: Any) -> dict[str, Any]:
     """A running pod whose container ``main`` has started."""
     return pod("Running", statuses=[running_container()], **kw)

@@ -9,12 +9,12 @@ from kubernetes.client.exceptions import ApiException
 
 from flotilla.executor import kube_api, kube_pods
 from flotilla.executor import kubernetes_backend as kb
-from flotilla.jobs.state import LEASED, JobState
-from flotilla.log.schema import ContainerExit, JobSpec
+from flotilla.jobs.state import JobState
+from flotilla.log.schema import ContainerExit
 from flotilla.settings import SettingsError, load_settings
-from tests.harness.pods import pod, running, terminated, waiting
-
-GI = 2**30 * 1000
+from tests.harness import builders
+from tests.harness.builders import GI
+from tests.harness.pods import pod, running_pod, terminated, waiting
 
 
 def leased_job(**spec_fields) -> JobState:
@@ -34,14 +34,8 @@ def leased_job(**spec_fields) -> JobState:
         "annotations": {"note": "x"},
     }
     fields.update(spec_fields)
-    return JobState(
-        spec=JobSpec(**fields),
-        state=LEASED,
-        priority=1.0,
-        updated=0.0,
-        run_id="3f2a9c0d4e5b6a7980f1e2d3c4b5a697",
-        executor="kube-a",
-        node="node-1",
+    return builders.leased_job(
+        run_id="3f2a9c0d4e5b6a7980f1e2d3c4b5a697", executor="kube-a", node="node-1", **fields
     )
 
 
@@ -106,7 +100,7 @@ def test_a_pods_requests_count_init_containers_limits_and_overhead_as_kubernetes
     assert kube_pods.pod_requests({"spec": spec}) == {"cpu": 2100, "memory": 2 * GI, "pods": 1000}
 
 
-def node(name="n1", *, labels=None, ready="True", taints=None, unschedulable=False):
+def node_object(name="n1", *, labels=None, ready="True", taints=None, unschedulable=False):
     return {
         "metadata": {"name": name, "labels": labels or {}},
         "spec": {"taints": taints or [], "unschedulable": unschedulable},
@@ -118,7 +112,9 @@ def node(name="n1", *, labels=None, ready="True", taints=None, unschedulable=Fal
 
 
 def test_a_node_offers_its_allocatable_less_what_others_use_never_below_zero():
-    report = kube_pods.node_report(node(), {"cpu": 1500, "memory": 9 * GI, "pods": 2000}, "", "default")
+    report = kube_pods.node_report(
+        node_object(), {"cpu": 1500, "memory": 9 * GI, "pods": 2000}, "", "default"
+    )
 
     assert report.allocatable == {"cpu": 2500, "memory": 0, "pods": 108000}
     assert report.pool == "default"
@@ -128,7 +124,7 @@ def test_a_node_offers_its_allocatable_less_what_others_use_never_below_zero():
 def test_a_nodes_pool_is_its_pool_labels_value_and_taints_and_readiness_are_reported():
     taint = {"key": "gpu", "value": "yes", "effect": "NoSchedule", "timeAdded": "2024-01-01T00:00:00Z"}
     report = kube_pods.node_report(
-        node(labels={"flotilla.io/pool": "gpu"}, taints=[taint], ready="False"),
+        node_object(labels={"flotilla.io/pool": "gpu"}, taints=[taint], ready="False"),
         {},
         "flotilla.io/pool",
         "default",
@@ -137,7 +133,7 @@ def test_a_nodes_pool_is_its_pool_labels_value_and_taints_and_readiness_are_repo
     assert report.pool == "gpu"
     assert report.taints == ({"key": "gpu", "value": "yes", "effect": "NoSchedule"},)
     assert report.unschedulable, "a node that is not Ready takes no jobs"
-    assert kube_pods.node_report(node(unschedulable=True), {}, "", "p").unschedulable
+    assert kube_pods.node_report(node_object(unschedulable=True), {}, "", "p").unschedulable
 
 
 # --- reading pods -------------------------------------------------------------------------
@@ -469,7 +465,7 @@ async def follow(*pods, gap=0.05, **executor):
 async def test_a_pod_is_followed_from_pending_to_succeeded():
     reports, deleted = await follow(
         pod(statuses=[waiting("main", "ContainerCreating")]),
-        running(),
+        running_pod(),
         pod("Succeeded", statuses=[terminated("main", 0, "Completed")]),
     )
 
@@ -520,7 +516,7 @@ async def test_a_pod_the_node_refused_returns_its_lease():
 
 async def test_an_evicted_pod_fails_the_run():
     reports, _ = await follow(
-        running(),
+        running_pod(),
         pod("Failed", reason="Evicted", message="low on memory", statuses=[terminated("main", 137, "Error")]),
     )
 
@@ -530,7 +526,9 @@ async def test_an_evicted_pod_fails_the_run():
 
 
 async def test_a_pod_on_a_lost_node_fails_the_run_and_is_force_deleted():
-    reports, deleted = await follow(running(), running(reason="NodeLost", message="node-1 is unresponsive"))
+    reports, deleted = await follow(
+        running_pod(), running_pod(reason="NodeLost", message="node-1 is unresponsive")
+    )
 
     assert [r.phase for r in reports] == ["pending", "running", "failed"]
     assert reports[-1].reason == "NodeLost: node-1 is unresponsive"

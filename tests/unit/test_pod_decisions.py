@@ -11,7 +11,7 @@ import pytest
 from flotilla.executor.backend import PENDING, RUNNING
 from flotilla.executor.pod_decisions import Deletion, Limits, RunView, decide
 from flotilla.log.schema import ContainerExit
-from tests.harness.pods import pod, running, terminated, waiting
+from tests.harness.pods import pod, running_pod, terminated, waiting
 
 T0 = 1_700_000_000.0
 """Wall-clock time the run's pod was created."""
@@ -83,11 +83,13 @@ CASES = {
     ),
     # running
     "a running pod reports pending then running with its node and IP": Case(
-        running(pod_ip="10.0.0.7"),
+        running_pod(pod_ip="10.0.0.7"),
         reports=[(PENDING, ""), (RUNNING, "on node-1, pod IP 10.0.0.7")],
         wake=5.0,
     ),
-    "running is reported once": Case(running(), run={"reported": frozenset({PENDING, RUNNING})}, wake=5.0),
+    "running is reported once": Case(
+        running_pod(), run={"reported": frozenset({PENDING, RUNNING})}, wake=5.0
+    ),
     # succeeded and failed
     "a pod seen only when done reports pending and running first": Case(
         pod("Succeeded", statuses=[terminated("main", 0, "Completed")]),
@@ -127,7 +129,7 @@ CASES = {
     ),
     # lost nodes and deletions
     "a pod on a lost node fails the run and is force-deleted after": Case(
-        running(reason="NodeLost", message="node-1 is unresponsive"),
+        running_pod(reason="NodeLost", message="node-1 is unresponsive"),
         run={"reported": frozenset({PENDING, RUNNING})},
         deletion=Deletion.AFTER,
         final=("failed", "NodeLost: node-1 is unresponsive"),
@@ -139,19 +141,19 @@ CASES = {
         final=("failed", "NodeLost: node node-1 was lost"),
     ),
     "a pod the taint manager deletes is on a lost node": Case(
-        running(conditions=[{"type": "DisruptionTarget", "reason": "DeletionByTaintManager"}]),
+        running_pod(conditions=[{"type": "DisruptionTarget", "reason": "DeletionByTaintManager"}]),
         run={"reported": frozenset({PENDING, RUNNING})},
         deletion=Deletion.AFTER,
         final=("failed", "NodeLost: node node-1 was lost"),
     ),
     "a pod someone else deletes is waited for": Case(
-        running(deletionTimestamp=DELETED_AT),
+        running_pod(deletionTimestamp=DELETED_AT),
         after=28.0,
         run={"reported": frozenset({PENDING, RUNNING})},
         wake=2.1,
     ),
     "a started pod stuck terminating after someone else deleted it fails the run": Case(
-        running(deletionTimestamp=DELETED_AT),
+        running_pod(deletionTimestamp=DELETED_AT),
         after=31.0,
         run={"reported": frozenset({PENDING})},
         reports=[(RUNNING, "")],
@@ -171,7 +173,7 @@ CASES = {
         final=("returned", "the pod was deleted before it started"),
     ),
     "a pod deleted outside Flotilla after it ran fails the run": Case(
-        running(),
+        running_pod(),
         run={"gone": True, "reported": frozenset({PENDING, RUNNING})},
         final=("failed", "NodeLost: the pod was deleted outside Flotilla"),
     ),
@@ -182,10 +184,10 @@ CASES = {
     ),
     # stopped by the executor
     "a stop deletes the pod and decides again at once": Case(
-        running(), run={"stop_requested": True}, deletion=Deletion.STOP, wake=0.0
+        running_pod(), run={"stop_requested": True}, deletion=Deletion.STOP, wake=0.0
     ),
     "a stopped run waits for its pod to go until the delete deadline": Case(
-        running(),
+        running_pod(),
         run={"stop_requested": True, "delete_sent": True, "delete_deadline": M0 + 3.0},
         wake=2.0,
     ),
@@ -195,12 +197,12 @@ CASES = {
         wake=5.0,
     ),
     "a stopped run whose pod is gone returns its lease": Case(
-        running(),
+        running_pod(),
         run={"stop_requested": True, "delete_sent": True, "gone": True},
         final=("returned", "pod deleted by the executor"),
     ),
     "a stopped run whose pod is still terminating at the deadline returns its lease": Case(
-        running(),
+        running_pod(),
         run={"stop_requested": True, "delete_sent": True, "delete_deadline": M0},
         final=("returned", "pod deleted by the executor (still terminating)"),
     ),
@@ -254,7 +256,7 @@ def test_the_image_pull_clock_keeps_running_while_the_container_still_cannot_sta
 
 
 def test_the_image_pull_clock_stops_once_the_container_can_start() -> None:
-    for recovered in (pod(statuses=[waiting("main", "ContainerCreating")]), running()):
+    for recovered in (pod(statuses=[waiting("main", "ContainerCreating")]), running_pod()):
         decision = decide(view(recovered, image_pull_since=T0), LIMITS, T0 + 10, M0 + 10)
 
         assert decision.image_pull_since is None
