@@ -3,8 +3,8 @@ as a pod through its phases, the ways a pod fails (exit code, memory, image pull
 lost node, the API server's refusal, stuck pending), stopping and deleting pods, the pod
 creation rate limit, the pod watch resuming, and a restarted backend adopting its runs.
 
-The cluster, and what the tests can and cannot show on kwok's fake nodes, are described in
-``kube_cluster``.
+The cluster is described in ``tests.harness.kube_cluster``; what the tests can and cannot
+show on kwok's fake nodes, in ``kube_jobs``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from flotilla.executor import kube_api, kube_pods
 from flotilla.executor import kubernetes_backend as kb
 from flotilla.executor.backend import FAILED, PENDING, RETURNED, RUNNING, SUCCEEDED
 from flotilla.jobs.state import RUNNING as JOB_RUNNING
-from tests.integration.kube_cluster import (
+from tests.integration.kube_jobs import (
     LONG,
     Reports,
     eventually,
