@@ -69,15 +69,13 @@ from flotilla.executor.kube_api import (
 from flotilla.executor.kube_pods import (
     EXECUTOR,
     POD_REJECTED,
-    RUN_ID,
     build_pod,
+    free_nodes,
     label_value_ok,
     metadata,
-    node_report,
     parse_time,
     pod_being_deleted,
     pod_name,
-    pod_requests,
     pod_run_id,
     pod_terminal,
 )
@@ -85,7 +83,6 @@ from flotilla.executor.pod_decisions import DELETE_WAIT_SECONDS, Deletion, Limit
 from flotilla.jobs import state as job_states
 from flotilla.jobs.state import JobState
 from flotilla.log.schema import NodeReport
-from flotilla.resources import ResourceList, add
 from flotilla.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -252,21 +249,14 @@ class KubernetesBackend(ClusterBackend):
                 _request_timeout=CALL_TIMEOUT,
             )
         )
-        used: dict[str, ResourceList] = {}
-        for pod in pods.get("items") or []:
-            node = (pod.get("spec") or {}).get("nodeName")
-            if not node or pod_terminal(pod):
-                continue
-            labels = metadata(pod).get("labels") or {}
-            if labels.get(EXECUTOR) == self.executor_id and not pod_being_deleted(pod):
-                if ours is None or labels.get(RUN_ID) in ours:
-                    continue  # a run of ours: the scheduler counts it already
-            used[node] = add(used.get(node, {}), pod_requests(pod))
-        reports = [
-            node_report(n, used.get(metadata(n).get("name", ""), {}), self._cfg.pool_label, self._cfg.pool)
-            for n in nodes.get("items") or []
-        ]
-        return tuple(sorted(reports, key=lambda r: r.name))
+        return free_nodes(
+            nodes.get("items") or [],
+            pods.get("items") or [],
+            self.executor_id,
+            ours,
+            self._cfg.pool_label,
+            self._cfg.pool,
+        )
 
     async def _refresh_nodes(self, initial: bool = False) -> None:
         attempts = 10 if initial else 1

@@ -136,6 +136,62 @@ def test_a_nodes_pool_is_its_pool_labels_value_and_taints_and_readiness_are_repo
     assert kube_pods.node_report(node_object(unschedulable=True), {}, "", "p").unschedulable
 
 
+def holding(cpu, node="n1", phase="Running", executor="", run_id="", **meta):
+    """A pod on ``node`` requesting ``cpu``, of ``executor``'s run ``run_id`` when given."""
+    labels = {kube_pods.EXECUTOR: executor, kube_pods.RUN_ID: run_id} if executor else {}
+    return {
+        "metadata": {"name": f"p-{cpu}-{run_id}", "labels": labels, **meta},
+        "spec": {"nodeName": node, "containers": [{"resources": {"requests": {"cpu": cpu}}}]},
+        "status": {"phase": phase},
+    }
+
+
+def free_cpu(pods, ours=frozenset({"mine"})):
+    (report,) = kube_pods.free_nodes([node_object()], pods, "kube-a", ours, "", "default")
+    return report.allocatable["cpu"]
+
+
+@pytest.mark.parametrize(
+    ("pods", "ours", "free"),
+    [
+        ([holding("1")], {"mine"}, 3000),
+        ([holding("1", executor="kube-b", run_id="mine")], {"mine"}, 3000),
+        ([holding("1", executor="kube-a", run_id="mine")], {"mine"}, 4000),
+        ([holding("1", executor="kube-a", run_id="orphan")], {"mine"}, 3000),
+        ([holding("1", executor="kube-a", run_id="orphan")], None, 4000),
+        (
+            [holding("1", executor="kube-a", run_id="mine", deletionTimestamp="2024-01-01T00:00:00Z")],
+            {"mine"},
+            3000,
+        ),
+        ([holding("1", phase="Succeeded"), holding("1", phase="Failed")], {"mine"}, 4000),
+        ([holding("1", node="")], {"mine"}, 4000),
+        ([holding("1", node="n2")], {"mine"}, 4000),
+    ],
+    ids=[
+        "a foreign pod holds its requests",
+        "another executor's run holds its requests",
+        "a run the scheduler counts is not taken off again",
+        "a pod of ours that no run follows holds its requests",
+        "before reconciling every pod of ours is counted by the scheduler",
+        "a pod of ours being deleted holds its requests until it is gone",
+        "a finished pod holds nothing",
+        "an unbound pod holds nothing",
+        "a pod holds only its own node",
+    ],
+)
+def test_what_a_node_has_free_for_flotilla(pods, ours, free):
+    assert free_cpu(pods, ours) == free
+
+
+def test_nodes_are_reported_by_name():
+    nodes = [node_object("b"), node_object("a")]
+
+    reports = kube_pods.free_nodes(nodes, [], "kube-a", None, "", "default")
+
+    assert [r.name for r in reports] == ["a", "b"]
+
+
 # --- reading pods -------------------------------------------------------------------------
 
 
