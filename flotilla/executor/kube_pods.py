@@ -13,8 +13,9 @@ on what these functions say:
   ``ContainerStartFailed``, ``Evicted``, ``DeadlineExceeded``, ``NodeLost``, ``Error``,
   ``PodRejected``, written ``"<category>: <detail>"``). A pod the node refused to admit
   (``OutOfcpu``, ``NodeAffinity``...) never ran there, so its job may run elsewhere.
-* Capacity: what a pod holds on its node as the Kubernetes scheduler counts it, and what a
-  node has free for Flotilla (a node that is not Ready is reported unschedulable).
+* Capacity: what a pod holds on its node as the Kubernetes scheduler counts it, and what each
+  node has free for Flotilla once the pods the scheduler does not count are taken off (a node
+  that is not Ready is reported unschedulable).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Set
 from datetime import datetime
 from typing import Any
 
@@ -361,3 +362,31 @@ def node_report(
         taints=taints,
         unschedulable=bool(spec.get("unschedulable")) or not ready,
     )
+
+
+def free_nodes(
+    nodes: Iterable[Mapping[str, Any]],
+    pods: Iterable[Mapping[str, Any]],
+    executor_id: str,
+    ours: Set[str] | None,
+    pool_label: str,
+    default_pool: str,
+) -> tuple[NodeReport, ...]:
+    """The nodes, by name, each with what is free on it for Flotilla: its allocatable minus the
+    requests of the non-terminal pods the scheduler does not count already. Those are every
+    pod but the runs of executor ``executor_id`` in ``ours`` (None: all of its runs, before it
+    knows which the log gives it); a pod of its being deleted counts until it is gone."""
+    used: dict[str, ResourceList] = {}
+    for pod in pods:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if not node or pod_terminal(pod):
+            continue
+        labels = metadata(pod).get("labels") or {}
+        if labels.get(EXECUTOR) == executor_id and not pod_being_deleted(pod):
+            if ours is None or labels.get(RUN_ID) in ours:
+                continue  # a run of ours: the scheduler counts it already
+        used[node] = add(used.get(node, {}), pod_requests(pod))
+    reports = [
+        node_report(n, used.get(metadata(n).get("name", ""), {}), pool_label, default_pool) for n in nodes
+    ]
+    return tuple(sorted(reports, key=lambda r: r.name))

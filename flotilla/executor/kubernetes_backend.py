@@ -3,7 +3,8 @@
 One executor serves one cluster (or the nodes of one pool label in it). It talks to the API
 server with the official ``kubernetes`` client, which is synchronous: every call runs in a
 small thread pool of its own, and the pod watch in a dedicated thread (``kube_api``), so the
-event loop never blocks. What a pod is and what its status means is ``kube_pods``.
+event loop never blocks. What a pod is and what its status means is ``kube_pods``; what
+to report and do about a run's pod is ``pod_decisions``, which this module only carries out.
 
 * Capacity: ``nodes()`` returns a snapshot that a background task refreshes every heartbeat
   interval: each node's allocatable minus the requests of the non-terminal pods Flotilla
@@ -16,9 +17,10 @@ event loop never blocks. What a pod is and what its status means is ``kube_pods`
   are not created.
 * Watching: each update the pod watch sees goes to the run it belongs to (label
   ``flotilla.io/run-id``); a run follows the latest state of its pod (level-triggered, so a
-  missed intermediate update changes nothing) and reports its outcome. A pod the node
-  refused to admit or that stayed pending past ``pod_pending_timeout_seconds`` is deleted
-  and its lease returned, so the job runs elsewhere.
+  missed intermediate update changes nothing): each change goes to ``decide``, and the run
+  sends the reports and makes the deletions it decides. A pod the node refused to admit or
+  that stayed pending past ``pod_pending_timeout_seconds`` is deleted and its lease
+  returned, so the job runs elsewhere.
 * Ending: ``stop_run`` deletes the pod with the given grace period (else the pod's own
   ``terminationGracePeriodSeconds``); once the executor deletes a pod it reports no phase of
   it any more (as Armada's deletion annotation does). Finished pods are kept
@@ -50,7 +52,6 @@ from flotilla.executor.backend import (
     PENDING,
     RETURNED,
     RUNNING,
-    SUCCEEDED,
     ClusterBackend,
     Report,
     RunReport,
@@ -67,40 +68,25 @@ from flotilla.executor.kube_api import (
 )
 from flotilla.executor.kube_pods import (
     EXECUTOR,
-    NODE_LOST,
     POD_REJECTED,
-    RUN_ID,
-    STUCK_PENDING,
     build_pod,
-    container_exits,
-    failure_reason,
+    free_nodes,
     label_value_ok,
     metadata,
-    node_lost,
-    node_report,
     parse_time,
-    pending_reason,
     pod_being_deleted,
     pod_name,
-    pod_phase,
-    pod_requests,
     pod_run_id,
-    pod_started,
-    pod_status,
     pod_terminal,
-    rejected_by_node,
-    start_failure,
 )
+from flotilla.executor.pod_decisions import DELETE_WAIT_SECONDS, Deletion, Limits, RunView, decide
 from flotilla.jobs import state as job_states
 from flotilla.jobs.state import JobState
 from flotilla.log.schema import NodeReport
-from flotilla.resources import ResourceList, add
 from flotilla.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
-DELETE_WAIT_SECONDS = 30.0
-"""How long past a pod's grace period the executor waits for the pod to disappear."""
 ORPHAN_AGE_SECONDS = 10.0
 
 
@@ -120,7 +106,23 @@ class _Run:
     delete_sent: bool = False
     grace_sent: int | None = None
     delete_deadline: float = 0.0
+    image_pull_since: float | None = None
+    reported: set[str] = field(default_factory=set)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def view(self) -> RunView:
+        return RunView(
+            node=self.job.node,
+            pod_name=self.name,
+            pod=self.pod,
+            started_at=self.started_at,
+            gone=self.gone,
+            stop_requested=self.stop_requested,
+            delete_sent=self.delete_sent,
+            delete_deadline=self.delete_deadline,
+            image_pull_since=self.image_pull_since,
+            reported=frozenset(self.reported),
+        )
 
     def update(self, pod: dict[str, Any], gone: bool = False) -> None:
         self.pod = pod
@@ -247,21 +249,14 @@ class KubernetesBackend(ClusterBackend):
                 _request_timeout=CALL_TIMEOUT,
             )
         )
-        used: dict[str, ResourceList] = {}
-        for pod in pods.get("items") or []:
-            node = (pod.get("spec") or {}).get("nodeName")
-            if not node or pod_terminal(pod):
-                continue
-            labels = metadata(pod).get("labels") or {}
-            if labels.get(EXECUTOR) == self.executor_id and not pod_being_deleted(pod):
-                if ours is None or labels.get(RUN_ID) in ours:
-                    continue  # a run of ours: the scheduler counts it already
-            used[node] = add(used.get(node, {}), pod_requests(pod))
-        reports = [
-            node_report(n, used.get(metadata(n).get("name", ""), {}), self._cfg.pool_label, self._cfg.pool)
-            for n in nodes.get("items") or []
-        ]
-        return tuple(sorted(reports, key=lambda r: r.name))
+        return free_nodes(
+            nodes.get("items") or [],
+            pods.get("items") or [],
+            self.executor_id,
+            ours,
+            self._cfg.pool_label,
+            self._cfg.pool,
+        )
 
     async def _refresh_nodes(self, initial: bool = False) -> None:
         attempts = 10 if initial else 1
@@ -457,12 +452,11 @@ class KubernetesBackend(ClusterBackend):
         self._runs[job.run_id] = run
         self._pod_refs[job.run_id] = (namespace, run.name)
         try:
-            reported: set[str] = set()
             if adopt:
                 if job.state in (job_states.PENDING, job_states.RUNNING):
-                    reported.add(PENDING)
+                    run.reported.add(PENDING)
                 if job.state == job_states.RUNNING:
-                    reported.add(RUNNING)
+                    run.reported.add(RUNNING)
                 pod = self._pods.get(job.run_id) or await self._get_pod(namespace, run.name)
                 if pod is None:
                     run.gone = True
@@ -474,7 +468,7 @@ class KubernetesBackend(ClusterBackend):
                 if outcome is not None:
                     await report(outcome)
                     return
-            await self._follow(run, report, reported)
+            await self._follow(run, report)
         except Exception as exc:
             # Not the job's fault: give the lease back (the janitor removes a pod left behind).
             log.exception("run %s: lost track of pod %s/%s", job.run_id, namespace, run.name)
@@ -486,150 +480,29 @@ class KubernetesBackend(ClusterBackend):
             self._runs.pop(job.run_id, None)
             self._adoptable.discard(job.run_id)
 
-    async def _follow(self, run: _Run, report: Report, reported: set[str]) -> None:
-        node = run.job.node
-        image_pull_since: float | None = None
-
-        async def once(phase: str, reason: str = "") -> None:
-            if phase not in reported:
-                reported.add(phase)
-                await report(RunReport(phase, node=node, pod_name=run.name, reason=reason))
-
-        async def returned(reason: str) -> None:
-            await report(RunReport(RETURNED, node=node, pod_name=run.name, reason=reason))
-
+    async def _follow(self, run: _Run, report: Report) -> None:
+        """Feed the run's latest pod to ``decide`` and carry out what it says, until the run ends."""
+        limits = Limits(self._cfg.image_pull_timeout_seconds, self._cfg.pod_pending_timeout_seconds)
         while True:
             run.changed.clear()
-            pod, now = run.pod, time.time()
-            wake = 5.0
-
-            if run.stop_requested:
-                # Deleted by the executor (cancel, preemption, shutdown): no phase counts any more.
-                if run.gone:
-                    await returned("pod deleted by the executor")
-                    return
-                if not run.delete_sent:
-                    await self._send_delete(run, run.grace)
-                if time.monotonic() > run.delete_deadline:
-                    await returned("pod deleted by the executor (still terminating)")
-                    return
-                await run.wait(min(wake, run.delete_deadline - time.monotonic()))
+            decision = decide(run.view(), limits, time.time(), time.monotonic())
+            run.image_pull_since = decision.image_pull_since
+            if decision.note:
+                log.info("%s", decision.note)
+            for step in decision.reports:
+                run.reported.add(step.phase)
+                await report(step)
+            if decision.deletion is Deletion.STOP:
+                await self._send_delete(run, run.grace)
                 continue
-
-            if run.gone:
-                if (pod is not None and pod_started(pod)) or RUNNING in reported:
-                    await once(PENDING)
-                    await report(
-                        RunReport(
-                            FAILED,
-                            node=node,
-                            pod_name=run.name,
-                            reason=failure_reason(pod or {}, deleted_externally=True),
-                            containers=container_exits(pod or {}),
-                        )
-                    )
-                else:
-                    await returned("the pod was deleted before it started")
-                return
-
-            if pod is None:  # created, not seen yet
-                await run.wait(1.0)
-                continue
-
-            phase = pod_phase(pod)
-            if phase == "Succeeded":
-                await once(PENDING)
-                await once(RUNNING)
-                await report(RunReport(SUCCEEDED, node=node, pod_name=run.name))
-                return
-
-            if phase == "Failed" or node_lost(pod):
-                refused = rejected_by_node(pod)
-                if refused is not None:
-                    await self._delete_and_wait(run, grace=0)
-                    await returned(refused)
-                    return
-                await once(PENDING)
-                if pod_started(pod):
-                    await once(RUNNING)
-                reason = failure_reason(pod, deleted_externally=pod_being_deleted(pod))
-                await report(
-                    RunReport(
-                        FAILED, node=node, pod_name=run.name, reason=reason, containers=container_exits(pod)
-                    )
-                )
-                if node_lost(pod):
+            if decision.deletion is Deletion.FIRST:
+                await self._delete_and_wait(run, grace=0)
+            if decision.final is not None:
+                await report(decision.final)
+                if decision.deletion is Deletion.AFTER:
                     await self._quiet_delete(run.namespace, run.name, 0)
                 return
-
-            if pod_being_deleted(pod):
-                # Deleted by someone else (a user, a node drain, the taint manager): wait for
-                # the end, but not forever if the node is gone and no kubelet finishes it.
-                deadline = (parse_time(metadata(pod).get("deletionTimestamp")) or now) + DELETE_WAIT_SECONDS
-                if now > deadline:
-                    if pod_started(pod):
-                        await once(PENDING)
-                        await once(RUNNING)
-                        await report(
-                            RunReport(
-                                FAILED,
-                                node=node,
-                                pod_name=run.name,
-                                reason=f"{NODE_LOST}: the pod was deleted outside Flotilla and is stuck terminating",
-                                containers=container_exits(pod),
-                            )
-                        )
-                    else:
-                        await returned("the pod was deleted before it started")
-                    await self._quiet_delete(run.namespace, run.name, 0)
-                    return
-                await run.wait(min(wake, deadline - now + 0.1))
-                continue
-
-            if phase == "Running":
-                await once(PENDING)
-                ip = pod_status(pod).get("podIP") or ""
-                await once(
-                    RUNNING,
-                    f"on {(pod.get('spec') or {}).get('nodeName', node)}" + (f", pod IP {ip}" if ip else ""),
-                )
-                image_pull_since = None
-            else:  # Pending
-                await once(PENDING, pending_reason(pod))
-                failing = start_failure(pod)
-                if failing is not None:
-                    fatal, category, detail = failing
-                    image_pull_since = image_pull_since or now
-                    limit = image_pull_since + self._cfg.image_pull_timeout_seconds
-                    if fatal or now >= limit:
-                        await report(
-                            RunReport(
-                                FAILED,
-                                node=node,
-                                pod_name=run.name,
-                                reason=f"{category}: {detail}",
-                                containers=container_exits(pod),
-                            )
-                        )
-                        await self._quiet_delete(run.namespace, run.name, 0)
-                        return
-                    wake = min(wake, limit - now)
-                else:
-                    image_pull_since = None
-                pending_limit = run.started_at + self._cfg.pod_pending_timeout_seconds
-                if now >= pending_limit:
-                    why = pending_reason(pod)
-                    log.info(
-                        "pod %s pending for %.0fs (%s): returning its lease",
-                        run.name,
-                        now - run.started_at,
-                        why,
-                    )
-                    await self._delete_and_wait(run, grace=0)
-                    await returned(f"{STUCK_PENDING}: pod pending for {now - run.started_at:.0f}s ({why})")
-                    return
-                wake = min(wake, pending_limit - now)
-            await run.wait(wake)
+            await run.wait(decision.wake)
 
     async def _send_delete(self, run: _Run, grace: int | None) -> None:
         run.delete_sent = True

@@ -1,12 +1,11 @@
 """The Flotilla stack for integration tests: worker, API and a local executor as real
 processes against the session's broker, started once per broker; and the Kubernetes cluster
-the Kubernetes executor's tests use, started once per session (see ``kube_cluster``)."""
+the Kubernetes executor's tests use, started once per session (``tests.harness.kube_cluster``)."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,13 +16,12 @@ import pytest
 import yaml
 from armada_client.client import ArmadaClient
 from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from flotilla.embedded.ports import free_port
 from flotilla.settings import Settings, load_settings
 from flotilla.stack import FlotillaProcess
-from tests.integration.kube_cluster import Kube, _cluster_harness, _pick_node, kwok_stages
+from tests.harness.kube_cluster import Kube, kube_for_tests
 
 LEASE_TIMEOUT_SECONDS = 8.0
 SCHEDULING_CONFIG = Path(__file__).resolve().parents[1] / "fixtures" / "scheduler" / "priority-classes.yaml"
@@ -118,35 +116,8 @@ def client(stack: RunningStack) -> ArmadaClient:
 
 @pytest.fixture(scope="session")
 def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
-    cluster = None
-    kubeconfig = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
-    if not kubeconfig:
-        make, reason = _cluster_harness()
-        if make is None:
-            if os.environ.get("CI") == "true":
-                pytest.fail(f"a Kubernetes API server is required in CI: {reason}")
-            pytest.skip(f"no Kubernetes API server: {reason}; or set KUBECONFIG")
-        cluster = make(tmp_path_factory.mktemp("kube"))
-        kubeconfig = str(cluster.start())
-    try:
-        api = k8s_client.CoreV1Api(k8s_config.new_client_from_config(config_file=kubeconfig))
-        if cluster is not None:  # a fresh cluster has no nodes: give it two of kwok's
-            for i in range(2):
-                api.create_node(kwok_stages.fake_node(f"flotilla-kwok-{i}", cpu="32", memory="256Gi"))
-        node, selector, kwok = _pick_node(api)
-        namespace = f"flotilla-test-{uuid.uuid4().hex[:8]}"
-        api.create_namespace({"metadata": {"name": namespace}})
-        with contextlib.suppress(ApiException):  # clusters without the service account controller
-            api.create_namespaced_service_account(namespace, {"metadata": {"name": "default"}})
-        yield Kube(
-            kubeconfig=kubeconfig, api=api, namespace=namespace, kwok=kwok, node=node, selector=selector
-        )
-        with contextlib.suppress(ApiException):  # pods first: the namespace may never be finalised
-            api.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
-            api.delete_namespace(namespace)
-    finally:
-        if cluster is not None:
-            cluster.stop()
+    with kube_for_tests(tmp_path_factory.mktemp("kube")) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

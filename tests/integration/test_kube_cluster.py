@@ -119,6 +119,20 @@ def _wait_node_ready(core: client.CoreV1Api, name: str, timeout: float = 30) -> 
     pytest.fail(f"node {name} not Ready after {timeout}s")
 
 
+def _wait_unschedulable(core: client.CoreV1Api, name: str, timeout: float = 30) -> client.V1Pod:
+    """Wait until the scheduler has tried the pod and found no node for it; returns it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pod = core.read_namespaced_pod(name, NAMESPACE)
+        if any(
+            c.type == "PodScheduled" and c.status == "False" and c.reason == "Unschedulable"
+            for c in pod.status.conditions or []
+        ):
+            return pod
+        time.sleep(0.1)
+    pytest.fail(f"the scheduler did not find pod {name} unschedulable within {timeout}s")
+
+
 def _wait_gone(core: client.CoreV1Api, name: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -213,11 +227,16 @@ def test_nodes_without_the_annotation_are_left_alone(core: client.CoreV1Api, nod
     body = fake_node("not-kwok")
     del body["metadata"]["annotations"][KWOK_NODE_ANNOTATION]
     core.create_node(body)
+    fence = f"fence-{uuid.uuid4().hex[:6]}"
     try:
-        time.sleep(2)
+        # kwok sees nodes in the order they were created: once it made the later node Ready,
+        # it has passed the unannotated one.
+        core.create_node(fake_node(fence))
+        _wait_node_ready(core, fence)
         assert not core.read_node("not-kwok").status.conditions
     finally:
         core.delete_node("not-kwok")
+        core.delete_node(fence)
 
 
 def test_pod_bound_to_a_fake_node_runs_until_deleted(core: client.CoreV1Api, node: str) -> None:
@@ -228,8 +247,13 @@ def test_pod_bound_to_a_fake_node_runs_until_deleted(core: client.CoreV1Api, nod
     assert {s.name: s.ready for s in pod.status.container_statuses} == {"main": True, "sidecar": True}
     assert all(s.state.running is not None for s in pod.status.container_statuses)
 
-    time.sleep(1.5)  # no exit-code annotation: it keeps running
+    # No exit-code annotation: it keeps running, past a pod started after it that kwok ran
+    # for a second and ended.
+    fence = f"fence-{uuid.uuid4().hex[:6]}"
+    core.create_namespaced_pod(NAMESPACE, _pod(fence, node, exit_annotations(0, run_for=1.0)))
+    _wait_pod(core, fence, {"Succeeded", "Failed"})
     assert core.read_namespaced_pod(name, NAMESPACE).status.phase == "Running"
+    core.delete_namespaced_pod(fence, NAMESPACE)
 
     core.delete_namespaced_pod(name, NAMESPACE)  # default grace period; kwok removes it at once
     _wait_gone(core, name, timeout=10)
@@ -275,11 +299,15 @@ def test_pod_failure_reason_and_message_are_annotatable(core: client.CoreV1Api, 
 def test_unbound_pod_stays_pending_without_a_scheduler(core: client.CoreV1Api, node: str) -> None:
     name = f"pending-{uuid.uuid4().hex[:6]}"
     core.create_namespaced_pod(NAMESPACE, _pod(name, None))
-    time.sleep(1.5)
+    # A pod bound after it runs and ends: the cluster has passed the unbound one.
+    fence = f"fence-{uuid.uuid4().hex[:6]}"
+    core.create_namespaced_pod(NAMESPACE, _pod(fence, node, exit_annotations(0, run_for=0.5)))
+    _wait_pod(core, fence, {"Succeeded", "Failed"})
     pod = core.read_namespaced_pod(name, NAMESPACE)
     assert pod.status.phase == "Pending" and pod.spec.node_name is None
-    core.delete_namespaced_pod(name, NAMESPACE)
-    _wait_gone(core, name, timeout=10)
+    for pending in (name, fence):
+        core.delete_namespaced_pod(pending, NAMESPACE)
+        _wait_gone(core, pending, timeout=10)
 
 
 # ------------------------------------------------- scheduler + controller-manager, and stop()
@@ -307,7 +335,8 @@ def test_full_control_plane_schedules_runs_jobs_and_stops_cleanly(tmp_path: Path
             pod = _wait_pod(core, "fits", {"Failed", "Succeeded"})
             assert pod.spec.node_name == "small"
             assert pod.status.container_statuses[0].state.terminated.exit_code == 3
-            assert core.read_namespaced_pod("too-big", NAMESPACE).status.phase == "Pending"
+            unschedulable = _wait_unschedulable(core, "too-big")  # the scheduler tried it
+            assert unschedulable.status.phase == "Pending" and unschedulable.spec.node_name is None
 
             # The Job controller makes a pod; kwok completes Job pods; the Job succeeds.
             batch.create_namespaced_job(

@@ -3,13 +3,14 @@ as a pod through its phases, the ways a pod fails (exit code, memory, image pull
 lost node, the API server's refusal, stuck pending), stopping and deleting pods, the pod
 creation rate limit, the pod watch resuming, and a restarted backend adopting its runs.
 
-The cluster, and what the tests can and cannot show on kwok's fake nodes, are described in
-``kube_cluster``.
+The cluster is described in ``tests.harness.kube_cluster``; what the tests can and cannot
+show on kwok's fake nodes, in ``kube_jobs``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -17,12 +18,13 @@ from dataclasses import replace
 
 import pytest
 from kubernetes import client as k8s_client
+from kubernetes.client.exceptions import ApiException
 
 from flotilla.executor import kube_api, kube_pods
 from flotilla.executor import kubernetes_backend as kb
 from flotilla.executor.backend import FAILED, PENDING, RETURNED, RUNNING, SUCCEEDED
 from flotilla.jobs.state import RUNNING as JOB_RUNNING
-from tests.integration.kube_cluster import (
+from tests.integration.kube_jobs import (
     LONG,
     Reports,
     eventually,
@@ -40,18 +42,19 @@ pytestmark = pytest.mark.integration
 
 
 async def test_nodes_offer_what_pods_flotilla_did_not_start_leave_free(kube):
+    def foreign_pod(name: str, cpu: str) -> dict:
+        shape = pod_for(kube, seconds=LONG)
+        spec = shape["podSpec"]
+        spec["containers"][0]["resources"] = {"requests": {"cpu": cpu}, "limits": {"cpu": cpu}}
+        meta = {"name": name, "labels": shape["labels"], "annotations": shape["annotations"]}
+        return {"metadata": meta, "spec": {**spec, "nodeName": kube.node}}
+
     async with started(kube) as backend:
         node = {n.name: n for n in backend.nodes()}[kube.node]
         before = node.allocatable["cpu"]
         assert node.allocatable.get("pods", 0) > 0
-        foreign = f"foreign-{uuid.uuid4().hex[:6]}"
-        shape = pod_for(kube, seconds=LONG)
-        spec = shape["podSpec"]
-        spec["containers"][0]["resources"] = {"requests": {"cpu": "250m"}, "limits": {"cpu": "250m"}}
-        meta = {"name": foreign, "labels": shape["labels"], "annotations": shape["annotations"]}
-        kube.api.create_namespaced_pod(
-            kube.namespace, {"metadata": meta, "spec": {**spec, "nodeName": kube.node}}
-        )
+        foreign, fence = f"foreign-{uuid.uuid4().hex[:6]}", f"fence-{uuid.uuid4().hex[:6]}"
+        kube.api.create_namespaced_pod(kube.namespace, foreign_pod(foreign, "250m"))
         try:
 
             def cpu() -> int:
@@ -63,13 +66,18 @@ async def test_nodes_offer_what_pods_flotilla_did_not_start_leave_free(kube):
             reports = Reports()
             task = asyncio.create_task(backend.run(job, reports))
             await reports.until(PENDING)
-            await asyncio.sleep(1.5)  # several refreshes
-            assert cpu() == before - 250, "a pod of Flotilla's own is counted by the scheduler, not here"
+            # A foreign pod made after the run's pod: once the capacity counts it, a refresh
+            # has seen the run's pod too.
+            kube.api.create_namespaced_pod(kube.namespace, foreign_pod(fence, "100m"))
+            await eventually(lambda: cpu() != before - 250, what="the fence pod's cpu taken off")
+            assert cpu() == before - 350, "a pod of Flotilla's own is counted by the scheduler, not here"
             await backend.stop_run(job.run_id, grace_seconds=0)
             await asyncio.wait_for(task, 60)
         finally:
-            kube.api.delete_namespaced_pod(foreign, kube.namespace, grace_period_seconds=0)
-        await eventually(lambda: cpu() == before, what="the foreign pod's cpu given back")
+            for name in (foreign, fence):
+                with contextlib.suppress(ApiException):
+                    kube.api.delete_namespaced_pod(name, kube.namespace, grace_period_seconds=0)
+        await eventually(lambda: cpu() == before, what="the foreign pods' cpu given back")
 
 
 async def test_only_nodes_with_the_pool_label_are_offered_in_the_pool_it_names(kube):

@@ -3,8 +3,8 @@ kube-apiserver: Armada jobs run as pods, a killed executor's leases expire, an e
 restarted in time adopts its pods, a node added later takes jobs, and jobs spread over a
 Kubernetes, a simulated and a local cluster.
 
-The cluster, and what the tests can and cannot show on kwok's fake nodes, are described in
-``kube_cluster``.
+The cluster is described in ``tests.harness.kube_cluster``; what the tests can and cannot
+show on kwok's fake nodes, in ``kube_jobs``.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from kubernetes.client.exceptions import ApiException
 
 from flotilla.executor import kube_pods
 from flotilla.jobfile import job_item_from_dict
+from tests.harness import kwok_stages
 from tests.integration.jobs import collect, kinds, new_queue, submit, wait_for
-from tests.integration.kube_cluster import (
+from tests.integration.kube_jobs import (
     LONG,
     _selectable,
     armada_job,
-    kwok_stages,
     pod_for,
     start_executor,
     start_kube_executor,
@@ -95,7 +95,7 @@ def test_jobs_spread_over_a_kubernetes_a_simulated_and_a_local_cluster(
 
 
 def test_a_node_added_after_the_executor_started_takes_jobs(kube, priority_classes, stack):
-    if not kube.kwok or kwok_stages is None:
+    if not kube.kwok:
         pytest.skip("adds a node, which needs kwok's fake nodes")
     client = stack.client()
     name = f"kube-{uuid.uuid4().hex[:6]}"

@@ -9,11 +9,12 @@ from kubernetes.client.exceptions import ApiException
 
 from flotilla.executor import kube_api, kube_pods
 from flotilla.executor import kubernetes_backend as kb
-from flotilla.jobs.state import LEASED, JobState
-from flotilla.log.schema import ContainerExit, JobSpec
+from flotilla.jobs.state import JobState
+from flotilla.log.schema import ContainerExit
 from flotilla.settings import SettingsError, load_settings
-
-GI = 2**30 * 1000
+from tests.harness import builders
+from tests.harness.builders import GI
+from tests.harness.pods import pod, running_pod, terminated, waiting
 
 
 def leased_job(**spec_fields) -> JobState:
@@ -33,43 +34,9 @@ def leased_job(**spec_fields) -> JobState:
         "annotations": {"note": "x"},
     }
     fields.update(spec_fields)
-    return JobState(
-        spec=JobSpec(**fields),
-        state=LEASED,
-        priority=1.0,
-        updated=0.0,
-        run_id="3f2a9c0d4e5b6a7980f1e2d3c4b5a697",
-        executor="kube-a",
-        node="node-1",
+    return builders.leased_job(
+        run_id="3f2a9c0d4e5b6a7980f1e2d3c4b5a697", executor="kube-a", node="node-1", **fields
     )
-
-
-def pod(phase="Pending", *, reason="", message="", statuses=(), init=(), conditions=(), **meta):
-    status = {"phase": phase, "containerStatuses": list(statuses), "initContainerStatuses": list(init)}
-    if reason:
-        status["reason"] = reason
-    if message:
-        status["message"] = message
-    if conditions:
-        status["conditions"] = list(conditions)
-    return {
-        "metadata": {"name": "p", "namespace": "default", "labels": {kube_pods.RUN_ID: "r1"}, **meta},
-        "spec": {"nodeName": "node-1"},
-        "status": status,
-    }
-
-
-def waiting(name, reason, message=""):
-    return {"name": name, "state": {"waiting": {"reason": reason, "message": message}}}
-
-
-def terminated(name, code, reason="Error", message="", started="2024-01-01T00:00:00Z"):
-    return {
-        "name": name,
-        "state": {
-            "terminated": {"exitCode": code, "reason": reason, "message": message, "startedAt": started}
-        },
-    }
 
 
 # --- the pod ------------------------------------------------------------------------------
@@ -133,7 +100,7 @@ def test_a_pods_requests_count_init_containers_limits_and_overhead_as_kubernetes
     assert kube_pods.pod_requests({"spec": spec}) == {"cpu": 2100, "memory": 2 * GI, "pods": 1000}
 
 
-def node(name="n1", *, labels=None, ready="True", taints=None, unschedulable=False):
+def node_object(name="n1", *, labels=None, ready="True", taints=None, unschedulable=False):
     return {
         "metadata": {"name": name, "labels": labels or {}},
         "spec": {"taints": taints or [], "unschedulable": unschedulable},
@@ -145,7 +112,9 @@ def node(name="n1", *, labels=None, ready="True", taints=None, unschedulable=Fal
 
 
 def test_a_node_offers_its_allocatable_less_what_others_use_never_below_zero():
-    report = kube_pods.node_report(node(), {"cpu": 1500, "memory": 9 * GI, "pods": 2000}, "", "default")
+    report = kube_pods.node_report(
+        node_object(), {"cpu": 1500, "memory": 9 * GI, "pods": 2000}, "", "default"
+    )
 
     assert report.allocatable == {"cpu": 2500, "memory": 0, "pods": 108000}
     assert report.pool == "default"
@@ -155,7 +124,7 @@ def test_a_node_offers_its_allocatable_less_what_others_use_never_below_zero():
 def test_a_nodes_pool_is_its_pool_labels_value_and_taints_and_readiness_are_reported():
     taint = {"key": "gpu", "value": "yes", "effect": "NoSchedule", "timeAdded": "2024-01-01T00:00:00Z"}
     report = kube_pods.node_report(
-        node(labels={"flotilla.io/pool": "gpu"}, taints=[taint], ready="False"),
+        node_object(labels={"flotilla.io/pool": "gpu"}, taints=[taint], ready="False"),
         {},
         "flotilla.io/pool",
         "default",
@@ -164,7 +133,63 @@ def test_a_nodes_pool_is_its_pool_labels_value_and_taints_and_readiness_are_repo
     assert report.pool == "gpu"
     assert report.taints == ({"key": "gpu", "value": "yes", "effect": "NoSchedule"},)
     assert report.unschedulable, "a node that is not Ready takes no jobs"
-    assert kube_pods.node_report(node(unschedulable=True), {}, "", "p").unschedulable
+    assert kube_pods.node_report(node_object(unschedulable=True), {}, "", "p").unschedulable
+
+
+def holding(cpu, node="n1", phase="Running", executor="", run_id="", **meta):
+    """A pod on ``node`` requesting ``cpu``, of ``executor``'s run ``run_id`` when given."""
+    labels = {kube_pods.EXECUTOR: executor, kube_pods.RUN_ID: run_id} if executor else {}
+    return {
+        "metadata": {"name": f"p-{cpu}-{run_id}", "labels": labels, **meta},
+        "spec": {"nodeName": node, "containers": [{"resources": {"requests": {"cpu": cpu}}}]},
+        "status": {"phase": phase},
+    }
+
+
+def free_cpu(pods, ours=frozenset({"mine"})):
+    (report,) = kube_pods.free_nodes([node_object()], pods, "kube-a", ours, "", "default")
+    return report.allocatable["cpu"]
+
+
+@pytest.mark.parametrize(
+    ("pods", "ours", "free"),
+    [
+        ([holding("1")], {"mine"}, 3000),
+        ([holding("1", executor="kube-b", run_id="mine")], {"mine"}, 3000),
+        ([holding("1", executor="kube-a", run_id="mine")], {"mine"}, 4000),
+        ([holding("1", executor="kube-a", run_id="orphan")], {"mine"}, 3000),
+        ([holding("1", executor="kube-a", run_id="orphan")], None, 4000),
+        (
+            [holding("1", executor="kube-a", run_id="mine", deletionTimestamp="2024-01-01T00:00:00Z")],
+            {"mine"},
+            3000,
+        ),
+        ([holding("1", phase="Succeeded"), holding("1", phase="Failed")], {"mine"}, 4000),
+        ([holding("1", node="")], {"mine"}, 4000),
+        ([holding("1", node="n2")], {"mine"}, 4000),
+    ],
+    ids=[
+        "a foreign pod holds its requests",
+        "another executor's run holds its requests",
+        "a run the scheduler counts is not taken off again",
+        "a pod of ours that no run follows holds its requests",
+        "before reconciling every pod of ours is counted by the scheduler",
+        "a pod of ours being deleted holds its requests until it is gone",
+        "a finished pod holds nothing",
+        "an unbound pod holds nothing",
+        "a pod holds only its own node",
+    ],
+)
+def test_what_a_node_has_free_for_flotilla(pods, ours, free):
+    assert free_cpu(pods, ours) == free
+
+
+def test_nodes_are_reported_by_name():
+    nodes = [node_object("b"), node_object("a")]
+
+    reports = kube_pods.free_nodes(nodes, [], "kube-a", None, "", "default")
+
+    assert [r.name for r in reports] == ["a", "b"]
 
 
 # --- reading pods -------------------------------------------------------------------------
@@ -481,11 +506,11 @@ async def follow(*pods, gap=0.05, **executor):
     async def report(r):
         reports.append(r)
 
-    task = asyncio.create_task(backend._follow(run, report, set()))
-    for pod in pods[1:]:
+    task = asyncio.create_task(backend._follow(run, report))
+    for later in pods[1:]:
         await asyncio.sleep(gap)
         if not task.done():
-            run.update(pod)
+            run.update(later)
     try:
         await asyncio.wait_for(task, 5)
     finally:
@@ -493,18 +518,10 @@ async def follow(*pods, gap=0.05, **executor):
     return reports, core.deleted
 
 
-def running(**kw):
-    return pod(
-        "Running",
-        statuses=[{"name": "main", "state": {"running": {"startedAt": "2024-01-01T00:00:00Z"}}}],
-        **kw,
-    )
-
-
 async def test_a_pod_is_followed_from_pending_to_succeeded():
     reports, deleted = await follow(
         pod(statuses=[waiting("main", "ContainerCreating")]),
-        running(),
+        running_pod(),
         pod("Succeeded", statuses=[terminated("main", 0, "Completed")]),
     )
 
@@ -555,7 +572,7 @@ async def test_a_pod_the_node_refused_returns_its_lease():
 
 async def test_an_evicted_pod_fails_the_run():
     reports, _ = await follow(
-        running(),
+        running_pod(),
         pod("Failed", reason="Evicted", message="low on memory", statuses=[terminated("main", 137, "Error")]),
     )
 
@@ -565,7 +582,9 @@ async def test_an_evicted_pod_fails_the_run():
 
 
 async def test_a_pod_on_a_lost_node_fails_the_run_and_is_force_deleted():
-    reports, deleted = await follow(running(), running(reason="NodeLost", message="node-1 is unresponsive"))
+    reports, deleted = await follow(
+        running_pod(), running_pod(reason="NodeLost", message="node-1 is unresponsive")
+    )
 
     assert [r.phase for r in reports] == ["pending", "running", "failed"]
     assert reports[-1].reason == "NodeLost: node-1 is unresponsive"

@@ -1,57 +1,43 @@
-from flotilla.scheduling import EVICTED_LEVEL, Node, NodeDb, QueuedJob, RunningJob, tolerates
-
-GI = 2**30 * 1000
-
-
-def node(name, cpu=8000, memory=32 * GI, **kwargs):
-    return Node("ex", name, "default", {"cpu": cpu, "memory": memory}, **kwargs)
-
-
-def job(job_id="j", cpu=1000, memory=GI, **kwargs):
-    return QueuedJob(job_id, "q", "set", 0, 0.0, {"cpu": cpu, "memory": memory}, **kwargs)
-
-
-def running(node_name, cpu, memory=0, job_id="r"):
-    return RunningJob(job_id, "q", "run-" + job_id, "ex", node_name, {"cpu": cpu, "memory": memory})
-
+from flotilla.scheduling import EVICTED_LEVEL, NodeDb, tolerates
+from tests.harness.builders import GI, job, node, running
 
 NO_SCHEDULE = {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}
 
 
 def test_free_is_allocatable_minus_running_requests():
-    db = NodeDb([node("a")], [running("a", 3000, GI), running("a", 1000, job_id="r2")])
+    db = NodeDb([node("a", 8, 32)], [running(node="a", cpu=3), running("r2", node="a", cpu=1, memory=0)])
     assert db.free("ex/a") == {"cpu": 4000, "memory": 31 * GI}
 
 
 def test_running_job_on_unknown_node_is_ignored():
-    db = NodeDb([node("a")], [running("gone", 3000)])
+    db = NodeDb([node("a", 8)], [running(node="gone", cpu=3, memory=0)])
     assert db.free("ex/a")["cpu"] == 8000
 
 
 def test_best_fit_picks_the_fuller_node():
-    db = NodeDb([node("a"), node("b")], [running("b", 6000)])
-    found, reason = db.find_node(job(cpu=1000))
+    db = NodeDb([node("a", 8), node("b", 8)], [running(node="b", cpu=6, memory=0)])
+    found, reason = db.find_node(job(cpu=1))
     assert (found.name, reason) == ("b", "")
 
 
 def test_best_fit_orders_by_first_configured_resource_first():
     # a has less cpu free, b less memory free: cpu leads the tuple ordering.
-    db = NodeDb([node("a", cpu=2000, memory=64 * GI), node("b", cpu=4000, memory=2 * GI)])
-    assert db.find_node(job(cpu=1000, memory=GI))[0].name == "a"
+    db = NodeDb([node("a", 2, 64), node("b", 4, 2)])
+    assert db.find_node(job(cpu=1, memory=1))[0].name == "a"
     db_memory_first = NodeDb(
-        [node("a", cpu=2000, memory=64 * GI), node("b", cpu=4000, memory=2 * GI)],
+        [node("a", 2, 64), node("b", 4, 2)],
         resources=("memory", "cpu"),
     )
-    assert db_memory_first.find_node(job(cpu=1000, memory=GI))[0].name == "b"
+    assert db_memory_first.find_node(job(cpu=1, memory=1))[0].name == "b"
 
 
 def test_best_fit_skips_fuller_node_lacking_a_second_resource():
-    db = NodeDb([node("a", cpu=2000, memory=GI // 2), node("b", cpu=4000)])
-    assert db.find_node(job(cpu=1000, memory=GI))[0].name == "b"
+    db = NodeDb([node("a", 2, 0.5), node("b", 4)])
+    assert db.find_node(job(cpu=1, memory=1))[0].name == "b"
 
 
 def test_bind_takes_resources_so_the_next_job_does_not_fit():
-    db = NodeDb([node("a", cpu=1000)])
+    db = NodeDb([node("a", 1)])
     found, _ = db.find_node(job("j1"))
     db.bind(found.id, job("j1").requests)
     assert db.free("ex/a")["cpu"] == 0
@@ -59,61 +45,61 @@ def test_bind_takes_resources_so_the_next_job_does_not_fit():
 
 
 def test_insufficient_reason_names_the_short_resource():
-    db = NodeDb([node("a", cpu=8000, memory=GI)])
-    assert db.find_node(job(cpu=1000, memory=2 * GI)) == (None, "insufficient memory")
+    db = NodeDb([node("a", 8, 1)])
+    assert db.find_node(job(cpu=1, memory=2)) == (None, "insufficient memory")
 
 
 def test_insufficient_reason_names_an_unconfigured_resource():
-    db = NodeDb([node("a")])
-    gpu_job = QueuedJob("j", "q", "set", 0, 0.0, {"cpu": 1000, "nvidia.com/gpu": 1000})
+    db = NodeDb([node("a", 8)])
+    gpu_job = job(memory=0, extra={"nvidia.com/gpu": 1})
     assert db.find_node(gpu_job) == (None, "insufficient nvidia.com/gpu")
 
 
 def test_unschedulable_node_is_skipped():
-    db = NodeDb([node("a", cpu=1000, unschedulable=True), node("b")])
+    db = NodeDb([node("a", 1, unschedulable=True), node("b", 8)])
     assert db.find_node(job())[0].name == "b"
     assert "ex/a" not in db
 
 
 def test_only_unschedulable_nodes_means_no_schedulable_nodes():
-    db = NodeDb([node("a", unschedulable=True)])
+    db = NodeDb([node("a", 8, unschedulable=True)])
     assert db.find_node(job()) == (None, "no schedulable nodes")
 
 
 def test_node_selector_picks_matching_node():
-    db = NodeDb([node("a", cpu=2000, labels={"zone": "x"}), node("b", labels={"zone": "y"})])
+    db = NodeDb([node("a", 2, labels={"zone": "x"}), node("b", 8, labels={"zone": "y"})])
     assert db.find_node(job(node_selector={"zone": "y"}))[0].name == "b"
 
 
 def test_node_selector_matching_no_node_is_reported():
-    db = NodeDb([node("a", labels={"zone": "x"})])
+    db = NodeDb([node("a", 8, labels={"zone": "x"})])
     assert db.find_node(job(node_selector={"zone": "z"})) == (None, "no node matches node selector")
 
 
 def test_untolerated_no_schedule_taint_keeps_job_off_the_node():
-    db = NodeDb([node("a", cpu=2000, taints=(NO_SCHEDULE,)), node("b")])
+    db = NodeDb([node("a", 2, taints=(NO_SCHEDULE,)), node("b", 8)])
     assert db.find_node(job())[0].name == "b"
 
 
 def test_taint_not_tolerated_is_reported():
-    db = NodeDb([node("a", taints=(NO_SCHEDULE,))])
+    db = NodeDb([node("a", 8, taints=(NO_SCHEDULE,))])
     assert db.find_node(job()) == (None, "taint not tolerated: dedicated=gpu:NoSchedule")
 
 
 def test_tolerated_taint_admits_the_job():
-    db = NodeDb([node("a", cpu=2000, taints=(NO_SCHEDULE,)), node("b")])
+    db = NodeDb([node("a", 2, taints=(NO_SCHEDULE,)), node("b", 8)])
     toleration = {"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}
     assert db.find_node(job(tolerations=(toleration,)))[0].name == "a"
 
 
 def test_prefer_no_schedule_taint_does_not_block():
     soft = {"key": "dedicated", "value": "gpu", "effect": "PreferNoSchedule"}
-    db = NodeDb([node("a", taints=(soft,))])
+    db = NodeDb([node("a", 8, taints=(soft,))])
     assert db.find_node(job())[0].name == "a"
 
 
 def test_no_execute_taint_blocks_like_no_schedule():
-    db = NodeDb([node("a", taints=({"key": "k", "effect": "NoExecute"},))])
+    db = NodeDb([node("a", 8, taints=({"key": "k", "effect": "NoExecute"},))])
     assert db.find_node(job()) == (None, "taint not tolerated: k:NoExecute")
 
 
@@ -131,32 +117,32 @@ def test_toleration_semantics():
 
 
 def test_unfit_shape_is_searched_once():
-    db = NodeDb([node(f"n{i}", cpu=2000) for i in range(50)])
+    db = NodeDb([node(f"n{i}", 2) for i in range(50)])
     for i in range(10_000):
-        assert db.find_node(job(f"j{i}", cpu=4000)) == (None, "insufficient cpu")
+        assert db.find_node(job(f"j{i}", cpu=4)) == (None, "insufficient cpu")
     assert db.stats.node_searches == 1
     assert db.stats.shape_cache_hits == 9_999
 
 
 def test_unfit_cache_distinguishes_shapes():
-    db = NodeDb([node("a", cpu=2000)])
-    assert db.find_node(job("big", cpu=4000))[0] is None
-    assert db.find_node(job("small", cpu=1000))[0] is not None
-    assert db.find_node(job("big-selector", cpu=4000, node_selector={"x": "y"}))[1] == (
+    db = NodeDb([node("a", 2)])
+    assert db.find_node(job("big", cpu=4))[0] is None
+    assert db.find_node(job("small", cpu=1))[0] is not None
+    assert db.find_node(job("big-selector", cpu=4, node_selector={"x": "y"}))[1] == (
         "no node matches node selector"
     )
     assert db.stats.node_searches == 3
 
 
 def test_unbind_returns_resources_and_forgets_unfit_shapes():
-    db = NodeDb([node("a", cpu=1000)], [running("a", 1000)])
+    db = NodeDb([node("a", 1)], [running(node="a", cpu=1, memory=0)])
     assert db.find_node(job("j1"))[0] is None
     db.unbind("ex/a", {"cpu": 1000, "memory": 0})
     assert db.find_node(job("j2"))[0].name == "a"
 
 
 def test_bind_keeps_index_order_for_later_searches():
-    db = NodeDb([node("a"), node("b")])
+    db = NodeDb([node("a", 8), node("b", 8)])
     assert db.find_node(job("j0"))[0].name == "a"  # equal free: node id breaks the tie
     db.bind("ex/b", {"cpu": 7000})
     assert db.find_node(job("j1"))[0].name == "b"
@@ -174,12 +160,12 @@ def tracked(nodes, runs, priorities=None):
 
 
 def test_required_node_affinity_picks_matching_node():
-    db = NodeDb([node("a", cpu=2000, labels={"zone": "x"}), node("b", labels={"zone": "y"})])
+    db = NodeDb([node("a", 2, labels={"zone": "x"}), node("b", 8, labels={"zone": "y"})])
     assert db.find_node(job(node_affinity=((("zone", "In", ("y",)),),)))[0].name == "b"
 
 
 def test_node_affinity_matching_no_node_is_reported():
-    db = NodeDb([node("a", labels={"zone": "x"})])
+    db = NodeDb([node("a", 8, labels={"zone": "x"})])
     assert db.find_node(job(node_affinity=((("zone", "In", ("z",)),),))) == (
         None,
         "no node matches node affinity",
@@ -187,72 +173,70 @@ def test_node_affinity_matching_no_node_is_reported():
 
 
 def test_restriction_limits_nodes_to_one_label_value():
-    db = NodeDb([node("a", cpu=2000, labels={"rack": "r1"}), node("b", labels={"rack": "r2"})])
+    db = NodeDb([node("a", 2, labels={"rack": "r1"}), node("b", 8, labels={"rack": "r2"})])
     assert db.find_node(job(), restrict=("rack", "r2"))[0].name == "b"
     assert db.label_values("rack") == ["r1", "r2"]
 
 
 def test_rollback_restores_free_resources_and_index_order():
-    db = NodeDb([node("a"), node("b")])
+    db = NodeDb([node("a", 8), node("b", 8)])
     db.begin()
     db.bind("ex/b", {"cpu": 7000})
-    assert db.find_node(job("j", cpu=2000))[0].name == "a"
+    assert db.find_node(job("j", cpu=2))[0].name == "a"
     db.rollback()
     assert db.free("ex/b")["cpu"] == 8000
-    assert db.find_node(job("k", cpu=1000))[0].name == "a"  # equal again: node id breaks the tie
+    assert db.find_node(job("k", cpu=1))[0].name == "a"  # equal again: node id breaks the tie
 
 
 def test_rollback_forgets_shapes_found_unfit_inside_the_transaction():
-    db = NodeDb([node("a", cpu=2000)])
+    db = NodeDb([node("a", 2)])
     db.begin()
     db.bind("ex/a", {"cpu": 2000})
-    assert db.find_node(job("j1", cpu=2000))[0] is None
+    assert db.find_node(job("j1", cpu=2))[0] is None
     db.rollback()
-    assert db.find_node(job("j2", cpu=2000))[0].name == "a"
+    assert db.find_node(job("j2", cpu=2))[0].name == "a"
 
 
 def test_evicted_jobs_keep_their_resources_until_rebound_or_dropped():
-    db = tracked([node("a", cpu=2000)], [running("a", 2000, job_id="r")])
+    db = tracked([node("a", 2)], [running("r", node="a", cpu=2, memory=0)])
     db.evict(["r"])
     assert db.is_evicted("r")
-    assert db.find_node(job("j", cpu=1000))[0] is None
+    assert db.find_node(job("j", cpu=1))[0] is None
     assert db.rebind("r", 0)
     assert not db.is_evicted("r")
 
 
 def test_fair_preemption_takes_the_evicted_job_rescheduled_last():
     db = tracked(
-        [node("a", cpu=1000), node("b", cpu=1000)],
-        [running("a", 1000, job_id="r1"), running("b", 1000, job_id="r2")],
+        [node("a", 1), node("b", 1)],
+        [running("r1", node="a", cpu=1, memory=0), running("r2", node="b", cpu=1, memory=0)],
     )
     db.evict(["r1", "r2"])
     db.set_eviction_order(["r2", "r1"])
-    found, reason, victims = db.place(job("j", cpu=1000), fair=True)
+    found, reason, victims = db.place(job("j", cpu=1), fair=True)
     assert (found.name, reason, victims) == ("a", "", ["r1"])
     assert db.rebind("r2", 0)  # r2 is untouched and goes back
 
 
 def test_rebind_fails_once_an_urgent_job_took_the_room():
-    db = tracked([node("a", cpu=1000)], [running("a", 1000, job_id="r")], {"r": (100, True)})
+    db = tracked([node("a", 1)], [running("r", node="a", cpu=1, memory=0)], {"r": (100, True)})
     db.evict(["r"])
-    found, _, _ = db.place(job("u", cpu=1000), 300, levels=(100,))
+    found, _, _ = db.place(job("u", cpu=1), 300, levels=(100,))
     db.bind(found.id, {"cpu": 1000}, job_id="u", priority=300)
     assert db.oversubscribed == {"ex/a": ["u"]}
     assert not db.rebind("r", 100)
 
 
 def test_urgency_preemption_only_counts_lower_preemptible_jobs():
-    runs = [running("a", 1000, job_id="fixed"), running("b", 1000, job_id="low")]
-    db = tracked(
-        [node("a", cpu=1000), node("b", cpu=1000)], runs, {"fixed": (100, False), "low": (100, True)}
-    )
-    found, _, _ = db.place(job("u", cpu=1000), 300, levels=(100,))
+    runs = [running("fixed", node="a", cpu=1, memory=0), running("low", node="b", cpu=1, memory=0)]
+    db = tracked([node("a", 1), node("b", 1)], runs, {"fixed": (100, False), "low": (100, True)})
+    found, _, _ = db.place(job("u", cpu=1), 300, levels=(100,))
     assert found.name == "b"
 
 
 def test_oversubscribed_victims_are_the_jobs_below_the_oversubscribing_one():
-    runs = [running("a", 1000, job_id="l1"), running("a", 1000, job_id="l2")]
-    db = tracked([node("a", cpu=2000)], runs, {"l1": (100, True), "l2": (100, True)})
+    runs = [running("l1", node="a", cpu=1, memory=0), running("l2", node="a", cpu=1, memory=0)]
+    db = tracked([node("a", 2)], runs, {"l1": (100, True), "l2": (100, True)})
     db.bind("ex/a", {"cpu": 1000}, job_id="u", priority=300, preemptible=True)
     assert sorted(db.oversubscribed_victims("ex/a")) == ["l1", "l2"]
 

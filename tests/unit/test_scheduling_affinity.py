@@ -2,10 +2,10 @@
 
 import pytest
 
-from flotilla.scheduling import Node, Queue, QueuedJob, SchedulingConfig, matches_node_affinity, schedule
+from flotilla.scheduling import Queue, SchedulingConfig, matches_node_affinity, schedule
+from tests.harness.builders import job, node, running
 
-GI = 2**30 * 1000
-NODE = Node("ex", "n1", "default", {"cpu": 4000}, {"zone": "a", "cores": "16"})
+NODE = node("n1", 4, 0, labels={"zone": "a", "cores": "16"})
 
 
 def expr(key, operator, *values):
@@ -61,42 +61,44 @@ def test_affinity_accepts_kubernetes_node_selector_terms():
 def test_affinity_match_fields_on_node_name():
     terms = [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}]
     assert matches_node_affinity(NODE, terms)
-    assert not matches_node_affinity(Node("ex", "n2", "default", {}), terms)
-
-
-def _job(job_id, affinity, cpu=1000):
-    return QueuedJob(job_id, "q", "set", 0, 0.0, {"cpu": cpu, "memory": GI}, node_affinity=affinity)
+    assert not matches_node_affinity(node("n2", 0, 0), terms)
 
 
 def _nodes():
     return [
-        Node("ex", "x", "default", {"cpu": 4000, "memory": 64 * GI}, {"zone": "x"}),
-        Node("ex", "y", "default", {"cpu": 4000, "memory": 64 * GI}, {"zone": "y"}),
+        node("x", 4, labels={"zone": "x"}),
+        node("y", 4, labels={"zone": "y"}),
     ]
 
 
 def test_affinity_steers_the_job_in_a_cycle():
     result = schedule(
-        [_job("j", ((expr("zone", "NotIn", "x"),),))], [], _nodes(), [Queue("q")], SchedulingConfig()
+        [job("j", "q", node_affinity=((expr("zone", "NotIn", "x"),),))],
+        [],
+        _nodes(),
+        [Queue("q")],
+        SchedulingConfig(),
     )
     assert [lease.node for lease in result.leases] == ["y"]
 
 
 def test_affinity_matching_no_node_is_reported():
     result = schedule(
-        [_job("j", ((expr("zone", "In", "z"),),))], [], _nodes(), [Queue("q")], SchedulingConfig()
+        [job("j", "q", node_affinity=((expr("zone", "In", "z"),),))],
+        [],
+        _nodes(),
+        [Queue("q")],
+        SchedulingConfig(),
     )
     assert result.unschedulable == {"j": "no node matches node affinity"}
 
 
 def test_unfit_shape_cache_tells_affinities_apart():
     # Both jobs ask for 4 cpus; x is half full so the first is unfit, the second is not.
-    from flotilla.scheduling import RunningJob
-
-    runs = [RunningJob("r", "other", "r", "ex", "x", {"cpu": 2000})]
+    runs = [running("r", "other", "x", 2, 0, run_id="r")]
     queued = [
-        QueuedJob("to-x", "q", "set", 0, 0.0, {"cpu": 4000}, node_affinity=((expr("zone", "In", "x"),),)),
-        QueuedJob("to-y", "q", "set", 0, 1.0, {"cpu": 4000}, node_affinity=((expr("zone", "In", "y"),),)),
+        job("to-x", "q", 4, 0, node_affinity=((expr("zone", "In", "x"),),)),
+        job("to-y", "q", 4, 0, submitted_at=1.0, node_affinity=((expr("zone", "In", "y"),),)),
     ]
     result = schedule(queued, runs, _nodes(), [Queue("q")], SchedulingConfig())
     assert [lease.job_id for lease in result.leases] == ["to-y"]

@@ -1,33 +1,13 @@
 from collections import Counter
 
-from flotilla.scheduling import (
-    Lease,
-    Node,
-    Queue,
-    QueuedJob,
-    RunningJob,
-    SchedulingConfig,
-    schedule,
-)
+from flotilla.scheduling import Lease, Queue, SchedulingConfig, schedule
+from tests.harness.builders import job, node, running
 
-GI = 2**30 * 1000
 CONFIG = SchedulingConfig()
 
 
-def node(name, cpu=4000, memory=64 * GI, executor="ex", pool="default", **kwargs):
-    return Node(executor, name, pool, {"cpu": cpu, "memory": memory}, **kwargs)
-
-
-def job(job_id, queue="a", cpu=1000, priority=0, submitted_at=0.0, **kwargs):
-    return QueuedJob(job_id, queue, "set", priority, submitted_at, {"cpu": cpu, "memory": GI}, **kwargs)
-
-
-def jobs(queue, n, cpu=1000, **kwargs):
-    return [job(f"{queue}-{i}", queue, cpu, submitted_at=float(i), **kwargs) for i in range(n)]
-
-
-def running(job_id, queue, node_name, cpu=1000, executor="ex"):
-    return RunningJob(job_id, queue, "run-" + job_id, executor, node_name, {"cpu": cpu, "memory": GI})
+def jobs(queue, n, cpu=1, **kwargs):
+    return [job(f"{queue}-{i}", cpu=cpu, queue=queue, submitted_at=float(i), **kwargs) for i in range(n)]
 
 
 def per_queue(result):
@@ -48,7 +28,7 @@ def test_equal_queues_split_one_node_two_each():
 
 def test_priority_factors_one_and_two_split_six_slots_four_to_two():
     result = schedule(
-        jobs("a", 6) + jobs("b", 6), [], [node("n", cpu=6000)], [Queue("a", 1.0), Queue("b", 2.0)], CONFIG
+        jobs("a", 6) + jobs("b", 6), [], [node("n", 6)], [Queue("a", 1.0), Queue("b", 2.0)], CONFIG
     )
     assert per_queue(result) == {"a": 4, "b": 2}
 
@@ -67,7 +47,7 @@ def test_queue_using_its_share_gets_nothing_while_other_queue_waits():
 
 
 def test_running_jobs_occupy_their_nodes():
-    result = schedule(jobs("a", 4), [running("r", "b", "n", cpu=3000)], [node("n")], [Queue("a")], CONFIG)
+    result = schedule(jobs("a", 4), [running("r", "b", "n", 3)], [node("n")], [Queue("a")], CONFIG)
     assert [lease.job_id for lease in result.leases] == ["a-0"]
 
 
@@ -75,7 +55,7 @@ def test_running_job_on_vanished_node_still_counts_towards_its_queue():
     # a holds 2 of 4 cpus on a node that has gone, so b is further below its share.
     result = schedule(
         jobs("a", 4) + jobs("b", 4),
-        [running("ra1", "a", "gone", cpu=2000)],
+        [running("ra1", "a", "gone", 2)],
         [node("n")],
         [Queue("a"), Queue("b")],
         CONFIG,
@@ -85,7 +65,7 @@ def test_running_job_on_vanished_node_still_counts_towards_its_queue():
 
 def test_best_fit_places_job_on_the_fuller_node():
     nodes = [node("empty"), node("busy")]
-    result = schedule([job("j")], [running("r", "a", "busy", cpu=2000)], nodes, [Queue("a")], CONFIG)
+    result = schedule([job("j")], [running("r", "a", "busy", 2)], nodes, [Queue("a")], CONFIG)
     assert result.leases[0].node == "busy"
 
 
@@ -116,7 +96,7 @@ def test_taint_admits_only_tolerating_jobs():
 
 
 def test_unschedulable_node_is_skipped():
-    nodes = [node("cordoned", cpu=1000, unschedulable=True), node("open")]
+    nodes = [node("cordoned", 1, unschedulable=True), node("open")]
     result = schedule([job("j")], [], nodes, [Queue("a")], CONFIG)
     assert result.leases[0].node == "open"
 
@@ -128,7 +108,7 @@ def test_jobs_within_a_queue_go_by_priority_then_submission_then_id():
         job("a-urgent", priority=1, submitted_at=3.0),
         job("early-urgent", priority=1, submitted_at=2.0),
     ]
-    result = schedule(queued, [], [node("n", cpu=3000)], [Queue("a")], CONFIG)
+    result = schedule(queued, [], [node("n", 3)], [Queue("a")], CONFIG)
     assert [lease.job_id for lease in result.leases] == ["early-urgent", "a-urgent", "z-urgent"]
 
 
@@ -152,14 +132,14 @@ def test_job_of_unknown_queue_is_skipped_with_reason():
 
 def test_unfit_job_does_not_block_its_queue():
     result = schedule(
-        [job("huge", cpu=64000, priority=0), job("small", priority=1)], [], [node("n")], [Queue("a")], CONFIG
+        [job("huge", cpu=64, priority=0), job("small", priority=1)], [], [node("n")], [Queue("a")], CONFIG
     )
     assert [lease.job_id for lease in result.leases] == ["small"]
     assert result.unschedulable == {"huge": "insufficient cpu"}
 
 
 def test_identical_unfit_jobs_cost_one_node_search():
-    queued = jobs("a", 20_000, cpu=64000) + jobs("b", 20_000, cpu=64000)
+    queued = jobs("a", 20_000, cpu=64) + jobs("b", 20_000, cpu=64)
     nodes = [node(f"n{i}") for i in range(100)]
     result = schedule(queued, [], nodes, [Queue("a"), Queue("b")], CONFIG)
     assert len(result.unschedulable) == 40_000
@@ -169,7 +149,7 @@ def test_identical_unfit_jobs_cost_one_node_search():
 
 def test_max_jobs_per_cycle_caps_leases():
     result = schedule(
-        jobs("a", 10), [], [node("n", cpu=10000)], [Queue("a")], SchedulingConfig(max_jobs_per_cycle=3)
+        jobs("a", 10), [], [node("n", 10)], [Queue("a")], SchedulingConfig(max_jobs_per_cycle=3)
     )
     assert [lease.job_id for lease in result.leases] == ["a-0", "a-1", "a-2"]
     assert result.unschedulable == {}

@@ -1,12 +1,11 @@
 """Job deadlines (activeDeadlineSeconds)."""
 
-from flotilla.scheduling import RunningJob, expired_runs
+from flotilla.scheduling import expired_runs
+from tests.harness.builders import running
 
 
 def run(job_id, started_at=100.0, deadline=0.0):
-    return RunningJob(
-        job_id, "q", "r", "ex", "n", {}, started_at=started_at, active_deadline_seconds=deadline
-    )
+    return running(job_id, started_at=started_at, active_deadline_seconds=deadline)
 
 
 def test_run_past_its_own_deadline_expires():

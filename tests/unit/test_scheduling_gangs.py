@@ -1,23 +1,17 @@
 """Gang scheduling: all or nothing, completeness, node uniformity."""
 
-from flotilla.scheduling import Node, Queue, QueuedJob, SchedulingConfig, schedule
+from flotilla.scheduling import Queue, SchedulingConfig, schedule
+from tests.harness.builders import job, node
 
-GI = 2**30 * 1000
 CONFIG = SchedulingConfig()
 
 
-def node(name, cpu=4, labels=None):
-    return Node("ex", name, "default", {"cpu": cpu * 1000, "memory": 64 * GI}, labels or {})
-
-
 def member(job_id, gang, cardinality, cpu=1, queue="a", label="", submitted_at=0.0):
-    return QueuedJob(
+    return job(
         job_id,
         queue,
-        "set",
-        0,
-        submitted_at,
-        {"cpu": cpu * 1000, "memory": GI},
+        cpu,
+        submitted_at=submitted_at,
         gang_id=gang,
         gang_cardinality=cardinality,
         gang_node_uniformity_label=label,
@@ -29,7 +23,7 @@ def gang(name, n, cpu=1, label="", submitted_at=0.0, queue="a"):
 
 
 def single(job_id, cpu=1, submitted_at=1.0, queue="a"):
-    return QueuedJob(job_id, queue, "set", 0, submitted_at, {"cpu": cpu * 1000, "memory": GI})
+    return job(job_id, queue, cpu, submitted_at=submitted_at)
 
 
 def test_gang_members_are_leased_together():
@@ -82,25 +76,25 @@ def test_gang_members_disagreeing_on_cardinality_are_unschedulable():
 
 def test_gang_with_uniformity_label_lands_on_nodes_sharing_one_value():
     nodes = [
-        node("r1-a", 1, {"rack": "r1"}),
-        node("r1-b", 1, {"rack": "r1"}),
-        node("r2-a", 1, {"rack": "r2"}),
-        node("r2-b", 1, {"rack": "r2"}),
-        node("r2-c", 1, {"rack": "r2"}),
+        node("r1-a", 1, labels={"rack": "r1"}),
+        node("r1-b", 1, labels={"rack": "r1"}),
+        node("r2-a", 1, labels={"rack": "r2"}),
+        node("r2-b", 1, labels={"rack": "r2"}),
+        node("r2-c", 1, labels={"rack": "r2"}),
     ]
     result = schedule(gang("g", 3, label="rack"), [], nodes, [Queue("a")], CONFIG)
     assert sorted(lease.node for lease in result.leases) == ["r2-a", "r2-b", "r2-c"]
 
 
 def test_gang_with_uniformity_label_does_not_spread_over_values():
-    nodes = [node("r1", 2, {"rack": "r1"}), node("r2", 2, {"rack": "r2"})]
+    nodes = [node("r1", 2, labels={"rack": "r1"}), node("r2", 2, labels={"rack": "r2"})]
     result = schedule(gang("g", 3, label="rack"), [], nodes, [Queue("a")], CONFIG)
     assert result.leases == []
     assert result.unschedulable["g-0"].startswith("gang does not fit on any rack")
 
 
 def test_gang_with_uniformity_label_takes_the_first_value_that_fits():
-    nodes = [node("r1", 4, {"rack": "r1"}), node("r2", 4, {"rack": "r2"})]
+    nodes = [node("r1", 4, labels={"rack": "r1"}), node("r2", 4, labels={"rack": "r2"})]
     result = schedule(gang("g", 2, label="rack"), [], nodes, [Queue("a")], CONFIG)
     assert {lease.node for lease in result.leases} == {"r1"}
 

@@ -2,30 +2,23 @@
 
 from collections import Counter
 
-from flotilla.scheduling import Node, Queue, QueuedJob, RunningJob, SchedulingConfig, schedule
+from flotilla.scheduling import Queue, SchedulingConfig, schedule
+from tests.harness.builders import job, node, running
 
-GI = 2**30 * 1000
 CONFIG = SchedulingConfig()
 
 
-def node(name, pool, cpu=4):
-    return Node("ex", name, pool, {"cpu": cpu * 1000, "memory": 64 * GI})
-
-
 def jobs(queue, n, pools=(), start=0):
-    return [
-        QueuedJob(f"{queue}-{i}", queue, "set", 0, float(i), {"cpu": 1000, "memory": GI}, pools=pools)
-        for i in range(start, start + n)
-    ]
+    return [job(f"{queue}-{i}", queue, submitted_at=float(i), pools=pools) for i in range(start, start + n)]
 
 
 def test_each_pool_has_its_own_fair_share():
     # a fills the cpu pool; that does not count against it in the gpu pool.
-    runs = [RunningJob(f"r{i}", "a", "r", "ex", "c1", {"cpu": 1000}) for i in range(4)]
+    runs = [running(f"r{i}", "a", "c1", memory=0, run_id="r") for i in range(4)]
     result = schedule(
         jobs("a", 4, pools=("gpu",)) + jobs("b", 4, pools=("gpu",)),
         runs,
-        [node("c1", "cpu"), node("g1", "gpu")],
+        [node("c1", pool="cpu"), node("g1", pool="gpu")],
         [Queue("a"), Queue("b")],
         CONFIG,
     )
@@ -36,23 +29,29 @@ def test_each_pool_has_its_own_fair_share():
 
 def test_job_restricted_to_a_pool_only_goes_there():
     result = schedule(
-        jobs("a", 1, pools=("gpu",)), [], [node("c1", "cpu"), node("g1", "gpu", cpu=1)], [Queue("a")], CONFIG
+        jobs("a", 1, pools=("gpu",)),
+        [],
+        [node("c1", pool="cpu"), node("g1", pool="gpu", cpu=1)],
+        [Queue("a")],
+        CONFIG,
     )
     assert [(lease.node, lease.pool) for lease in result.leases] == [("g1", "gpu")]
 
 
 def test_job_restricted_to_an_unknown_pool_is_unschedulable():
-    result = schedule(jobs("a", 1, pools=("tpu",)), [], [node("c1", "cpu")], [Queue("a")], CONFIG)
+    result = schedule(jobs("a", 1, pools=("tpu",)), [], [node("c1", pool="cpu")], [Queue("a")], CONFIG)
     assert result.unschedulable == {"a-0": "no nodes in pools tpu"}
 
 
 def test_job_leased_in_one_pool_is_not_leased_again_in_the_next():
-    result = schedule(jobs("a", 6), [], [node("p1", "one"), node("p2", "two")], [Queue("a")], CONFIG)
+    result = schedule(
+        jobs("a", 6), [], [node("p1", pool="one"), node("p2", pool="two")], [Queue("a")], CONFIG
+    )
     assert sorted(lease.job_id for lease in result.leases) == [f"a-{i}" for i in range(6)]
     assert Counter(lease.pool for lease in result.leases) == {"one": 4, "two": 2}
 
 
 def test_job_unschedulable_in_every_pool_reports_each_pools_reason():
-    big = QueuedJob("big", "a", "set", 0, 0.0, {"cpu": 64000})
-    result = schedule([big], [], [node("p1", "one"), node("p2", "two")], [Queue("a")], CONFIG)
+    big = job("big", cpu=64, memory=0)
+    result = schedule([big], [], [node("p1", pool="one"), node("p2", pool="two")], [Queue("a")], CONFIG)
     assert result.unschedulable == {"big": "pool one: insufficient cpu; pool two: insufficient cpu"}

@@ -2,17 +2,9 @@
 
 import random
 
-from flotilla.scheduling import (
-    Node,
-    PriorityClass,
-    Queue,
-    QueuedJob,
-    RunningJob,
-    SchedulingConfig,
-    schedule,
-)
+from flotilla.scheduling import PriorityClass, Queue, RunningJob, SchedulingConfig, schedule
+from tests.harness.builders import job, node, running
 
-GI = 2**30 * 1000
 LOW = PriorityClass("low", 100, preemptible=True)
 HIGH = PriorityClass("high", 200, preemptible=True)
 URGENT = PriorityClass("urgent", 300, preemptible=False)
@@ -24,32 +16,10 @@ def config(**kwargs):
     return SchedulingConfig(priority_classes=CLASSES, default_priority_class="low", **kwargs)
 
 
-def node(name, cpu=32, executor="ex"):
-    return Node(executor, name, "default", {"cpu": cpu * 1000, "memory": 256 * GI})
-
-
-def job(job_id, queue="a", cpu=1, pc="low", submitted_at=0.0):
-    return QueuedJob(
-        job_id, queue, "set", 0, submitted_at, {"cpu": cpu * 1000, "memory": GI}, priority_class=pc
-    )
-
-
 def jobs(queue, n, cpu=1, pc="low", prefix=None):
-    return [job(f"{prefix or queue}-{i}", queue, cpu, pc, float(i)) for i in range(n)]
-
-
-def running(job_id, queue, node_name, cpu=1, pc="low", submitted_at=0.0, gang_id=""):
-    return RunningJob(
-        job_id,
-        queue,
-        "run-" + job_id,
-        "ex",
-        node_name,
-        {"cpu": cpu * 1000, "memory": GI},
-        priority_class=pc,
-        submitted_at=submitted_at,
-        gang_id=gang_id,
-    )
+    return [
+        job(f"{prefix or queue}-{i}", queue, cpu, priority_class=pc, submitted_at=float(i)) for i in range(n)
+    ]
 
 
 def advance(result, queued, runs):
@@ -85,7 +55,11 @@ def leased(result):
 
 def test_urgent_job_preempts_a_lower_priority_preemptible_job_when_it_does_not_fit():
     result = schedule(
-        [job("u", pc="urgent")], [running("r", "a", "n", cpu=1)], [node("n", cpu=1)], [Queue("a")], config()
+        [job("u", priority_class="urgent")],
+        [running("r", "a", "n", 1, priority_class="low")],
+        [node("n", 1)],
+        [Queue("a")],
+        config(),
     )
     assert leased(result) == ["u"]
     assert result.preemptions == ["r"]
@@ -94,7 +68,11 @@ def test_urgent_job_preempts_a_lower_priority_preemptible_job_when_it_does_not_f
 
 def test_lower_priority_job_never_preempts_a_higher_priority_job():
     result = schedule(
-        [job("l", pc="low")], [running("h", "a", "n", pc="high")], [node("n", cpu=1)], [Queue("a")], config()
+        [job("l", priority_class="low")],
+        [running("h", "a", "n", priority_class="high")],
+        [node("n", 1)],
+        [Queue("a")],
+        config(),
     )
     assert result.leases == [] and result.preemptions == []
     assert result.unschedulable == {"l": "insufficient cpu"}
@@ -102,9 +80,9 @@ def test_lower_priority_job_never_preempts_a_higher_priority_job():
 
 def test_equal_priority_jobs_do_not_preempt_each_other_by_urgency():
     result = schedule(
-        [job("h2", pc="high")],
-        [running("h1", "a", "n", pc="high")],
-        [node("n", cpu=1)],
+        [job("h2", priority_class="high")],
+        [running("h1", "a", "n", priority_class="high")],
+        [node("n", 1)],
         [Queue("a")],
         config(),
     )
@@ -113,9 +91,9 @@ def test_equal_priority_jobs_do_not_preempt_each_other_by_urgency():
 
 def test_non_preemptible_job_is_never_preempted_by_urgency():
     result = schedule(
-        [job("u", pc="urgent")],
-        [running("f", "a", "n", pc="fixed")],
-        [node("n", cpu=1)],
+        [job("u", priority_class="urgent")],
+        [running("f", "a", "n", priority_class="fixed")],
+        [node("n", 1)],
         [Queue("a")],
         config(),
     )
@@ -125,9 +103,9 @@ def test_non_preemptible_job_is_never_preempted_by_urgency():
 
 def test_urgent_job_takes_a_free_node_rather_than_preempting():
     result = schedule(
-        [job("u", pc="urgent")],
-        [running("r", "a", "busy")],
-        [node("busy", cpu=1), node("free", cpu=1)],
+        [job("u", priority_class="urgent")],
+        [running("r", "a", "busy", priority_class="low")],
+        [node("busy", 1), node("free", 1)],
         [Queue("a")],
         config(),
     )
@@ -137,9 +115,12 @@ def test_urgent_job_takes_a_free_node_rather_than_preempting():
 
 def test_urgency_preemption_preempts_the_lowest_priority_it_can():
     result = schedule(
-        [job("u", pc="urgent")],
-        [running("h", "a", "n-high", pc="high"), running("l", "a", "n-low", pc="low")],
-        [node("n-high", cpu=1), node("n-low", cpu=1)],
+        [job("u", priority_class="urgent")],
+        [
+            running("h", "a", "n-high", priority_class="high"),
+            running("l", "a", "n-low", priority_class="low"),
+        ],
+        [node("n-high", 1), node("n-low", 1)],
         [Queue("a")],
         config(),
     )
@@ -148,8 +129,8 @@ def test_urgency_preemption_preempts_the_lowest_priority_it_can():
 
 
 def test_urgency_preemption_preempts_only_what_the_urgent_job_needs():
-    runs = [running(f"r{i}", "a", "n", submitted_at=float(i)) for i in range(4)]
-    result = schedule([job("u", pc="urgent")], runs, [node("n", cpu=4)], [Queue("a")], config())
+    runs = [running(f"r{i}", "a", "n", priority_class="low", submitted_at=float(i)) for i in range(4)]
+    result = schedule([job("u", priority_class="urgent")], runs, [node("n", 4)], [Queue("a")], config())
     assert leased(result) == ["u"]
     assert result.preemptions == ["r3"]  # the last in queue order; r0..r2 go back on the node
 
@@ -158,8 +139,8 @@ def test_urgency_preemption_preempts_only_what_the_urgent_job_needs():
 
 
 def test_new_queue_takes_half_of_a_full_node_by_preempting_the_latest_jobs_of_the_other():
-    runs = [running(f"a-{i}", "a", "n", submitted_at=float(i)) for i in range(32)]
-    result = schedule(jobs("b", 32), runs, [node("n")], [Queue("a"), Queue("b")], config())
+    runs = [running(f"a-{i}", "a", "n", priority_class="low", submitted_at=float(i)) for i in range(32)]
+    result = schedule(jobs("b", 32), runs, [node("n", 32)], [Queue("a"), Queue("b")], config())
     assert leased(result) == sorted(f"b-{i}" for i in range(16))
     assert sorted(result.preemptions) == sorted(f"a-{i}" for i in range(16, 32))
     assert result.preemption_reasons["a-31"].startswith("preempted to fair share by b-")
@@ -167,18 +148,18 @@ def test_new_queue_takes_half_of_a_full_node_by_preempting_the_latest_jobs_of_th
 
 def test_weighted_queues_rebalance_to_their_weights():
     # a has priority factor 2 (weight 1/2), b factor 1: b is entitled to 2/3 of the node.
-    runs = [running(f"a-{i}", "a", "n", submitted_at=float(i)) for i in range(32)]
-    result = schedule(jobs("b", 32), runs, [node("n")], [Queue("a", 2.0), Queue("b", 1.0)], config())
+    runs = [running(f"a-{i}", "a", "n", priority_class="low", submitted_at=float(i)) for i in range(32)]
+    result = schedule(jobs("b", 32), runs, [node("n", 32)], [Queue("a", 2.0), Queue("b", 1.0)], config())
     assert len(result.leases) == 21
     assert sorted(result.preemptions) == sorted(f"a-{i}" for i in range(11, 32))
 
 
 def test_queue_within_its_protected_fraction_of_fair_share_keeps_its_jobs():
-    runs = [running(f"a-{i}", "a", "n", submitted_at=float(i)) for i in range(32)]
+    runs = [running(f"a-{i}", "a", "n", priority_class="low", submitted_at=float(i)) for i in range(32)]
     result = schedule(
         jobs("b", 32),
         runs,
-        [node("n")],
+        [node("n", 32)],
         [Queue("a"), Queue("b")],
         config(protected_fraction_of_fair_share=2.0),
     )
@@ -187,8 +168,8 @@ def test_queue_within_its_protected_fraction_of_fair_share_keeps_its_jobs():
 
 
 def test_fair_share_preemption_never_preempts_a_more_urgent_job():
-    runs = [running(f"a-{i}", "a", "n", pc="high", submitted_at=float(i)) for i in range(32)]
-    result = schedule(jobs("b", 32, pc="low"), runs, [node("n")], [Queue("a"), Queue("b")], config())
+    runs = [running(f"a-{i}", "a", "n", priority_class="high", submitted_at=float(i)) for i in range(32)]
+    result = schedule(jobs("b", 32, pc="low"), runs, [node("n", 32)], [Queue("a"), Queue("b")], config())
     assert result.leases == [] and result.preemptions == []
     assert result.stats.jobs_evicted == 32  # evicted, but only a job as urgent could take their place
 
@@ -199,11 +180,14 @@ def test_urgency_preemption_never_takes_the_place_of_an_evicted_more_urgent_job(
     # not a's evicted top job.
     top = PriorityClass("top", 400, preemptible=True)
     cfg = SchedulingConfig(priority_classes={**CLASSES, "top": top}, default_priority_class="low")
-    runs = [running("a-top", "a", "n1", pc="top"), running("b-low", "b", "n2", pc="low")]
+    runs = [
+        running("a-top", "a", "n1", priority_class="top"),
+        running("b-low", "b", "n2", priority_class="low"),
+    ]
     result = schedule(
-        [job("b-high", "b", pc="high")],
+        [job("b-high", "b", priority_class="high")],
         runs,
-        [node("n1", cpu=1), node("n2", cpu=1)],
+        [node("n1", 1), node("n2", 1)],
         [Queue("a", 1.0), Queue("b", 0.25)],
         cfg,
     )
@@ -212,14 +196,14 @@ def test_urgency_preemption_never_takes_the_place_of_an_evicted_more_urgent_job(
 
 
 def test_non_preemptible_jobs_are_not_preempted_to_fair_share():
-    runs = [running(f"a-{i}", "a", "n", pc="fixed") for i in range(32)]
-    result = schedule(jobs("b", 32), runs, [node("n")], [Queue("a"), Queue("b")], config())
+    runs = [running(f"a-{i}", "a", "n", priority_class="fixed") for i in range(32)]
+    result = schedule(jobs("b", 32), runs, [node("n", 32)], [Queue("a"), Queue("b")], config())
     assert result.leases == [] and result.preemptions == []
 
 
 def test_jobs_of_an_unknown_queue_are_not_preempted():
-    runs = [running(f"x-{i}", "gone", "n") for i in range(8)]
-    result = schedule(jobs("a", 32), runs, [node("n")], [Queue("a")], config())
+    runs = [running(f"x-{i}", "gone", "n", priority_class="low") for i in range(8)]
+    result = schedule(jobs("a", 32), runs, [node("n", 32)], [Queue("a")], config())
     assert len(result.leases) == 24
     assert result.preemptions == []
 
@@ -227,8 +211,8 @@ def test_jobs_of_an_unknown_queue_are_not_preempted():
 def test_queue_within_its_demand_adjusted_share_is_not_evicted():
     # b wants only 4 of 32 cpus, so a's adjusted share is 28/32 and a at 28 is not evicted
     # (compared with the plain fair share of 1/2 it would be).
-    runs = [running(f"a-{i}", "a", "n", submitted_at=float(i)) for i in range(28)]
-    result = schedule(jobs("b", 4), runs, [node("n")], [Queue("a"), Queue("b")], config())
+    runs = [running(f"a-{i}", "a", "n", priority_class="low", submitted_at=float(i)) for i in range(28)]
+    result = schedule(jobs("b", 4), runs, [node("n", 32)], [Queue("a"), Queue("b")], config())
     assert len(result.leases) == 4
     assert result.stats.jobs_evicted == 0
     assert result.stats.adjusted_fair_shares == {"a": 28 / 32, "b": 4 / 32}
@@ -236,11 +220,10 @@ def test_queue_within_its_demand_adjusted_share_is_not_evicted():
 
 def test_evicted_job_that_refits_on_its_node_is_not_preempted():
     # a is above its share and evicted, but b's jobs can only use the other node.
-    runs = [running(f"a-{i}", "a", "n1", submitted_at=float(i)) for i in range(6)]
-    nodes = [node("n1", cpu=6), Node("ex", "n2", "default", {"cpu": 4000, "memory": 256 * GI}, {"zone": "z"})]
+    runs = [running(f"a-{i}", "a", "n1", priority_class="low", submitted_at=float(i)) for i in range(6)]
+    nodes = [node("n1", 6), node("n2", 4, 256, labels={"zone": "z"})]
     b_jobs = [
-        QueuedJob(f"b-{i}", "b", "set", 0, 0.0, {"cpu": 1000}, {"zone": "z"}, priority_class="low")
-        for i in range(8)
+        job(f"b-{i}", "b", memory=0, node_selector={"zone": "z"}, priority_class="low") for i in range(8)
     ]
     result = schedule(b_jobs, runs, nodes, [Queue("a"), Queue("b")], config())
     assert result.stats.jobs_evicted == 6
@@ -251,13 +234,16 @@ def test_evicted_job_that_refits_on_its_node_is_not_preempted():
 def test_preemption_that_does_not_improve_fairness_is_avoided():
     # b's one job would need the whole node: taking it would leave a further below its share
     # than b is now.
-    runs = [running(f"a-{i}", "a", "n", submitted_at=float(i)) for i in range(32)]
+    runs = [running(f"a-{i}", "a", "n", priority_class="low", submitted_at=float(i)) for i in range(32)]
     for names in (("a", "b"), ("b", "a")):
         big = names[1]
         result = schedule(
-            [job("big", big, cpu=32)],
-            [running(r.job_id, names[0], "n", submitted_at=r.submitted_at) for r in runs],
-            [node("n")],
+            [job("big", big, 32, priority_class="low")],
+            [
+                running(r.job_id, names[0], "n", priority_class="low", submitted_at=r.submitted_at)
+                for r in runs
+            ],
+            [node("n", 32)],
             [Queue("a"), Queue("b")],
             config(),
         )
@@ -265,18 +251,31 @@ def test_preemption_that_does_not_improve_fairness_is_avoided():
 
 
 def test_preemption_to_fair_share_frees_a_whole_node_for_a_big_job():
-    runs = [running(f"a-{i}", "a", f"n{i // 32}", submitted_at=float(i)) for i in range(64)]
+    runs = [
+        running(f"a-{i}", "a", f"n{i // 32}", priority_class="low", submitted_at=float(i)) for i in range(64)
+    ]
     result = schedule(
-        [job("big", "b", cpu=32)], runs, [node("n0"), node("n1")], [Queue("a"), Queue("b")], config()
+        [job("big", "b", 32, priority_class="low")],
+        runs,
+        [node("n0", 32), node("n1", 32)],
+        [Queue("a"), Queue("b")],
+        config(),
     )
     assert [(lease.job_id, lease.node) for lease in result.leases] == [("big", "n1")]
     assert sorted(result.preemptions) == sorted(f"a-{i}" for i in range(32, 64))
 
 
 def test_preempting_one_member_of_a_running_gang_preempts_the_whole_gang():
-    runs = [running("g-0", "a", "n1", gang_id="g"), running("g-1", "a", "n2", gang_id="g")]
+    runs = [
+        running("g-0", "a", "n1", priority_class="low", gang_id="g"),
+        running("g-1", "a", "n2", priority_class="low", gang_id="g"),
+    ]
     result = schedule(
-        [job("b-0", "b")], runs, [node("n1", cpu=1), node("n2", cpu=1)], [Queue("a"), Queue("b")], config()
+        [job("b-0", "b", priority_class="low")],
+        runs,
+        [node("n1", 1), node("n2", 1)],
+        [Queue("a"), Queue("b")],
+        config(),
     )
     assert leased(result) == ["b-0"]
     assert sorted(result.preemptions) == ["g-0", "g-1"]
@@ -284,9 +283,14 @@ def test_preempting_one_member_of_a_running_gang_preempts_the_whole_gang():
 
 def test_running_gang_with_a_member_that_cannot_be_evicted_is_not_evicted():
     # g-1 runs on a cordoned node, so the gang could not be rescheduled whole: leave it be.
-    runs = [running("g-0", "a", "n1", gang_id="g"), running("g-1", "a", "n2", gang_id="g")]
-    nodes = [node("n1", cpu=1), Node("ex", "n2", "default", {"cpu": 1000, "memory": GI}, unschedulable=True)]
-    result = schedule([job("b-0", "b")], runs, nodes, [Queue("a"), Queue("b")], config())
+    runs = [
+        running("g-0", "a", "n1", priority_class="low", gang_id="g"),
+        running("g-1", "a", "n2", priority_class="low", gang_id="g"),
+    ]
+    nodes = [node("n1", 1), node("n2", 1, 1, unschedulable=True)]
+    result = schedule(
+        [job("b-0", "b", priority_class="low")], runs, nodes, [Queue("a"), Queue("b")], config()
+    )
     assert result.preemptions == [] and result.leases == []
     assert result.stats.jobs_evicted == 0
 
@@ -296,12 +300,15 @@ def test_running_gang_with_a_member_that_cannot_be_evicted_is_not_evicted():
 
 def test_rerunning_the_cycle_on_its_own_output_preempts_nothing_more():
     queued = jobs("b", 32)
-    runs = [running(f"a-{i}", "a", "n", submitted_at=float(i)) for i in range(32)]
-    first = schedule(queued, runs, [node("n")], [Queue("a"), Queue("b")], config())
+    runs = [running(f"a-{i}", "a", "n", priority_class="low", submitted_at=float(i)) for i in range(32)]
+    first = schedule(queued, runs, [node("n", 32)], [Queue("a"), Queue("b")], config())
     assert len(first.preemptions) == 16
     queued, runs = advance(first, queued, runs)
-    resubmitted = [job(f"{j}-again", "a", submitted_at=100.0 + i) for i, j in enumerate(first.preemptions)]
-    second = schedule(queued + resubmitted, runs, [node("n")], [Queue("a"), Queue("b")], config())
+    resubmitted = [
+        job(f"{j}-again", "a", priority_class="low", submitted_at=100.0 + i)
+        for i, j in enumerate(first.preemptions)
+    ]
+    second = schedule(queued + resubmitted, runs, [node("n", 32)], [Queue("a"), Queue("b")], config())
     assert second.preemptions == [] and second.leases == []
 
 
@@ -309,16 +316,19 @@ def test_cycle_settles_what_its_own_preemptions_make_possible():
     # u needs r-high's room; only once r-high is gone does h (above r-low) fit, which a later
     # cycle would otherwise do by preempting r-low.
     runs = [
-        running("r-high", "a", "n", cpu=2, pc="high"),
-        running("r-low", "a", "n", cpu=1, pc="low"),
-        running("r-fixed", "a", "n", cpu=1, pc="fixed"),
+        running("r-high", "a", "n", 2, priority_class="high"),
+        running("r-low", "a", "n", 1, priority_class="low"),
+        running("r-fixed", "a", "n", 1, priority_class="fixed"),
     ]
-    queued = [job("u", cpu=2, pc="urgent"), job("h", cpu=1, pc="high", submitted_at=1.0)]
-    result = schedule(queued, runs, [node("n", cpu=4)], [Queue("a")], config())
+    queued = [
+        job("u", "a", 2, priority_class="urgent"),
+        job("h", "a", 1, priority_class="high", submitted_at=1.0),
+    ]
+    result = schedule(queued, runs, [node("n", 4)], [Queue("a")], config())
     assert leased(result) == ["h", "u"]
     assert sorted(result.preemptions) == ["r-high", "r-low"]
     queued, runs = advance(result, queued, runs)
-    again = schedule(queued, runs, [node("n", cpu=4)], [Queue("a")], config())
+    again = schedule(queued, runs, [node("n", 4)], [Queue("a")], config())
     assert again.preemptions == [] and again.leases == []
 
 
@@ -327,17 +337,24 @@ def test_cycle_settles_a_queue_its_own_leases_took_above_its_share():
     # then a's new jobs (which only fit on y) take it above its share: the next cycle would
     # evict a and give a-0's room to b.
     zone = [
-        Node("ex", "x", "default", {"cpu": 2000, "memory": 256 * GI}, {"zone": "x"}),
-        Node("ex", "y", "default", {"cpu": 2000, "memory": 256 * GI}, {"zone": "y"}),
+        node("x", 2, 256, labels={"zone": "x"}),
+        node("y", 2, 256, labels={"zone": "y"}),
     ]
 
     def on(zone_name, job_id, queue, cpu, t):
-        return QueuedJob(
-            job_id, queue, "s", 0, t, {"cpu": cpu * 1000}, {"zone": zone_name}, priority_class="low"
+        return job(
+            job_id,
+            queue,
+            cpu,
+            memory=0,
+            job_set="s",
+            submitted_at=t,
+            node_selector={"zone": zone_name},
+            priority_class="low",
         )
 
     queues = [Queue("a", 3.0), Queue("b", 1.0)]
-    runs = [running("a-0", "a", "x")]
+    runs = [running("a-0", "a", "x", priority_class="low")]
     queued = [on("y", "a-1", "a", 1, 1.0), on("y", "a-2", "a", 1, 2.0), on("x", "b-0", "b", 2, 0.0)]
     result = schedule(queued, runs, zone, queues, config())
     assert leased(result) == ["a-1", "a-2", "b-0"]
@@ -352,22 +369,22 @@ def test_cycle_settles_when_an_urgent_job_displaces_a_lease_of_a_fairer_queue():
     # by urgency rather than preempting on the full n1: a ends above its share while b waits
     # again, which the next cycle would settle by preempting a's r8 for q3.
     runs = [
-        running("r1", "b", "n0", cpu=1, pc="fixed"),
-        running("r2", "b", "n1", cpu=3, pc="fixed"),
-        running("r3", "a", "n1", cpu=1, pc="high"),
-        running("r4", "a", "n1", cpu=1, pc="high"),
-        running("r5", "b", "n1", cpu=3, pc="low"),
-        running("r6", "a", "n1", cpu=1, pc="high"),
-        running("r7", "a", "n1", cpu=3, pc="urgent"),
-        running("r8", "a", "n1", cpu=4, pc="low"),
+        running("r1", "b", "n0", 1, priority_class="fixed"),
+        running("r2", "b", "n1", 3, priority_class="fixed"),
+        running("r3", "a", "n1", 1, priority_class="high"),
+        running("r4", "a", "n1", 1, priority_class="high"),
+        running("r5", "b", "n1", 3, priority_class="low"),
+        running("r6", "a", "n1", 1, priority_class="high"),
+        running("r7", "a", "n1", 3, priority_class="urgent"),
+        running("r8", "a", "n1", 4, priority_class="low"),
     ]
     queued = [
-        job("q0", "a", cpu=2, pc="urgent", submitted_at=100.0),
-        job("q1", "b", cpu=1, pc="urgent", submitted_at=101.0),
-        job("q2", "a", cpu=3, pc="high", submitted_at=102.0),
-        job("q3", "b", cpu=3, pc="low", submitted_at=103.0),
+        job("q0", "a", 2, priority_class="urgent", submitted_at=100.0),
+        job("q1", "b", 1, priority_class="urgent", submitted_at=101.0),
+        job("q2", "a", 3, priority_class="high", submitted_at=102.0),
+        job("q3", "b", 3, priority_class="low", submitted_at=103.0),
     ]
-    nodes, queues = [node("n0", cpu=8), node("n1", cpu=16)], [Queue("a"), Queue("b")]
+    nodes, queues = [node("n0", 8), node("n1", 16)], [Queue("a"), Queue("b")]
     result = schedule(queued, runs, nodes, queues, config())
     assert leased(result) == ["q0", "q1", "q2", "q3"]
     assert result.preemptions == ["r8"]
@@ -380,7 +397,7 @@ def random_world(seed: int):
     """Up to four nodes partly filled with running jobs of every class, two or three queues,
     up to thirty queued jobs: small worlds where preemption and displacement interact."""
     r = random.Random(seed)
-    nodes = [node(f"n{i}", cpu=r.choice([4, 8, 16])) for i in range(r.randint(1, 4))]
+    nodes = [node(f"n{i}", r.choice([4, 8, 16])) for i in range(r.randint(1, 4))]
     queues = [Queue(q, r.choice([1.0, 2.0])) for q in "abc"[: r.randint(2, 3)]]
     runs = []
     for n in nodes:
@@ -390,10 +407,23 @@ def random_world(seed: int):
             free -= cpu
             run_id = f"r{len(runs)}"
             runs.append(
-                running(run_id, r.choice(queues).name, n.name, cpu, r.choice(list(CLASSES)), len(runs))
+                running(
+                    run_id,
+                    r.choice(queues).name,
+                    n.name,
+                    cpu,
+                    priority_class=r.choice(list(CLASSES)),
+                    submitted_at=len(runs),
+                )
             )
     queued = [
-        job(f"q{i}", r.choice(queues).name, r.randint(1, 4), r.choice(list(CLASSES)), 100.0 + i)
+        job(
+            f"q{i}",
+            r.choice(queues).name,
+            r.randint(1, 4),
+            priority_class=r.choice(list(CLASSES)),
+            submitted_at=100.0 + i,
+        )
         for i in range(r.randint(1, 30))
     ]
     return queued, runs, nodes, queues
@@ -411,17 +441,17 @@ def test_random_worlds_rerun_on_their_own_output_preempt_nothing_more():
 
 
 def test_resubmitted_urgency_preempted_job_causes_no_preemption():
-    nodes, queues = [node("n")], [Queue("A"), Queue("B")]
+    nodes, queues = [node("n", 32)], [Queue("A"), Queue("B")]
     queued = jobs("A", 33, pc="high")
     first = schedule(queued, [], nodes, queues, config())
     assert len(first.leases) == 32
     queued, runs = advance(first, queued, [])
-    queued += [job("B-0", "B", pc="urgent")]
+    queued += [job("B-0", "B", priority_class="urgent")]
     second = schedule(queued, runs, nodes, queues, config())
     assert leased(second) == ["B-0"]
     assert second.preemptions == ["A-31"]
     queued, runs = advance(second, queued, runs)
-    queued += [job("A-31-again", "A", pc="high", submitted_at=100.0)]
+    queued += [job("A-31-again", "A", priority_class="high", submitted_at=100.0)]
     third = schedule(queued, runs, nodes, queues, config())
     assert third.preemptions == [] and third.leases == []
     queued, runs = advance(third, queued, runs)
@@ -430,7 +460,7 @@ def test_resubmitted_urgency_preempted_job_causes_no_preemption():
 
 
 def test_three_queues_converge_to_equal_shares_and_stay_there():
-    nodes, queues = [node("n")], [Queue("A"), Queue("B"), Queue("C")]
+    nodes, queues = [node("n", 32)], [Queue("A"), Queue("B"), Queue("C")]
     runs: list[RunningJob] = []
     rounds = [
         (jobs("A", 32), 32, set()),
@@ -438,9 +468,9 @@ def test_three_queues_converge_to_equal_shares_and_stay_there():
         (jobs("C", 10), 10, {f"A-{i}" for i in range(11, 16)} | {f"B-{i}" for i in range(11, 16)}),
         (
             [
-                job("A-x", "A", submitted_at=99.0),
-                job("B-x", "B", submitted_at=99.0),
-                job("C-x", "C", submitted_at=99.0),
+                job("A-x", "A", priority_class="low", submitted_at=99.0),
+                job("B-x", "B", priority_class="low", submitted_at=99.0),
+                job("C-x", "C", priority_class="low", submitted_at=99.0),
             ],
             0,
             set(),
@@ -457,10 +487,13 @@ def test_three_queues_converge_to_equal_shares_and_stay_there():
 
 
 def test_three_queues_in_reverse_name_order_reach_a_steady_state_too():
-    nodes, queues = [node("n")], [Queue("z"), Queue("y"), Queue("x")]
-    runs = [running(f"z-{i}", "z", "n", submitted_at=float(i)) for i in range(11)]
-    runs += [running(f"y-{i}", "y", "n", submitted_at=float(i)) for i in range(11)]
-    runs += [running(f"x-{i}", "x", "n", submitted_at=float(i)) for i in range(10)]
-    queued = [job("x-new", "x", submitted_at=50.0), job("y-new", "y", submitted_at=50.0)]
+    nodes, queues = [node("n", 32)], [Queue("z"), Queue("y"), Queue("x")]
+    runs = [running(f"z-{i}", "z", "n", priority_class="low", submitted_at=float(i)) for i in range(11)]
+    runs += [running(f"y-{i}", "y", "n", priority_class="low", submitted_at=float(i)) for i in range(11)]
+    runs += [running(f"x-{i}", "x", "n", priority_class="low", submitted_at=float(i)) for i in range(10)]
+    queued = [
+        job("x-new", "x", priority_class="low", submitted_at=50.0),
+        job("y-new", "y", priority_class="low", submitted_at=50.0),
+    ]
     result = schedule(queued, runs, nodes, queues, config(protected_fraction_of_fair_share=0.0))
     assert result.preemptions == [] and result.leases == []

@@ -1,18 +1,11 @@
-"""The Kubernetes cluster the Kubernetes executor's integration tests run against, and the
-jobs, backends and executors they use on it; the ``kube`` and ``priority_classes`` fixtures
-that provide the cluster are in ``conftest.py``.
-
-The cluster is the one ``$KUBECONFIG`` names when it is set; otherwise the suite starts one
-with ``tests.harness.kube.KubeTestCluster`` (etcd, kube-apiserver and kwok, installed by
-``scripts/install-kube``), whose fake nodes take pods through their phases. The tests skip,
-with the reason, when neither is available, and fail instead when ``CI=true``.
+"""The jobs, backends and executors the Kubernetes executor's integration tests run on the
+test cluster (``tests.harness.kube_cluster``, the ``kube`` fixture in ``conftest.py``).
 
 Every job is written to behave the same on both kinds of cluster: on a real one a busybox
 container sleeps and exits with the code the test wants; on a kwok cluster the pod's
 annotations (``tests.harness.kwok_stages.exit_annotations``, which the harness's kwok
-stages act on) make the fake node do the same, so a kwok cluster given by ``$KUBECONFIG``
-must run those stages (``tests.harness.kwok_stages.kwok_stages()``). Each test uses an
-executor id of its own, so the backends of different tests never see each other's pods.
+stages act on) make the fake node do the same. Each test uses an executor id of its own, so
+the backends of different tests never see each other's pods.
 
 Evictions go through the API server's Eviction API, as on any cluster. On kwok an image pull
 failure and a lost node are the statuses a kubelet and the node controller would write, set
@@ -28,100 +21,23 @@ import copy
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 
 from flotilla.executor import kube_pods
 from flotilla.executor import kubernetes_backend as kb
 from flotilla.executor.backend import RunReport
 from flotilla.jobfile import job_item_from_dict
-from flotilla.jobs.state import LEASED, JobState
-from flotilla.log.schema import JobSpec
+from flotilla.jobs.state import JobState
 from flotilla.resources import parse_resource_list
 from flotilla.settings import Settings, load_settings
 from flotilla.stack import FlotillaProcess
-
-try:
-    from flotilla.embedded import kube as harness
-    from tests.harness import kwok_stages
-except ImportError:  # optional with $KUBECONFIG
-    harness = kwok_stages = None
+from tests.harness import kwok_stages
+from tests.harness.builders import leased_job
+from tests.harness.kube_cluster import Kube
 
 LONG = 3600
-
-
-# --- the cluster --------------------------------------------------------------------------
-
-
-@dataclass
-class Kube:
-    kubeconfig: str
-    api: Any  # CoreV1Api
-    namespace: str
-    kwok: bool
-    """Nodes are kwok's fakes: a pod's fate comes from its annotations, not from its command."""
-    node: str
-    """A Ready, schedulable node the tests lease to."""
-    selector: dict[str, str]
-    """A label of ``node`` that jobs select it by (its hostname label where it has one)."""
-
-    def pod(self, name: str) -> dict[str, Any] | None:
-        try:
-            return self.api.api_client.sanitize_for_serialization(
-                self.api.read_namespaced_pod(name, self.namespace)
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    def pods(self, selector: str) -> list[dict[str, Any]]:
-        items = self.api.list_namespaced_pod(self.namespace, label_selector=selector).items
-        return [self.api.api_client.sanitize_for_serialization(p) for p in items]
-
-    def gone(self, name: str) -> bool:
-        pod = self.pod(name)
-        return pod is None or bool(pod["metadata"].get("deletionTimestamp"))
-
-
-def _cluster_harness() -> tuple[Any, str | None]:
-    """``(a KubeTestCluster to start, None)``, or ``(None, why there is no cluster)``."""
-    if harness is None:
-        return None, "tests.harness.kube is not importable"
-    home = harness.default_kube_home()
-    reason = harness.KubeTestCluster.available(home)
-    if reason:
-        return None, reason
-    return lambda data_dir: harness.KubeTestCluster(home, data_dir), None
-
-
-def _ready(node: Any) -> bool:
-    conditions = node.status.conditions or []
-    return not node.spec.unschedulable and any(c.type == "Ready" and c.status == "True" for c in conditions)
-
-
-def _pick_node(api: Any) -> tuple[str, dict[str, str], bool]:
-    """A Ready, schedulable node, a label to select it by, and whether the nodes are kwok's."""
-    deadline = time.monotonic() + 60
-    nodes = api.list_node().items
-    while not any(_ready(n) for n in nodes) and time.monotonic() < deadline:
-        time.sleep(0.2)
-        nodes = api.list_node().items
-    kwok = any((n.metadata.annotations or {}).get("kwok.x-k8s.io/node") == "fake" for n in nodes) or any(
-        ((n.status.node_info and n.status.node_info.kubelet_version) or "").startswith("kwok") for n in nodes
-    )
-    for node in sorted(nodes, key=lambda n: n.metadata.name):
-        if _ready(node):
-            labels = node.metadata.labels or {}
-            if labels.get("kubernetes.io/hostname") == node.metadata.name:
-                selector = {"kubernetes.io/hostname": node.metadata.name}
-            else:
-                selector = dict(sorted(labels.items())[:1])
-            return node.metadata.name, selector, kwok
-    pytest.fail(f"the cluster has no Ready, schedulable node: {[n.metadata.name for n in nodes]}")
 
 
 # --- jobs ---------------------------------------------------------------------------------
@@ -161,8 +77,6 @@ def pod_for(
     }
     annotations: dict[str, str] = {}
     if kube.kwok:
-        if kwok_stages is None:
-            pytest.skip("a kwok cluster needs the annotations of tests.harness.kwok_stages")
         if unpullable:
             annotations = kwok_stages.waiting_annotations(
                 "ImagePullBackOff", f'Back-off pulling image "{UNPULLABLE_IMAGE}"'
@@ -184,25 +98,19 @@ def pod_for(
 def leased(kube: Kube, executor: str, node: str | None = None, **pod: Any) -> JobState:
     shape = pod_for(kube, **pod)
     spec = shape["podSpec"]
-    job_id = f"{uuid.uuid4().hex[:26]}"
-    return JobState(
-        spec=JobSpec(
-            job_id=job_id,
-            queue="kube-tests",
-            job_set="set-1",
-            priority=0,
-            pod_spec=spec,
-            requests=parse_resource_list(spec["containers"][0]["resources"]["requests"]),
-            namespace=kube.namespace,
-            labels={"team": "flotilla", **shape["labels"]},
-            annotations={"purpose": "test", **shape["annotations"]},
-        ),
-        state=LEASED,
-        priority=0,
-        updated=time.time(),
+    return leased_job(
         run_id=uuid.uuid4().hex,
         executor=executor,
         node=node or kube.node,
+        updated=time.time(),
+        job_id=uuid.uuid4().hex[:26],
+        queue="kube-tests",
+        job_set="set-1",
+        pod_spec=spec,
+        requests=parse_resource_list(spec["containers"][0]["resources"]["requests"]),
+        namespace=kube.namespace,
+        labels={"team": "flotilla", **shape["labels"]},
+        annotations={"purpose": "test", **shape["annotations"]},
     )
 
 
