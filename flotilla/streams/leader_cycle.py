@@ -108,6 +108,13 @@ class LeaderCycle:
 
     # --- leadership ------------------------------------------------------------------
 
+    def step_down(self) -> None:
+        """This worker is no longer (or may no longer be) the leader: the next cycle it runs
+        starts a new term, with a new grace period. The reasons it wrote are forgotten too:
+        another leader may have written others since."""
+        self._leading_since = None
+        self.reasons = ReportedReasons(self.reasons.max_per_cycle)
+
     def in_grace_period(self) -> bool:
         if self._leading_since is None:
             return True

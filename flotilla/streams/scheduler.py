@@ -97,7 +97,10 @@ def build_scheduler(settings: Settings) -> faust.App:
 
     @app.on_partitions_revoked.connect
     async def forget_working_set(app: faust.App, revoked: Any, **kwargs: Any) -> None:
+        # Every rebalance revokes every partition, the leader's included, and the tables come
+        # back from recovery, possibly behind the log: a leader after it starts a new term.
         active.reset()
+        leader.step_down()
 
     @app.agent(events_topic)
     async def ingest_events(stream: faust.StreamT) -> None:
@@ -124,8 +127,11 @@ def build_scheduler(settings: Settings) -> faust.App:
         }
         return len(held) >= partitions
 
-    @app.timer(settings.scheduler.interval_seconds, on_leader=True)
+    @app.timer(settings.scheduler.interval_seconds)
     async def cycle() -> None:
+        if not app.is_leader():
+            leader.step_down()
+            return
         if app.rebalancing:
             # Tables are being revoked and recovered (Faust ends the rebalance only after
             # recovery): what they hold now is partial, so neither schedule nor cache it.
