@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 from flotilla.jobs.state import JobState, apply
 from flotilla.log.schema import (
+    ExecutorHeartbeat,
     JobEvent,
     JobQueued,
+    QueueDefinition,
     SchemaError,
     decode_heartbeat,
     decode_job_event,
@@ -37,7 +38,7 @@ Send = Callable[[list[JobEvent]], Awaitable[None]]
 class JobEventIngest:
     def __init__(
         self,
-        jobs: MutableMapping[str, Any],
+        jobs: MutableMapping[str, JobState],
         active: ActiveJobs,
         send: Send,
         clock: Callable[[], float] = now,
@@ -56,8 +57,7 @@ class JobEventIngest:
         try:
             before = self._active.get(event.job_id)
             if before is None:
-                stored = self._jobs.get(event.job_id)
-                before = JobState.from_dict(stored) if stored is not None else None
+                before = self._jobs.get(event.job_id)
             after = apply(before, event)
         except Exception:
             # One bad record must not stop the scheduler: log it and go on.
@@ -65,7 +65,7 @@ class JobEventIngest:
             return
         if after is None:
             return
-        self._jobs[event.job_id] = after.to_dict()
+        self._jobs[event.job_id] = after
         self._active.update(after)
         replies = reactions(before, after, event, self._clock())
         # Faust flushes the producer before it commits a source offset, so an event's
@@ -80,7 +80,7 @@ class JobEventIngest:
 
 
 class QueueIngest:
-    def __init__(self, queues: MutableMapping[str, Any]) -> None:
+    def __init__(self, queues: MutableMapping[str, QueueDefinition]) -> None:
         self._queues = queues
 
     def __call__(self, raw: bytes) -> None:
@@ -92,15 +92,11 @@ class QueueIngest:
         if queue.deleted:
             self._queues.pop(queue.name, None)
         else:
-            self._queues[queue.name] = {
-                "name": queue.name,
-                "priority_factor": queue.priority_factor,
-                "cordoned": queue.cordoned,
-            }
+            self._queues[queue.name] = queue
 
 
 class HeartbeatIngest:
-    def __init__(self, executors: MutableMapping[str, Any]) -> None:
+    def __init__(self, executors: MutableMapping[str, ExecutorHeartbeat]) -> None:
         self._executors = executors
 
     def __call__(self, raw: bytes) -> None:
@@ -109,4 +105,4 @@ class HeartbeatIngest:
         except SchemaError as exc:
             log.error("dropping a record that is not a heartbeat: %s", exc)
             return
-        self._executors[heartbeat.executor] = raw.decode()
+        self._executors[heartbeat.executor] = heartbeat

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from flotilla.log.schema import JobEvent, SchedulingReport
+from flotilla.log.schema import ExecutorHeartbeat, JobEvent, SchedulingReport
 from flotilla.scheduling import CycleResult, Node, Queue, RunningJob, SchedulingConfig, schedule
 from flotilla.scheduling.deadlines import expired_runs
 from flotilla.settings import SchedulerSettings
@@ -40,7 +40,7 @@ from flotilla.streams.cycle_bridge import (
     running_job,
 )
 from flotilla.streams.scheduling_reports import ReportedReasons
-from flotilla.streams.working_set import ActiveJobs, HeartbeatCache, InFlight
+from flotilla.streams.working_set import ActiveJobs, ExecutorNodes, InFlight
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class LeaderCycle:
         self.clock = clock or SystemClock()
         self.in_flight = in_flight or InFlight(self.clock.monotonic)
         self.reasons = reasons or ReportedReasons()
-        self.heartbeats = HeartbeatCache()
+        self.nodes = ExecutorNodes()
         self._leading_since: float | None = None
 
     # --- leadership ------------------------------------------------------------------
@@ -122,7 +122,9 @@ class LeaderCycle:
 
     # --- the cycle -------------------------------------------------------------------
 
-    async def run(self, executors: Mapping[str, str], queues: Iterable[Queue]) -> CycleResult | None:
+    async def run(
+        self, executors: Mapping[str, ExecutorHeartbeat], queues: Iterable[Queue]
+    ) -> CycleResult | None:
         """One cycle on the working set, the executors' latest heartbeats and the queues;
         the pure cycle's result, or None when there was nothing to schedule."""
         started = self.clock.monotonic()
@@ -151,14 +153,13 @@ class LeaderCycle:
                 )
         return result
 
-    def cluster(self, executors: Mapping[str, str], wall: float) -> Cluster:
+    def cluster(self, executors: Mapping[str, ExecutorHeartbeat], wall: float) -> Cluster:
         cluster = Cluster()
-        for executor_id, value in executors.items():
-            heartbeat, nodes = self.heartbeats.decode(executor_id, value)
+        for executor_id, heartbeat in executors.items():
             if wall - heartbeat.created > self.settings.lease_timeout_seconds:
                 continue
             cluster.live_executors.add(executor_id)
-            cluster.nodes.extend(nodes)
+            cluster.nodes.extend(self.nodes.of(executor_id, heartbeat))
         return cluster
 
     def expire_silent_executors(

@@ -17,7 +17,6 @@ from typing import Any
 
 import faust
 
-from flotilla.jobs.state import TERMINAL_STATES, JobState
 from flotilla.log.schema import (
     EVENTS_TOPIC,
     EXECUTORS_TOPIC,
@@ -28,10 +27,10 @@ from flotilla.log.schema import (
     encode,
 )
 from flotilla.scheduler_config import scheduling_config
-from flotilla.scheduling import Queue
 from flotilla.settings import Settings
 from flotilla.streams.agents import HeartbeatIngest, JobEventIngest, QueueIngest
 from flotilla.streams.app import create_app
+from flotilla.streams.cycle_bridge import cycle_queue
 from flotilla.streams.leader_cycle import LeaderCycle
 from flotilla.streams.working_set import ActiveJobs
 from flotilla.tables.scheduler_tables import create_tables
@@ -145,10 +144,8 @@ def build_scheduler(settings: Settings) -> faust.App:
             )
             return
         if not active.loaded:
-            active.load(
-                JobState.from_dict(v) for v in tables.jobs.values() if v["state"] not in TERMINAL_STATES
-            )
-        queues = [Queue(**q) for q in tables.queues.values()]
+            active.load(tables.jobs.values())
+        queues = [cycle_queue(q) for q in tables.queues.values()]
         await leader.run(tables.executors, queues)
 
     return app

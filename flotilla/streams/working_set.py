@@ -1,5 +1,5 @@
 """The leader's working set between cycles: the active jobs, the leases in flight and the
-executors' decoded heartbeats.
+executors' nodes.
 
 The tables stay the durable state (changelog-backed); these are in-memory indexes over them
 that spare each cycle decoding and rebuilding everything it reads. They are rebuilt after a
@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 
 from flotilla.jobs.state import QUEUED, SUBMITTED, JobState
-from flotilla.log.schema import ExecutorHeartbeat, decode_heartbeat
+from flotilla.log.schema import ExecutorHeartbeat
 from flotilla.scheduling import Node, QueuedJob, RunningJob
 from flotilla.streams.cycle_bridge import nodes_of, queued_job
 
@@ -113,17 +113,16 @@ class ActiveJobs:
         self.queued = {}
 
 
-class HeartbeatCache:
-    """Executors' heartbeats decoded, with their nodes in the cycle's form: a heartbeat is
-    decoded when it changes, not every cycle (a cluster of thousands of nodes is a large record)."""
+class ExecutorNodes:
+    """Each executor's nodes in the cycle's form, rebuilt when its heartbeat changes, not
+    every cycle (a cluster of thousands of nodes is a large record)."""
 
     def __init__(self) -> None:
-        self._decoded: dict[str, tuple[str, ExecutorHeartbeat, list[Node]]] = {}
+        self._seen: dict[str, tuple[ExecutorHeartbeat, list[Node]]] = {}
 
-    def decode(self, executor_id: str, value: str) -> tuple[ExecutorHeartbeat, list[Node]]:
-        seen = self._decoded.get(executor_id)
-        if seen is None or seen[0] != value:
-            heartbeat = decode_heartbeat(value.encode())
-            seen = (value, heartbeat, nodes_of(executor_id, heartbeat))
-            self._decoded[executor_id] = seen
-        return seen[1], seen[2]
+    def of(self, executor_id: str, heartbeat: ExecutorHeartbeat) -> list[Node]:
+        seen = self._seen.get(executor_id)
+        if seen is None or seen[0] is not heartbeat:
+            seen = (heartbeat, nodes_of(executor_id, heartbeat))
+            self._seen[executor_id] = seen
+        return seen[1]

@@ -15,7 +15,6 @@ from flotilla.log.schema import (
     JobSpec,
     NodeReport,
     SchedulingReport,
-    encode,
 )
 from flotilla.scheduling import NO_NODE_MATCHES_SELECTOR, QUEUE_CORDONED, Queue, SchedulingConfig
 from flotilla.settings import SchedulerSettings
@@ -83,9 +82,9 @@ def leased(job_id: str, run_id: str = "run-1") -> JobState:
     )
 
 
-def heartbeat(at: float, cpu: int = 4000) -> dict[str, str]:
+def heartbeat(at: float, cpu: int = 4000) -> dict[str, ExecutorHeartbeat]:
     node = NodeReport(name="node-1", allocatable={"cpu": cpu, "memory": 8 * 2**30 * 1000})
-    return {EXECUTOR: encode(ExecutorHeartbeat(executor=EXECUTOR, created=at, nodes=(node,))).decode()}
+    return {EXECUTOR: ExecutorHeartbeat(executor=EXECUTOR, created=at, nodes=(node,))}
 
 
 class Leader:
@@ -104,7 +103,7 @@ class Leader:
             clock=self.clock,
         )
 
-    def cycle(self, executors: dict[str, str], queues: list[Queue] = QUEUES) -> None:
+    def cycle(self, executors: dict[str, ExecutorHeartbeat], queues: list[Queue] = QUEUES) -> None:
         asyncio.run(self.leader_cycle.run(executors, queues))
 
     def step_down(self) -> None:
