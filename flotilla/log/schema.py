@@ -127,7 +127,6 @@ class JobLeased(JobEvent):
     executor: str = ""
     node: str = ""
     pool: str = ""
-    leader_epoch: int = 0
 
 
 @dataclass(frozen=True)
@@ -263,6 +262,8 @@ JOB_EVENT_TYPES: dict[str, type[JobEvent]] = {
     )
 }
 
+RETIRED_LEASE_FIELD = "leader_epoch"
+
 TERMINAL_EVENT_TYPES = frozenset({"succeeded", "failed", "cancelled", "preempted"})
 
 
@@ -388,6 +389,9 @@ def decode_job_event(raw: bytes) -> JobEvent:
     cls = JOB_EVENT_TYPES.get(kind)  # type: ignore[arg-type]
     if cls is None:
         raise SchemaError(f"unknown job event type={kind!r}")
+    if cls is JobLeased:
+        # Written, always 0, by earlier schema-1 writers; never read: log order fences leases.
+        data.pop(RETIRED_LEASE_FIELD, None)
     with _fields_of(kind):
         if cls is JobSubmitted and data.get("job") is not None:
             data["job"] = JobSpec.from_dict(data["job"])

@@ -17,9 +17,7 @@ from flotilla.log.schema import (
     JobSpec,
     QueueDefinition,
 )
-from flotilla.scheduling import CycleResult, Lease, Node, Queue, QueuedJob, RunningJob
-
-GANG_ID_ANNOTATION = "armadaproject.io/gangId"
+from flotilla.scheduling import GANG_ID_ANNOTATION, CycleResult, Lease, Node, Queue, QueuedJob, RunningJob
 
 
 def queued_job(job: JobState) -> QueuedJob:
@@ -86,7 +84,7 @@ def lease_expired_event(job: JobState, at: float) -> JobLeaseExpired:
 
 
 def preemption_events(result: CycleResult, jobs: dict[str, JobState], at: float) -> list[JobPreempted]:
-    reasons = getattr(result, "preemption_reasons", {}) or {}
+    reasons = result.preemption_reasons
     events = []
     for job_id in result.preemptions:
         job = jobs.get(job_id)
