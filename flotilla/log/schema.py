@@ -27,7 +27,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
-from functools import cache
 from typing import Any, ClassVar
 
 SCHEMA_VERSION = 1
@@ -336,12 +335,17 @@ def now() -> float:
     return time.time()
 
 
-@cache
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
 
 
-def record_fields(record: Any) -> dict[str, Any]:
+def record_fields(record: object) -> dict[str, Any]:
     """A message's fields as a dict, one level deep: nested messages stay objects and values
     are shared, not copied (messages are immutable). ``dataclasses.asdict`` deep-copies, which
     costs more than the rest of folding an event; ``encode`` lets ``json`` descend instead."""
@@ -386,7 +390,7 @@ def _fields_of(kind: object) -> Iterator[None]:
 def decode_job_event(raw: bytes) -> JobEvent:
     data = _envelope(raw)
     kind = data.pop("type", None)
-    cls = JOB_EVENT_TYPES.get(kind)  # type: ignore[arg-type]
+    cls = JOB_EVENT_TYPES.get(kind)
     if cls is None:
         raise SchemaError(f"unknown job event type={kind!r}")
     if cls is JobLeased:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import faust
+from mode.types.signals import BaseSignalT
 
 from flotilla.log.schema import (
     EVENTS_TOPIC,
@@ -95,7 +96,7 @@ def build_scheduler(settings: Settings) -> faust.App:
     ingest_heartbeat = HeartbeatIngest(tables.executors)
 
     @app.on_partitions_revoked.connect
-    async def forget_working_set(app: faust.App, revoked: Any, **kwargs: Any) -> None:
+    async def forget_working_set(sender: Any, /, *args: Any, signal: BaseSignalT, **kwargs: Any) -> None:
         # Every rebalance revokes every partition, the leader's included, and the tables come
         # back from recovery, possibly behind the log: a leader after it starts a new term.
         active.reset()
