@@ -9,7 +9,8 @@ killed worker loses nothing.
 A table holds its values as objects in memory (the store is Faust's memory store); its one
 codec turns them into bytes on the way to the changelog and back on recovery. The jobs
 codec writes ``JobState.to_dict`` as JSON; the queues and executors codecs write the records
-as the log has them (``flotilla.log.schema``).
+as the log has them (``flotilla.log.schema``). Each also reads the values its table held
+before it had a codec, so a worker recovers the changelogs an earlier version wrote.
 """
 
 from __future__ import annotations
@@ -56,9 +57,27 @@ def decode_job_state(raw: bytes) -> JobState:
     return JobState.from_dict(json.loads(raw))
 
 
+def decode_queue_value(raw: bytes) -> QueueDefinition:
+    data = json.loads(raw)
+    if isinstance(data, dict) and "v" not in data:
+        # Written before the table had a codec: the three fields the cycle reads.
+        return QueueDefinition(
+            name=data["name"], priority_factor=data["priority_factor"], cordoned=data["cordoned"]
+        )
+    return decode_queue(raw)
+
+
+def decode_heartbeat_value(raw: bytes) -> ExecutorHeartbeat:
+    data = json.loads(raw)
+    if isinstance(data, str):
+        # Written before the table had a codec: the record as received, as a JSON string.
+        return decode_heartbeat(data.encode())
+    return decode_heartbeat(raw)
+
+
 JOB_STATES: ValueCodec[JobState] = ValueCodec(encode_job_state, decode_job_state)
-QUEUE_DEFINITIONS: ValueCodec[QueueDefinition] = ValueCodec(encode, decode_queue)
-HEARTBEATS: ValueCodec[ExecutorHeartbeat] = ValueCodec(encode, decode_heartbeat)
+QUEUE_DEFINITIONS: ValueCodec[QueueDefinition] = ValueCodec(encode, decode_queue_value)
+HEARTBEATS: ValueCodec[ExecutorHeartbeat] = ValueCodec(encode, decode_heartbeat_value)
 
 
 class CodecTable(faust.Table):

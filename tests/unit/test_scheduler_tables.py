@@ -9,7 +9,7 @@ import faust
 import pytest
 
 from flotilla.jobs.state import apply
-from flotilla.log.schema import ExecutorHeartbeat, NodeReport, QueueDefinition
+from flotilla.log.schema import ExecutorHeartbeat, NodeReport, QueueDefinition, encode
 from flotilla.tables.scheduler_tables import (
     HEARTBEATS,
     JOB_STATES,
@@ -41,6 +41,19 @@ def test_a_heartbeat_round_trips_through_the_executors_codec():
     )
     heartbeat = ExecutorHeartbeat(executor="ex", created=5.0, nodes=(node,), runs={"run-1": "n1"})
     assert HEARTBEATS.loads(HEARTBEATS.dumps(heartbeat)) == heartbeat
+
+
+def test_the_queues_codec_reads_a_queue_as_the_table_held_it_before_it_had_a_codec():
+    written_before = json.dumps({"name": "q", "priority_factor": 2.0, "cordoned": True}).encode()
+    assert QUEUE_DEFINITIONS.loads(written_before) == QueueDefinition(
+        name="q", priority_factor=2.0, cordoned=True
+    )
+
+
+def test_the_executors_codec_reads_a_heartbeat_as_the_table_held_it_before_it_had_a_codec():
+    heartbeat = ExecutorHeartbeat(executor="ex", created=5.0, nodes=(NodeReport(name="n1"),))
+    written_before = json.dumps(encode(heartbeat).decode()).encode()  # the raw record, as a string
+    assert HEARTBEATS.loads(written_before) == heartbeat
 
 
 @pytest.mark.parametrize(
