@@ -5,7 +5,11 @@ simulator (``priorityClasses``, ``defaultPriorityClassName``,
 ``dominantResourceFairnessResourcesToConsider``, ``maximumResourceFractionToSchedule``,
 ``protectedFractionOfFairShare``, ...), so one file drives both the live scheduler and
 ``flotilla simulate``; the scheduling core reads it (:mod:`flotilla.scheduling.config_file`).
-The API reads the same file to refuse unknown priority classes.
+
+Two services use it: the scheduler (``flotilla.streams``), for its cycle, and the API
+(``flotilla.api``), to refuse unknown priority classes. It lives beside ``flotilla.settings``,
+at the edge between the deployment's settings and the pure core, so that neither service
+imports the other and the core (``flotilla.scheduling``) never reads ``Settings``.
 """
 
 from __future__ import annotations

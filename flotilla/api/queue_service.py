@@ -9,6 +9,7 @@ import grpc
 from armada_client.armada import submit_pb2, submit_pb2_grpc
 from google.protobuf import empty_pb2
 
+from flotilla.api.aborts import abort
 from flotilla.api.job_view import JobView
 from flotilla.api.validation import ValidationError, validate_queue
 from flotilla.log.schema import QueueDefinition, now
@@ -120,7 +121,7 @@ class QueueService(submit_pb2_grpc.QueueServiceServicer):
     async def GetQueue(self, request, context):  # noqa: N802
         current = await self._find(request.name)
         if current is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"queue {request.name!r} does not exist")
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"queue {request.name!r} does not exist")
         return queue_message(current)
 
     async def GetQueues(self, request, context) -> AsyncIterator[submit_pb2.StreamingQueueMessage]:  # noqa: N802
@@ -132,7 +133,7 @@ class QueueService(submit_pb2_grpc.QueueServiceServicer):
     async def _set_cordoned(self, name: str, cordoned: bool, context) -> empty_pb2.Empty:
         current = await self._find(name)
         if current is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"queue {name!r} does not exist")
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"queue {name!r} does not exist")
         await self._write(replace(current, cordoned=cordoned, updated=now()))
         return empty_pb2.Empty()
 

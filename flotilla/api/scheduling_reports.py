@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 
+from flotilla.api.aborts import abort
 from flotilla.api.job_view import JobView
 from flotilla.jobs.state import QUEUED
 
@@ -53,7 +54,7 @@ class SchedulingReports:
         await self._view.catch_up()  # read your writes: a job submitted just before is known
         job = self._view.jobs.get(job_id)
         if job is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"job_id {job_id!r}: no such job")
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"job_id {job_id!r}: no such job")
         return _response(
             {
                 "job_id": job_id,

@@ -12,6 +12,7 @@ import grpc
 from armada_client.armada import health_pb2, submit_pb2, submit_pb2_grpc
 from google.protobuf import empty_pb2
 
+from flotilla.api.aborts import abort
 from flotilla.api.job_view import JobView
 from flotilla.api.queue_service import QueueService
 from flotilla.api.validation import SubmitRules, ValidationError, new_job_id, validate_submit_request
@@ -57,8 +58,10 @@ class SubmitService(submit_pb2_grpc.SubmitServicer):
             await self._view.catch_up()
             job = self._view.jobs.get(job_id)
         if job is None or job.spec.queue != queue or job.spec.job_set != job_set:
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND, f"job {job_id!r} not found in queue {queue!r} job set {job_set!r}"
+            await abort(
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                f"job {job_id!r} not found in queue {queue!r} job set {job_set!r}",
             )
         return job
 

@@ -142,12 +142,13 @@ def _message_to_json(descriptor: Descriptor, data: dict[str, Any]) -> dict[str, 
     out: dict[str, Any] = {}
     for key, value in data.items():
         field = by_json.get(key)
+        message = field.message_type if field is not None else None
         if field is None:  # pragma: no cover - MessageToDict only writes known fields
             out[key] = value
-        elif is_k8s_inline_field(field):
-            out.update(_message_to_json(field.message_type, value))
-        elif _is_map(field):
-            value_field = field.message_type.fields_by_name["value"]
+        elif message is not None and is_k8s_inline_field(field):
+            out.update(_message_to_json(message, value))
+        elif message is not None and _is_map(field):
+            value_field = message.fields_by_name["value"]
             out[key] = {k: _value_to_json(value_field, v) for k, v in value.items()}
         elif field.is_repeated:
             out[key] = [_value_to_json(field, v) for v in value]

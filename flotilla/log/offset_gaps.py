@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class OffsetGaps:
         self.forget([partition])
         self._next[partition] = offset
 
-    def forget(self, partitions: Sequence[Hashable] | set[Hashable]) -> None:
+    def forget(self, partitions: Iterable[Hashable]) -> None:
         """Drop what is known of ``partitions``: the consumer was moved (seek, reassignment),
         so its next record sets the expected offset afresh."""
         for partition in partitions:

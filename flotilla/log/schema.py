@@ -27,7 +27,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
-from functools import cache
 from typing import Any, ClassVar
 
 SCHEMA_VERSION = 1
@@ -127,7 +126,6 @@ class JobLeased(JobEvent):
     executor: str = ""
     node: str = ""
     pool: str = ""
-    leader_epoch: int = 0
 
 
 @dataclass(frozen=True)
@@ -263,6 +261,8 @@ JOB_EVENT_TYPES: dict[str, type[JobEvent]] = {
     )
 }
 
+RETIRED_LEASE_FIELD = "leader_epoch"
+
 TERMINAL_EVENT_TYPES = frozenset({"succeeded", "failed", "cancelled", "preempted"})
 
 
@@ -335,12 +335,17 @@ def now() -> float:
     return time.time()
 
 
-@cache
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
 
 
-def record_fields(record: Any) -> dict[str, Any]:
+def record_fields(record: object) -> dict[str, Any]:
     """A message's fields as a dict, one level deep: nested messages stay objects and values
     are shared, not copied (messages are immutable). ``dataclasses.asdict`` deep-copies, which
     costs more than the rest of folding an event; ``encode`` lets ``json`` descend instead."""
@@ -385,9 +390,12 @@ def _fields_of(kind: object) -> Iterator[None]:
 def decode_job_event(raw: bytes) -> JobEvent:
     data = _envelope(raw)
     kind = data.pop("type", None)
-    cls = JOB_EVENT_TYPES.get(kind)  # type: ignore[arg-type]
+    cls = JOB_EVENT_TYPES.get(kind)
     if cls is None:
         raise SchemaError(f"unknown job event type={kind!r}")
+    if cls is JobLeased:
+        # Written, always 0, by earlier schema-1 writers; never read: log order fences leases.
+        data.pop(RETIRED_LEASE_FIELD, None)
     with _fields_of(kind):
         if cls is JobSubmitted and data.get("job") is not None:
             data["job"] = JobSpec.from_dict(data["job"])

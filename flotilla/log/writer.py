@@ -1,7 +1,10 @@
 """Writes messages to the log and returns only once the broker has them (acks=all).
 
-The API acknowledges a submit only after this returns (invariant 6); executors and the
-scheduler use the same writer so that every record on the log goes through one encoder.
+The API acknowledges a submit only after this returns (invariant 6); the executors write
+their heartbeats and reports with it too. The scheduler does not: it writes through its Faust
+app's producer (``flotilla.streams.scheduler.TopicWriter``), the one Faust flushes before it
+commits a source offset, and the one that keeps a job's queued reply ahead of its lease.
+Every writer encodes with ``flotilla.log.schema.encode``.
 """
 
 from __future__ import annotations

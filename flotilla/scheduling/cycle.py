@@ -58,7 +58,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from .cycle_context import QUEUE_CORDONED, UNKNOWN_PRIORITY_CLASS, UNKNOWN_QUEUE, Cycle
-from .model import CycleResult, Lease, Node, Queue, QueuedJob, RunningJob, SchedulingConfig
+from .model import CycleResult, Node, Queue, QueuedJob, RunningJob, SchedulingConfig
 from .queue_items import add_requests, job_order
 
 __all__ = ["QUEUE_CORDONED", "UNKNOWN_PRIORITY_CLASS", "UNKNOWN_QUEUE", "job_order", "schedule"]
@@ -81,22 +81,6 @@ def schedule(
 
 
 _SETTLE_ROUNDS = 3
-
-
-def _as_running(job: QueuedJob, lease: Lease) -> RunningJob:
-    return RunningJob(
-        job.job_id,
-        job.queue,
-        "",
-        lease.executor,
-        lease.node,
-        job.requests,
-        priority_class=job.priority_class,
-        priority=job.priority,
-        submitted_at=job.submitted_at,
-        gang_id=job.gang_id,
-        pool=lease.pool,
-    )
 
 
 def _settle(
@@ -131,7 +115,7 @@ def _settle(
     leased_ids = {lease.job_id for lease in leases}
     by_id = {job.job_id: job for job in queued if job.job_id in leased_ids}
     state_running = [r for r in running if r.job_id not in preempted]
-    state_running += [_as_running(by_id[lease.job_id], lease) for lease in leases]
+    state_running += [RunningJob.from_lease(by_id[lease.job_id], lease) for lease in leases]
     state_queued = [job for job in queued if job.job_id not in leased_ids]
     for _ in range(_SETTLE_ROUNDS):
         scheduled: dict[str, dict[str, int]] = {}
@@ -174,7 +158,7 @@ def _settle(
         leases = [lease for lease in leases if lease.job_id not in withdrawn] + again.leases
         gone = set(again.preemptions)
         state_running = [r for r in state_running if r.job_id not in gone]
-        state_running += [_as_running(by_id[lease.job_id], lease) for lease in again.leases]
+        state_running += [RunningJob.from_lease(by_id[lease.job_id], lease) for lease in again.leases]
         state_queued = [job for job in state_queued if job.job_id not in new_ids]
         state_queued += [by_id.pop(job_id) for job_id in sorted(withdrawn)]
     stats = replace(

@@ -208,6 +208,23 @@ class RunningJob:
     def node_id(self) -> str:
         return f"{self.executor}/{self.node}"
 
+    @classmethod
+    def from_lease(cls, job: QueuedJob, lease: Lease, run_id: str = "") -> RunningJob:
+        """The running form of ``job`` just leased by ``lease`` (before it has started)."""
+        return cls(
+            job_id=job.job_id,
+            queue=job.queue,
+            run_id=run_id,
+            executor=lease.executor,
+            node=lease.node,
+            requests=job.requests,
+            priority_class=job.priority_class,
+            priority=job.priority,
+            submitted_at=job.submitted_at,
+            gang_id=job.gang_id,
+            pool=lease.pool,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Queue:

@@ -8,10 +8,16 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from flotilla.jobs.state import JobState
-from flotilla.log.schema import JobFailed, JobLeased, JobPreempted, JobSpec
-from flotilla.scheduling import CycleResult, Lease, QueuedJob, RunningJob
-
-GANG_ID_ANNOTATION = "armadaproject.io/gangId"
+from flotilla.log.schema import (
+    ExecutorHeartbeat,
+    JobFailed,
+    JobLeased,
+    JobLeaseExpired,
+    JobPreempted,
+    JobSpec,
+    QueueDefinition,
+)
+from flotilla.scheduling import GANG_ID_ANNOTATION, CycleResult, Lease, Node, Queue, QueuedJob, RunningJob
 
 
 def queued_job(job: JobState) -> QueuedJob:
@@ -40,19 +46,16 @@ def running_job(job: JobState, pool: str = "") -> RunningJob:
 
 def leased_job(job: QueuedJob, lease: Lease, run_id: str) -> RunningJob:
     """The running form of a job just leased, until the lease is folded back in."""
-    return RunningJob(
-        job_id=job.job_id,
-        queue=job.queue,
-        run_id=run_id,
-        executor=lease.executor,
-        node=lease.node,
-        requests=job.requests,
-        priority_class=job.priority_class,
-        priority=job.priority,
-        submitted_at=job.submitted_at,
-        gang_id=job.gang_id,
-        pool=lease.pool,
-    )
+    return RunningJob.from_lease(job, lease, run_id)
+
+
+def nodes_of(executor_id: str, heartbeat: ExecutorHeartbeat) -> list[Node]:
+    """The nodes an executor's heartbeat reports, in the cycle's form."""
+    return [Node.from_report(executor_id, n) for n in heartbeat.nodes]
+
+
+def cycle_queue(queue: QueueDefinition) -> Queue:
+    return Queue(name=queue.name, priority_factor=queue.priority_factor, cordoned=queue.cordoned)
 
 
 def lease_event(job: QueuedJob, lease: Lease, run_id: str, at: float) -> JobLeased:
@@ -68,8 +71,20 @@ def lease_event(job: QueuedJob, lease: Lease, run_id: str, at: float) -> JobLeas
     )
 
 
+def lease_expired_event(job: JobState, at: float) -> JobLeaseExpired:
+    """The end of a run whose executor has been silent for longer than the lease timeout."""
+    return JobLeaseExpired(
+        job_id=job.spec.job_id,
+        queue=job.spec.queue,
+        job_set=job.spec.job_set,
+        created=at,
+        run_id=job.run_id,
+        executor=job.executor,
+    )
+
+
 def preemption_events(result: CycleResult, jobs: dict[str, JobState], at: float) -> list[JobPreempted]:
-    reasons = getattr(result, "preemption_reasons", {}) or {}
+    reasons = result.preemption_reasons
     events = []
     for job_id in result.preemptions:
         job = jobs.get(job_id)

@@ -8,6 +8,8 @@ produces the same replies, which every projection then drops as duplicates.
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from flotilla.jobs.state import JobState
 from flotilla.log.schema import (
     JobCancelled,
@@ -22,9 +24,16 @@ from flotilla.log.schema import (
 )
 
 
+class _Common(TypedDict):
+    job_id: str
+    queue: str
+    job_set: str
+    created: float
+
+
 def reactions(before: JobState | None, after: JobState, event: JobEvent, now: float) -> list[JobEvent]:
     """Events the scheduler emits after ``event`` moved a job from ``before`` to ``after``."""
-    common = {"job_id": event.job_id, "queue": event.queue, "job_set": event.job_set, "created": now}
+    common = _Common(job_id=event.job_id, queue=event.queue, job_set=event.job_set, created=now)
     if isinstance(event, JobSubmitted):
         return [JobQueued(**common, attempt=0)]
     if isinstance(event, JobCancelling):

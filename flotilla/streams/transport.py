@@ -12,8 +12,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 import aiokafka
 import faust
@@ -37,9 +37,10 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
     async def _fetch_records(self, consumer: aiokafka.AIOKafkaConsumer, *args: Any, **kwargs: Any) -> Any:
         fetched = await super()._fetch_records(consumer, *args, **kwargs)
-        contiguous = self.transport.contiguous_topics
+        contiguous = cast(Transport, self.transport).contiguous_topics
         admitted = {}
-        for tp, records in fetched.items():
+        for tp, fetched_records in fetched.items():
+            records: Sequence[Any] = fetched_records
             if tp.topic in contiguous:
                 records, refetch_from = self._gaps.admit(tp, records)
                 if refetch_from is not None:

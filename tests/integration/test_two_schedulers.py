@@ -61,7 +61,11 @@ def test_a_lease_from_a_deposed_scheduler_for_a_running_job_is_ignored_everywher
         node=socket.gethostname(),
     )
     asyncio.run(write_events(stack, [stale]))
-    time.sleep(3)  # ample time for the executor to (wrongly) start a second run
+    # Fence: a job submitted after the stale lease, in its job set (one partition, in order).
+    # Once the executor has run it to success and the API has its events, both have read
+    # past the stale lease.
+    [fence] = submit(client, queue, "stale", [job(["true"])])
+    watch(client, queue, "stale", lambda ev: "succeeded" in ev.get(fence, []))
 
     details = client.job_stub.GetJobDetails(job_pb2.JobDetailsRequest(job_ids=[job_id], expand_job_run=True))
     assert [r.run_id for r in details.job_details[job_id].job_runs] != [stale.run_id]

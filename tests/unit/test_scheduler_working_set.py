@@ -5,7 +5,7 @@ from __future__ import annotations
 from flotilla.jobs.state import apply
 from flotilla.scheduling import Lease
 from flotilla.streams.cycle_bridge import leased_job
-from flotilla.streams.scheduler import ActiveJobs, InFlight
+from flotilla.streams.working_set import ActiveJobs, InFlight
 from tests.unit.test_job_state import JOB_ID, cancelling, job_in, leased, queued, submitted
 
 

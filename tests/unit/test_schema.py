@@ -82,7 +82,7 @@ CONTAINERS = (
 ONE_OF_EACH: list[JobEvent] = [
     JobSubmitted(**COMMON, job=SPEC),
     JobQueued(**COMMON, attempt=3),
-    JobLeased(**COMMON, executor="exec-a", node="node-1", pool="gpu", leader_epoch=4),
+    JobLeased(**COMMON, executor="exec-a", node="node-1", pool="gpu"),
     JobLeaseReturned(**COMMON, executor="exec-a", reason="no room on node", run_attempted=True),
     JobLeaseExpired(**COMMON, executor="exec-a"),
     JobPending(**COMMON, executor="exec-a", node="node-1", pod_name="pod-1"),
@@ -193,6 +193,14 @@ def test_a_job_event_with_an_unknown_field_is_refused_as_a_schema_error():
 
     with pytest.raises(SchemaError):
         decode_job_event(json.dumps(record).encode())
+
+
+def test_a_lease_written_with_the_retired_leader_epoch_field_still_decodes():
+    lease = JobLeased(**COMMON, executor="exec-a", node="node-1", pool="gpu")
+    record = json.loads(encode(lease))
+    record["leader_epoch"] = 0  # as writers before its removal wrote every lease
+
+    assert decode_job_event(json.dumps(record).encode()) == lease
 
 
 def test_a_queue_record_is_not_decoded_as_a_job_event():

@@ -1,0 +1,83 @@
+"""What the scheduler's agents do with one record each (flotilla.streams.agents), without Kafka:
+plain dicts stand in for the tables' in-memory stores, which is what the agents write to."""
+
+from __future__ import annotations
+
+import asyncio
+
+from flotilla.jobs.state import QUEUED, SUBMITTED, JobState
+from flotilla.log.schema import ExecutorHeartbeat, JobEvent, JobQueued, NodeReport, QueueDefinition, encode
+from flotilla.streams.agents import HeartbeatIngest, JobEventIngest, QueueIngest
+from flotilla.streams.working_set import ActiveJobs
+from tests.unit.test_job_state import JOB_ID, queued, submitted
+
+
+class Ingest:
+    def __init__(self) -> None:
+        self.jobs: dict[str, JobState] = {}
+        self.sent: list[JobEvent] = []
+        self.active = ActiveJobs()
+        self.active.load([])
+        self.agent = JobEventIngest(self.jobs, self.active, self.send, clock=lambda: 9.0)
+
+    async def send(self, events: list[JobEvent]) -> None:
+        self.sent.extend(events)
+
+    def read(self, raw: bytes) -> None:
+        asyncio.run(self.agent(raw))
+
+
+def test_a_submitted_job_is_folded_into_the_jobs_table_and_answered_with_queued():
+    ingest = Ingest()
+    ingest.read(encode(submitted()))
+
+    assert ingest.jobs[JOB_ID].state == SUBMITTED
+    assert [(type(e), e.job_id, e.created) for e in ingest.sent] == [(JobQueued, JOB_ID, 9.0)]
+
+
+def test_a_job_answered_with_queued_is_leasable_before_the_reply_is_read_back():
+    ingest = Ingest()
+    ingest.read(encode(submitted()))
+    assert JOB_ID in ingest.active.queued
+
+
+def test_an_event_the_fold_refuses_changes_nothing_and_gets_no_reply():
+    ingest = Ingest()
+    ingest.read(encode(submitted()))
+    ingest.read(encode(queued()))
+    before, sent = dict(ingest.jobs), list(ingest.sent)
+
+    ingest.read(encode(submitted()))  # redelivered
+
+    assert ingest.jobs == before and ingest.sent == sent
+    assert ingest.jobs[JOB_ID].state == QUEUED
+
+
+def test_a_record_that_is_not_a_job_event_is_dropped():
+    ingest = Ingest()
+    ingest.read(b'{"v": 1, "type": "no-such-event"}')
+    assert ingest.jobs == {} and ingest.sent == []
+
+
+def test_a_queue_is_kept_as_written_and_a_deleted_one_removed():
+    queues: dict[str, QueueDefinition] = {}
+    ingest = QueueIngest(queues)
+    queue = QueueDefinition(name="q", priority_factor=2.0)
+
+    ingest(encode(queue))
+    assert queues == {"q": queue}
+
+    ingest(encode(QueueDefinition(name="q", deleted=True)))
+    assert queues == {}
+
+
+def test_an_executors_latest_heartbeat_is_kept():
+    executors: dict[str, ExecutorHeartbeat] = {}
+    ingest = HeartbeatIngest(executors)
+    first = ExecutorHeartbeat(executor="ex", created=1.0, nodes=(NodeReport(name="n1"),))
+    latest = ExecutorHeartbeat(executor="ex", created=2.0)
+
+    ingest(encode(first))
+    ingest(encode(latest))
+
+    assert executors == {"ex": latest}
