@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,10 +48,12 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from flotilla.streams.worker import run_worker
+    # The scheduler service has its own entry point (python -m flotilla.streams): the CLI hands
+    # it the settings through the environment instead of importing the service.
+    from flotilla.settings import to_environment
 
-    run_worker(_settings(args))
-    return 0
+    environ = {**os.environ, **to_environment(_settings(args))}
+    os.execve(sys.executable, [sys.executable, "-m", "flotilla.streams"], environ)
 
 
 def cmd_executor(args: argparse.Namespace) -> int:
