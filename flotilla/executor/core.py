@@ -21,6 +21,7 @@ import signal
 from aiokafka import ConsumerRecord
 
 from flotilla.executor.backend import FAILED, PENDING, RETURNED, RUNNING, SUCCEEDED, ClusterBackend, RunReport
+from flotilla.executor.failure_categories import failure_categories_from_file
 from flotilla.executor.run_slots import RunSlots
 from flotilla.jobs.state import LEASED, JobState, apply
 from flotilla.log.schema import (
@@ -49,6 +50,7 @@ class ExecutorCore:
         self._settings = settings
         self.backend = backend
         self.executor_id = settings.executor.id
+        self.failure_categories = failure_categories_from_file(settings.executor.failure_categories_file)
         self._writer = LogWriter(settings)
         self._tail = LogTail(settings, [settings.topic(EVENTS_TOPIC)], self._on_record)
         self._jobs: dict[str, JobState] = {}
@@ -111,8 +113,15 @@ class ExecutorCore:
         if report.phase == SUCCEEDED:
             return self._event(job, JobSucceeded, node=report.node)
         if report.phase == FAILED:
+            category, subcategory = self.failure_categories.classify(report.containers, report.reason)
             return self._event(
-                job, JobFailed, node=report.node, reason=report.reason, containers=report.containers
+                job,
+                JobFailed,
+                node=report.node,
+                reason=report.reason,
+                containers=report.containers,
+                failure_category=category,
+                failure_subcategory=subcategory,
             )
         if report.phase == RETURNED:
             return self._event(job, JobLeaseReturned, reason=report.reason, run_attempted=True)
