@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 
 from aiokafka import ConsumerRecord
 
@@ -109,7 +110,7 @@ class ExecutorCore:
         self._run_nodes[job.run_id] = job.node
         self._tasks[job.run_id] = asyncio.create_task(self._run(job, adopt), name=f"run {job.run_id}")
 
-    def _event(self, job: JobState, cls: type[JobEvent], **fields: object) -> JobEvent:
+    def _event(self, job: JobState, cls: Callable[..., JobEvent], **fields: object) -> JobEvent:
         return cls(
             job_id=job.spec.job_id,
             queue=job.spec.queue,
@@ -293,8 +294,10 @@ async def run_executor(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await core.start()
     nodes = core.backend.nodes()
+    detail = core.backend.describe()
     print(
-        f"flotilla executor: {core.executor_id} ready ({core.backend.kind}, {len(nodes)} node(s))",
+        f"flotilla executor: {core.executor_id} ready ({core.backend.kind}, {len(nodes)} node(s)"
+        f"{'; ' + detail if detail else ''})",
         flush=True,
     )
     try:

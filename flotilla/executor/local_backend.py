@@ -17,7 +17,7 @@ from pathlib import Path
 
 from flotilla.executor.backend import FAILED, PENDING, RUNNING, SUCCEEDED, ClusterBackend, Report, RunReport
 from flotilla.executor.capacity import capacity_from_config, machine_capacity
-from flotilla.executor.cgroups import end_all
+from flotilla.executor.cgroups import end_all, remove_tree
 from flotilla.executor.local_keeper import PGIDS_FILE, Keeper, kill_recorded_groups
 from flotilla.executor.local_limits import choose_enforcer
 from flotilla.executor.local_process import LocalPodProcess
@@ -57,8 +57,10 @@ class LocalProcessBackend(ClusterBackend):
         self.enforcer = choose_enforcer(settings.executor.memory_limits, f"{settings.executor.id}-{owner}")
         self._keeper: Keeper | None = None
 
+    def describe(self) -> str:
+        return f"container limits by {self.enforcer.describe()}"
+
     async def start(self) -> None:
-        log.info("local executor: container limits by %s", self.enforcer.describe())
         self.work_root.mkdir(parents=True, exist_ok=True)
         self._keeper = Keeper(self.work_root, self._cgroup_bases())
         self._keeper.start()
@@ -66,6 +68,8 @@ class LocalProcessBackend(ClusterBackend):
     async def stop(self) -> None:
         if self._keeper is not None:
             self._keeper.stop()
+        for base in self._cgroup_bases():
+            remove_tree(base)  # only what is empty: a run still ending keeps its cgroups
 
     def _cgroup_bases(self) -> list[Path]:
         support = self.enforcer.support

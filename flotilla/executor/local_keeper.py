@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from flotilla.executor.cgroups import end_all
+from flotilla.executor.cgroups import end_all, remove_tree
 
 PGIDS_FILE = "pgids"
 """In each run directory: the process group of each of its containers, while it runs."""
@@ -82,6 +82,8 @@ def main(argv: list[str]) -> int:
         pass  # the executor never writes: only end-of-file matters
     kill_recorded_groups(work_root)
     stuck = end_all(bases)
+    for base in bases:
+        remove_tree(base)  # only what is empty; the next executor recreates it
     if stuck:
         print(f"flotilla keeper: processes of runs {stuck} would not die", file=sys.stderr)
         return 1
