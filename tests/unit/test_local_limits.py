@@ -16,8 +16,16 @@ from flotilla.executor.cgroups import detect
 from flotilla.executor.local_limits import ContainerLimits, LimitEnforcer, choose_enforcer
 from flotilla.executor.local_process import LocalPodProcess
 
-CGROUPS, WHY_NOT = detect(f"probe-{uuid.uuid4().hex[:8]}")
-needs_cgroups = pytest.mark.skipif(CGROUPS is None, reason=f"no writable cgroup hierarchy: {WHY_NOT}")
+
+def _probe() -> tuple[bool, str]:
+    support, why = detect(f"probe-{uuid.uuid4().hex[:8]}")
+    for h in support.hierarchies if support else ():
+        h.base.rmdir()
+    return support is not None, why
+
+
+CGROUPS, WHY_NOT = _probe()
+needs_cgroups = pytest.mark.skipif(not CGROUPS, reason=f"no writable cgroup hierarchy: {WHY_NOT}")
 MODES = [pytest.param("cgroup", marks=needs_cgroups), "rlimit"]
 
 
@@ -29,10 +37,6 @@ def owner():
     for base in [h.base for h in support.hierarchies] if support else []:
         with contextlib.suppress(OSError):
             base.rmdir()
-    if CGROUPS is not None:  # the probe's own directories
-        for h in CGROUPS.hierarchies:
-            with contextlib.suppress(OSError):
-                h.base.rmdir()
 
 
 def pod(command: list[str], memory: str = "25Mi", cpu: str | None = None) -> dict:
@@ -134,3 +138,33 @@ def test_memory_is_limited_by_the_limit_else_the_request_and_cpu_only_by_its_lim
 def test_an_unknown_limits_mode_is_refused_naming_the_setting():
     with pytest.raises(ValueError, match="executor.memory_limits='cgroups'"):
         choose_enforcer("cgroups", "x")
+
+
+@needs_cgroups
+async def test_a_starting_executor_ends_what_an_earlier_one_left_in_its_cgroups(tmp_path):
+    from flotilla.executor.local_backend import LocalProcessBackend
+    from flotilla.settings import load_settings
+
+    settings = load_settings(
+        overrides={"executor": {"id": f"test-{uuid.uuid4().hex[:6]}", "work_dir": str(tmp_path / "work")}},
+        environ={},
+    )
+    backend = LocalProcessBackend(settings)
+    assert backend.enforcer.support is not None
+    kill = backend.enforcer.support.kill
+    left = kill.base / "run-of-an-earlier-executor" / "main"
+    left.mkdir(parents=True)
+    orphan = psutil.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        (left / "cgroup.procs").write_text(str(orphan.pid))
+
+        assert await backend.reconcile({}) == set()
+
+        assert orphan.wait(5) == -9
+        assert not left.parent.exists()
+    finally:
+        if orphan.is_running():
+            orphan.kill()
+        for h in backend.enforcer.support.hierarchies:
+            with contextlib.suppress(OSError):
+                h.base.rmdir()
