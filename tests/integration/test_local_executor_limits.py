@@ -31,12 +31,18 @@ MARGIN = 8 * MiB
 in a process's RSS but may be charged to whichever cgroup touched them first."""
 
 
-def own_executor(stack: RunningStack) -> tuple[FlotillaProcess, dict[str, str]]:
+def own_executor(stack: RunningStack, memory_limits: str = "auto") -> tuple[FlotillaProcess, dict[str, str]]:
     label = f"limits-{uuid.uuid4().hex[:6]}"
     process = stack.start_part(
         "executor",
         label,
-        executor={"id": label, "cpu": "2", "memory": "2Gi", "node_labels": f"flotilla.test/executor={label}"},
+        executor={
+            "id": label,
+            "cpu": "2",
+            "memory": "2Gi",
+            "node_labels": f"flotilla.test/executor={label}",
+            "memory_limits": memory_limits,
+        },
     )
     return process, {"flotilla.test/executor": label}
 
@@ -131,9 +137,10 @@ def test_the_executor_logs_how_it_applies_limits(stack):
         executor.stop()
 
 
-def test_armadas_failure_oom_job_fails_oomkilled_with_category_oom(stack):
+@pytest.mark.parametrize("memory_limits", ["auto", "rlimit"])
+def test_armadas_failure_oom_job_fails_oomkilled_with_category_oom(stack, memory_limits):
     client = stack.client()
-    executor, selector = own_executor(stack)
+    executor, selector = own_executor(stack, memory_limits)
     try:
         queue = new_queue(client)
         (job_id,) = submit(
@@ -154,9 +161,10 @@ def test_armadas_failure_oom_job_fails_oomkilled_with_category_oom(stack):
         executor.stop()
 
 
-def test_a_growing_job_stays_within_its_memory_limit_throughout(stack):
+@pytest.mark.parametrize("memory_limits", ["auto", "rlimit"])
+def test_a_growing_job_stays_within_its_memory_limit_throughout(stack, memory_limits):
     client = stack.client()
-    executor, selector = own_executor(stack)
+    executor, selector = own_executor(stack, memory_limits)
     grow = "import time\nheld = []\nwhile True:\n    held.append(bytearray(1 << 20))\n    time.sleep(0.02)\n"
     try:
         queue = new_queue(client)
