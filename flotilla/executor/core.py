@@ -89,6 +89,9 @@ class ExecutorCore:
                 if lost:
                     log.info("killing run %s: its lease is gone (%s)", before.run_id, event.type)
                     self.backend.kill_run(before.run_id)
+                    slots = self.slots.get(self._run_nodes.get(before.run_id, ""))
+                    if slots is not None:  # killed: what it held is free for the job's next lease
+                        slots.release(before.run_id)
                 else:
                     log.info("stopping run %s: the job is now %s", before.run_id, after.state)
                 asyncio.create_task(self.backend.stop_run(before.run_id, grace_seconds=0 if lost else None))

@@ -44,6 +44,7 @@ import logging
 import os
 import re
 import signal
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -514,6 +515,8 @@ class LocalPodProcess:
                     )
                 except OSError as exc:
                     failure = self._exec_failure(spec, cwd, exc)
+                except subprocess.SubprocessError as exc:  # the child's setup (joining its cgroups) failed
+                    failure = 126, f"cannot start {spec.name!r} within its limits: {exc}"
             if failure is not None:
                 code, text = failure
                 stderr.write(f"{text}\n".encode())
