@@ -99,7 +99,6 @@ class LocalProcessBackend(ClusterBackend):
         try:
             await report(RunReport(PENDING, node=self.node_name, pod_name=pod))
             await process.start()
-            (process.run_dir / PGIDS_FILE).write_text(" ".join(str(p) for p in process.pids))
             await report(RunReport(RUNNING, node=self.node_name, pod_name=pod))
             outcome = await process.wait()
         finally:

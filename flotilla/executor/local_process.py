@@ -26,10 +26,10 @@ as processes allow:
   SIGKILL, 143 for SIGTERM), as Kubernetes reports them; a command that cannot be executed
   makes its container fail with 127 (not found) or 126 (not executable) instead of raising.
 
-* with a :class:`~flotilla.executor.local_limits.LimitEnforcer`, each container's memory
-  and CPU limits are applied (a cgroup per container, else RLIMIT_DATA) and a container that
-  exceeds its memory limit ends with reason ``OOMKilled``; with cgroups, every process a
-  container started is found and killed through them, even one that left its process group.
+* with a :class:`~flotilla.executor.local_limits.LimitEnforcer`, containers' memory and CPU
+  limits apply and one past its memory limit ends ``OOMKilled``; with cgroups, a run's every
+  process is killed through them, even one that left its process group. ``<run dir>/pgids``
+  records every container's process group as it starts.
 
 Images, volumes, probes and the rest of the PodSpec are not applied: the processes run with
 the executor's own user, filesystem and network. Without cgroups, a process that leaves its
@@ -53,6 +53,7 @@ from typing import Any
 import psutil
 
 from flotilla.executor.cgroups import cgroup_name, kill_tree, remove_tree
+from flotilla.executor.local_keeper import PGIDS_FILE
 from flotilla.executor.local_limits import OOM_KILLED, ContainerGuard, ContainerLimits, LimitEnforcer
 
 log = logging.getLogger(__name__)
@@ -524,6 +525,8 @@ class LocalPodProcess:
             container.outcome = ContainerOutcome(spec.name, code, _read_tail(stderr_path))
             log.info("run %s: container %s could not start: %s", self.run_id, spec.name, text)
         else:
+            with (self.run_dir / PGIDS_FILE).open("a") as pgids:  # for the keeper, should the executor die
+                pgids.write(f"{container.pgid}\n")
             container.task = asyncio.create_task(self._watch(container), name=f"{self.run_id}/{spec.name}")
             log.info(
                 "run %s: started %scontainer %s (pid %s)",
