@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from flotilla.executor.local_keeper import WATCH_SECONDS
 from flotilla.log.schema import EVENTS_TOPIC, JobEvent, JobFailed, decode_job_event
 from flotilla.log.tail import LogTail
 from flotilla.stack import FlotillaProcess
@@ -191,9 +192,10 @@ def test_an_ordinary_failure_is_categorised_user_error(stack):
     assert failed_on_log(stack, job_id).failure_category == "user_error"
 
 
-def test_no_process_of_its_runs_outlives_a_sigkilled_executor(stack):
+@pytest.mark.parametrize("memory_limits", ["auto", "rlimit"])  # with cgroups, and without
+def test_no_process_of_its_runs_outlives_a_sigkilled_executor(stack, memory_limits):
     client = stack.client()
-    executor, selector = own_executor(stack)
+    executor, selector = own_executor(stack, memory_limits)
     try:
         queue = new_queue(client)
         # Children in the container's group, and one that left it for a session of its own.
@@ -203,6 +205,9 @@ def test_no_process_of_its_runs_outlives_a_sigkilled_executor(stack):
         processes = wait_for(
             lambda: len(run_processes(executor)) >= 6 and run_processes(executor), what="6 processes"
         )
+        if memory_limits == "rlimit":  # no cgroups: the keeper kills what its last look at the tree saw
+            settled = 3 * WATCH_SECONDS
+            wait_for(lambda: all(time.time() - p.create_time() > settled for p in processes), what="a look")
 
         executor.kill()
 
