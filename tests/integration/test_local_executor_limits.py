@@ -268,3 +268,36 @@ def test_a_run_whose_lease_expired_is_gone_before_the_next_run_starts(stack, tmp
         assert not overlaps.exists(), overlaps.read_text()
     finally:
         executor.stop()
+
+
+def test_a_simulated_executors_failures_are_categorised_too(stack, tmp_path: Path):
+    client = stack.client()
+    label = f"sim-{uuid.uuid4().hex[:6]}"
+    cluster_file = tmp_path / "cluster.yaml"
+    cluster_file.write_text(
+        "name: one-node\n"
+        "clusters:\n"
+        "  - name: sim\n"
+        "    pool: default\n"
+        "    nodeTemplates:\n"
+        "      - number: 1\n"
+        f"        labels: {{flotilla.test/executor: {label}}}\n"
+        "        totalResources: {resources: {cpu: '4', memory: 16Gi}}\n"
+    )
+    executor = stack.start_part(
+        "executor", label, executor={"id": label, "kind": "simulated", "cluster_file": str(cluster_file)}
+    )
+    try:
+        queue = new_queue(client)
+        items = []
+        for code in ("127", "3"):
+            item = job(["true"], node_selector={"flotilla.test/executor": label})
+            item.annotations.update({"flotilla.io/exit-code": code, "flotilla.io/runtime-seconds": "0.1"})
+            items.append(item)
+        not_found, other = submit(client, queue, "sim", items)
+        watch(client, queue, "sim", all_terminal([not_found, other]), timeout=60)
+
+        assert failed_on_log(stack, not_found).failure_category == "user_error"
+        assert failed_on_log(stack, other).failure_category == "uncategorized"
+    finally:
+        executor.stop()
