@@ -222,8 +222,16 @@ class ContainerCgroup:
         self.dirs = {h: h.base / cgroup_name(run) / cgroup_name(container) for h in support.hierarchies}
 
     def create(self, memory_bytes: int | None, cpu_millis: int | None) -> None:
-        for directory in self.dirs.values():
-            directory.mkdir(parents=True, exist_ok=True)
+        for hierarchy, directory in self.dirs.items():
+            directory.parent.mkdir(exist_ok=True)
+            if hierarchy.version == 2:  # the run's cgroup hands its controllers to its containers
+                wanted = {
+                    r
+                    for r, h in (("memory", self._support.memory), ("cpu", self._support.cpu))
+                    if h == hierarchy
+                }
+                _enable(directory.parent, wanted)
+            directory.mkdir(exist_ok=True)
         memory = self._support.memory
         if memory is not None and memory_bytes is not None:
             directory = self.dirs[memory]
