@@ -89,6 +89,13 @@ class ExecutorSettings:
     """Labels of the executor's node, as ``key=value,key=value``; jobs select them by nodeSelector."""
     heartbeat_interval_seconds: float = 2.0
     work_dir: str = ""
+    failure_categories_file: str = ""
+    """Armada's executor ``errorCategories`` (YAML: the mapping, or an executor config holding it
+    under ``application.errorCategories``). Empty: Armada's local development rules (``oom`` on
+    OOMKilled, ``user_error`` on exit codes 1, 2, 126, 127, else ``uncategorized``)."""
+    memory_limits: str = "auto"
+    """For ``local``: how containers' memory limits are applied: ``cgroup`` (a cgroup per
+    container), ``rlimit`` (RLIMIT_DATA per process) or ``auto`` (cgroup where writable, else rlimit)."""
     kubeconfig: str = ""
     """For ``kubernetes``: a kubeconfig file. Empty: in-cluster config, else $KUBECONFIG or ~/.kube/config."""
     pool_label: str = ""

@@ -60,6 +60,14 @@ class ClusterBackend(ABC):
     async def stop_run(self, run_id: str, grace_seconds: float | None = None) -> None:
         """End a run early (cancel, preemption, lost lease): SIGTERM/delete with grace."""
 
+    def describe(self) -> str:
+        """Anything an operator should know at start (printed with the ready line)."""
+        return ""
+
+    def kill_run(self, run_id: str) -> None:  # noqa: B027 - optional hook
+        """Kill a run's processes at once, without waiting or grace: its lease is gone and the
+        job may already run elsewhere. ``stop_run`` follows to wait for the end."""
+
     async def reconcile(self, held: dict[str, JobState]) -> set[str]:
         """At start: remove what the cluster runs that is not in ``held`` (run id -> job),
         and return the held runs that still exist and can be adopted."""

@@ -5,6 +5,12 @@ leases issued to it and the end of any run it holds (cancelled, preempted, lease
 and it reports its runs' progress as events. What it runs is decided only by the log: a run
 starts when its lease is the job's current run, and is stopped as soon as it no longer is;
 a report about a run that is no longer the job's run is never written (invariant 4).
+A run whose lease was lost (expired, returned, or the job leased anew) is killed at once,
+without grace, while its record is being applied and before anything else, since the job
+may already be starting elsewhere; a cancelled or preempted run gets its grace period.
+
+Heartbeats run on a thread of their own (``flotilla.executor.heartbeat_thread``), so that
+run handling on the main loop never delays them past the lease timeout.
 
 At start it reconciles with its cluster: runs the log says it holds are adopted if the
 cluster still has them, and returned (``lease_returned``) if not; anything else the cluster
@@ -17,10 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 
 from aiokafka import ConsumerRecord
 
 from flotilla.executor.backend import FAILED, PENDING, RETURNED, RUNNING, SUCCEEDED, ClusterBackend, RunReport
+from flotilla.executor.failure_categories import failure_categories_from_file
+from flotilla.executor.heartbeat_thread import HeartbeatThread
 from flotilla.executor.run_slots import RunSlots
 from flotilla.jobs.state import LEASED, JobState, apply
 from flotilla.log.schema import (
@@ -28,6 +37,7 @@ from flotilla.log.schema import (
     ExecutorHeartbeat,
     JobEvent,
     JobFailed,
+    JobLeaseExpired,
     JobLeaseReturned,
     JobPending,
     JobRunning,
@@ -49,6 +59,7 @@ class ExecutorCore:
         self._settings = settings
         self.backend = backend
         self.executor_id = settings.executor.id
+        self.failure_categories = failure_categories_from_file(settings.executor.failure_categories_file)
         self._writer = LogWriter(settings)
         self._tail = LogTail(settings, [settings.topic(EVENTS_TOPIC)], self._on_record)
         self._jobs: dict[str, JobState] = {}
@@ -57,7 +68,9 @@ class ExecutorCore:
         self.slots: dict[str, RunSlots] = {}
         self._ready = False
         self._stopping = False
-        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._nodes: tuple[NodeReport, ...] = ()
+        self._heartbeats = HeartbeatThread(settings, self.heartbeat)
+        self._nodes_task: asyncio.Task[None] | None = None
 
     # --- the log ---------------------------------------------------------------------
 
@@ -72,8 +85,16 @@ class ExecutorCore:
             return
         if before is not None and before.run_id in self._tasks:
             if after.run_id != before.run_id or not after.has_active_run:
-                log.info("stopping run %s: the job is now %s", before.run_id, after.state)
-                asyncio.create_task(self.backend.stop_run(before.run_id))
+                lost = after.run_id != before.run_id or isinstance(event, (JobLeaseExpired, JobLeaseReturned))
+                if lost:
+                    log.info("killing run %s: its lease is gone (%s)", before.run_id, event.type)
+                    self.backend.kill_run(before.run_id)
+                    slots = self.slots.get(self._run_nodes.get(before.run_id, ""))
+                    if slots is not None:  # killed: what it held is free for the job's next lease
+                        slots.release(before.run_id)
+                else:
+                    log.info("stopping run %s: the job is now %s", before.run_id, after.state)
+                asyncio.create_task(self.backend.stop_run(before.run_id, grace_seconds=0 if lost else None))
         if (
             after.has_active_run
             and after.executor == self.executor_id
@@ -92,7 +113,7 @@ class ExecutorCore:
         self._run_nodes[job.run_id] = job.node
         self._tasks[job.run_id] = asyncio.create_task(self._run(job, adopt), name=f"run {job.run_id}")
 
-    def _event(self, job: JobState, cls: type[JobEvent], **fields: object) -> JobEvent:
+    def _event(self, job: JobState, cls: Callable[..., JobEvent], **fields: object) -> JobEvent:
         return cls(
             job_id=job.spec.job_id,
             queue=job.spec.queue,
@@ -111,8 +132,15 @@ class ExecutorCore:
         if report.phase == SUCCEEDED:
             return self._event(job, JobSucceeded, node=report.node)
         if report.phase == FAILED:
+            category, subcategory = self.failure_categories.classify(report.containers, report.reason)
             return self._event(
-                job, JobFailed, node=report.node, reason=report.reason, containers=report.containers
+                job,
+                JobFailed,
+                node=report.node,
+                reason=report.reason,
+                containers=report.containers,
+                failure_category=category,
+                failure_subcategory=subcategory,
             )
         if report.phase == RETURNED:
             return self._event(job, JobLeaseReturned, reason=report.reason, run_attempted=True)
@@ -165,16 +193,21 @@ class ExecutorCore:
     # --- heartbeats ------------------------------------------------------------------
 
     def heartbeat(self) -> ExecutorHeartbeat:
+        """The heartbeat to write now (called on the heartbeat thread): only the nodes the main
+        loop has published, which already have run slots, and the runs it holds."""
         if self._stopping:
             return ExecutorHeartbeat(executor=self.executor_id, created=now())
-        nodes = self.backend.nodes()
-        self._follow_nodes(nodes)
         return ExecutorHeartbeat(
             executor=self.executor_id,
             created=now(),
-            nodes=nodes,
+            nodes=self._nodes,
             runs=dict(self._run_nodes),
         )
+
+    def _publish_nodes(self) -> None:
+        nodes = self.backend.nodes()
+        self._follow_nodes(nodes)
+        self._nodes = nodes
 
     def _follow_nodes(self, nodes: tuple[NodeReport, ...]) -> None:
         """Keep run slots for the nodes the heartbeat offers: the scheduler leases only on
@@ -187,20 +220,20 @@ class ExecutorCore:
             elif slots.capacity != node.allocatable:
                 slots.resize(node.allocatable)
 
-    async def _heartbeats(self) -> None:
+    async def _follow_cluster(self) -> None:
         while True:
-            try:
-                await self._writer.heartbeat(self.heartbeat())
-            except Exception as exc:
-                log.warning("heartbeat failed: %s", exc)
             await asyncio.sleep(self._settings.executor.heartbeat_interval_seconds)
+            try:
+                self._publish_nodes()
+            except Exception as exc:
+                log.warning("could not read the cluster's nodes: %s", exc)
 
     # --- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
         await ensure_topics(self._settings)
         await self.backend.start()
-        self._follow_nodes(self.backend.nodes())
+        self._publish_nodes()
         await self._writer.start()
         await self._tail.start()
         await self._tail.catch_up(timeout=300)
@@ -220,17 +253,15 @@ class ExecutorCore:
                     )
                 )
         await self._writer.job_events(lost)
-        self._heartbeat_task = asyncio.create_task(self._heartbeats(), name="heartbeats")
+        self._nodes_task = asyncio.create_task(self._follow_cluster(), name="nodes")
+        self._heartbeats.start()
 
     async def stop(self) -> None:
         """Stop taking work, end the runs it holds and return their leases."""
         self._stopping = True
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
-        try:
-            await self._writer.heartbeat(self.heartbeat())
-        except Exception as exc:
-            log.warning("could not announce shutdown: %s", exc)
+        if self._nodes_task is not None:
+            self._nodes_task.cancel()
+        await asyncio.to_thread(self._heartbeats.stop)  # its last heartbeat has no nodes
         await asyncio.gather(*(self.backend.stop_run(r) for r in list(self._tasks)), return_exceptions=True)
         try:
             await asyncio.wait_for(asyncio.gather(*self._tasks.values(), return_exceptions=True), timeout=30)
@@ -266,8 +297,10 @@ async def run_executor(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await core.start()
     nodes = core.backend.nodes()
+    detail = core.backend.describe()
     print(
-        f"flotilla executor: {core.executor_id} ready ({core.backend.kind}, {len(nodes)} node(s))",
+        f"flotilla executor: {core.executor_id} ready ({core.backend.kind}, {len(nodes)} node(s)"
+        f"{'; ' + detail if detail else ''})",
         flush=True,
     )
     try:

@@ -26,9 +26,14 @@ as processes allow:
   SIGKILL, 143 for SIGTERM), as Kubernetes reports them; a command that cannot be executed
   makes its container fail with 127 (not found) or 126 (not executable) instead of raising.
 
-Images, resource limits, volumes, probes and the rest of the PodSpec are not applied: the
-processes run with the executor's own user, filesystem and network. A process that leaves
-its process group (``setsid``, daemonising) escapes :meth:`LocalPodProcess.stop`.
+* with a :class:`~flotilla.executor.local_limits.LimitEnforcer`, containers' memory and CPU
+  limits apply and one past its memory limit ends ``OOMKilled``; with cgroups, a run's every
+  process is killed through them, even one that left its process group. ``<run dir>/pgids``
+  records every container's process group as it starts.
+
+Images, volumes, probes and the rest of the PodSpec are not applied: the processes run with
+the executor's own user, filesystem and network. Without cgroups, a process that leaves its
+process group (``setsid``, daemonising) escapes :meth:`LocalPodProcess.stop`.
 """
 
 from __future__ import annotations
@@ -39,12 +44,17 @@ import logging
 import os
 import re
 import signal
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+from flotilla.executor.cgroups import cgroup_name, kill_tree, remove_tree
+from flotilla.executor.local_keeper import PGIDS_FILE
+from flotilla.executor.local_limits import OOM_KILLED, ContainerGuard, ContainerLimits, LimitEnforcer
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +89,8 @@ class ContainerOutcome:
     name: str
     exit_code: int
     stderr_tail: str
+    reason: str = ""
+    """``OOMKilled`` when it exceeded its memory limit."""
 
 
 @dataclass(frozen=True)
@@ -182,6 +194,7 @@ class _ContainerSpec:
     argv: list[str]
     env: dict[str, str]
     working_dir: str | None
+    limits: ContainerLimits = ContainerLimits()
 
 
 @dataclass
@@ -194,6 +207,7 @@ class _Container:
     task: asyncio.Task[ContainerOutcome] | None = None
     outcome: ContainerOutcome | None = None
     group_gone: bool = field(default=False)
+    guard: ContainerGuard | None = None
 
     @property
     def pgid(self) -> int | None:
@@ -217,8 +231,10 @@ class LocalPodProcess:
         work_root: Path,
         *,
         base_env: Mapping[str, str] | None = None,
+        enforcer: LimitEnforcer | None = None,
     ) -> None:
         self.run_id = run_id
+        self._enforcer = enforcer
         self.pod_spec = pod_spec
         self.run_dir = Path(work_root) / _safe_name(run_id)
         self.default_working_dir = self.run_dir / "work"
@@ -287,7 +303,10 @@ class LocalPodProcess:
         working_dir = container.get("workingDir") or None
         if working_dir is not None and not isinstance(working_dir, str):
             raise ValueError(f"container {name!r}: workingDir is not a string")
-        return _ContainerSpec(name=name, argv=argv, env=env, working_dir=working_dir)
+        limits = ContainerLimits.of(container)
+        if limits.memory_bytes is None and self._enforcer is not None:
+            self._note(f"container {name!r} has no memory limit or request: its memory is not bounded")
+        return _ContainerSpec(name=name, argv=argv, env=env, working_dir=working_dir, limits=limits)
 
     @staticmethod
     def _string_list(container: str, key: str, value: Any) -> list[str]:
@@ -419,6 +438,28 @@ class LocalPodProcess:
             if tasks:
                 await asyncio.wait(tasks)
 
+    def kill_now(self) -> None:
+        """SIGKILL every process of the run at once, without waiting: for a run whose lease is
+        gone, which must not live on next to its successor. :meth:`stop` then waits for them."""
+        self._stop_requested = True
+        for container in self._containers:
+            if container.pgid is not None:
+                _signal_group(container.pgid, signal.SIGKILL)
+        for directory in self._run_cgroups():
+            kill_tree(directory, timeout=0.5)
+
+    def release(self) -> None:
+        """Once the run has ended: kill what is left in its cgroups and remove them."""
+        for directory in self._run_cgroups():
+            kill_tree(directory)
+            remove_tree(directory)
+
+    def _run_cgroups(self) -> list[Path]:
+        support = self._enforcer.support if self._enforcer is not None else None
+        if support is None:
+            return []
+        return [h.base / cgroup_name(self.run_id) for h in support.hierarchies]
+
     # --- internals ---------------------------------------------------------------------
 
     def _live_containers(self) -> list[_Container]:
@@ -453,6 +494,13 @@ class LocalPodProcess:
         env = {**self._base_env, **spec.env}
         with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
             failure = self._prepare_working_dir(spec)
+            child_setup = None
+            if failure is None and self._enforcer is not None:
+                container.guard = self._enforcer.guard(self.run_id, stdout_path.stem, spec.limits)
+                try:
+                    child_setup = container.guard.prepare()
+                except OSError as exc:
+                    failure = 126, f"cannot apply the resource limits of {spec.name!r}: {exc}"
             if failure is None:
                 cwd = self._working_dir(spec)
                 try:
@@ -464,9 +512,12 @@ class LocalPodProcess:
                         cwd=cwd,
                         env=env,
                         start_new_session=True,
+                        preexec_fn=child_setup,
                     )
                 except OSError as exc:
                     failure = self._exec_failure(spec, cwd, exc)
+                except subprocess.SubprocessError as exc:  # the child's setup (joining its cgroups) failed
+                    failure = 126, f"cannot start {spec.name!r} within its limits: {exc}"
             if failure is not None:
                 code, text = failure
                 stderr.write(f"{text}\n".encode())
@@ -474,6 +525,8 @@ class LocalPodProcess:
             container.outcome = ContainerOutcome(spec.name, code, _read_tail(stderr_path))
             log.info("run %s: container %s could not start: %s", self.run_id, spec.name, text)
         else:
+            with (self.run_dir / PGIDS_FILE).open("a") as pgids:  # for the keeper, should the executor die
+                pgids.write(f"{container.pgid}\n")
             container.task = asyncio.create_task(self._watch(container), name=f"{self.run_id}/{spec.name}")
             log.info(
                 "run %s: started %scontainer %s (pid %s)",
@@ -519,15 +572,20 @@ class LocalPodProcess:
         returncode = await process.wait()
         # The container ends with its main process: end what it left behind too.
         _signal_group(process.pid, signal.SIGKILL)
-        outcome = ContainerOutcome(
-            container.spec.name, signal_exit_code(returncode), _read_tail(container.stderr_path)
-        )
+        guard = container.guard
+        if guard is not None and guard.cgroup is not None:
+            for directory in guard.cgroup.dirs.values():
+                kill_tree(directory, timeout=1.0)
+        exit_code, tail = signal_exit_code(returncode), _read_tail(container.stderr_path)
+        oom = guard is not None and guard.oom_killed(exit_code, tail)
+        outcome = ContainerOutcome(container.spec.name, exit_code, tail, OOM_KILLED if oom else "")
         container.outcome = outcome
         log.info(
-            "run %s: container %s exited with %s",
+            "run %s: container %s exited with %s%s",
             self.run_id,
             container.spec.name,
             _describe_exit(outcome.exit_code),
+            " (OOMKilled)" if oom else "",
         )
         return outcome
 
@@ -548,6 +606,21 @@ class LocalPodProcess:
             self._outcome = RunOutcome(True, outcomes, "")
             return self._outcome
 
+        oom = [c for c in failed if c.outcome is not None and c.outcome.reason == OOM_KILLED]
+        if oom and not self._interrupted:
+            first = oom[0]
+            assert first.outcome is not None
+            limit = first.spec.limits.memory_bytes
+            self._outcome = RunOutcome(
+                False,
+                outcomes,
+                _shorten(
+                    f"{OOM_KILLED}: container {first.spec.name!r} exceeded its memory limit of "
+                    f"{limit} bytes ({_describe_exit(first.outcome.exit_code)})",
+                    first.outcome.stderr_tail,
+                ),
+            )
+            return self._outcome
         if failed:
             first = failed[0]
             kind = "init container" if first.init else "container"

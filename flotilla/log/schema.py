@@ -180,6 +180,8 @@ class JobFailed(JobEvent):
     node: str = ""
     reason: str = ""
     containers: tuple[ContainerExit, ...] = ()
+    failure_category: str = ""
+    failure_subcategory: str = ""
 
     @property
     def exit_codes(self) -> dict[str, int]:
