@@ -33,6 +33,7 @@ READY_MARKERS = {
     "worker": "flotilla worker: ready",
     "api": "flotilla api: listening",
     "executor": "flotilla executor:",
+    "lookout": "flotilla lookout: listening",
 }
 
 
