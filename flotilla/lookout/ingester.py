@@ -234,3 +234,14 @@ class Ingester:
                 await self._write(batch)
             if stop_when_caught_up and self.caught_up():
                 return
+
+
+async def ingest_to_end(settings: Settings, dsn: str) -> IngesterCounts:
+    """Apply the log to the database up to its end as of now, then stop (rebuilds, tests)."""
+    ingester = Ingester(settings, dsn)
+    await ingester.start()
+    try:
+        await ingester.run(stop_when_caught_up=True)
+    finally:
+        await ingester.stop()
+    return ingester.counts

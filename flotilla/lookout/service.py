@@ -1,6 +1,9 @@
 """The Lookout part of the stack (``flotilla lookout``): the ingester, the HTTP API and the
 periodic maintenance in one process; and ``flotilla lookout rebuild``.
 
+The ingester writes from a worker thread (``asyncio.to_thread``), so the API's event loop
+keeps answering while a batch is written.
+
 The database is ``postgres.dsn``; when that is empty, the embedded Postgres of the data dir
 (the one ``flotilla up`` runs), started here if it is not running.
 """
@@ -19,7 +22,8 @@ from psycopg.conninfo import make_conninfo
 
 from flotilla.embedded.postgres import EmbeddedPostgres
 from flotilla.lookout import maintenance
-from flotilla.lookout.ingester import Ingester
+from flotilla.lookout.http_api import connection_pool, make_app, start_api
+from flotilla.lookout.ingester import Ingester, ingest_to_end
 from flotilla.lookout.migrations import migrate
 from flotilla.settings import Settings
 
@@ -67,16 +71,7 @@ def rebuild(settings: Settings, dsn: str) -> int:
         migrate(connection)
         maintenance.empty(connection)
 
-    async def replay() -> int:
-        ingester = Ingester(settings, dsn)
-        await ingester.start()
-        try:
-            await ingester.run(stop_when_caught_up=True)
-        finally:
-            await ingester.stop()
-        return ingester.counts.applied
-
-    return asyncio.run(replay())
+    return asyncio.run(ingest_to_end(settings, dsn)).applied
 
 
 def run_maintenance(settings: Settings, dsn: str) -> None:
@@ -103,14 +98,23 @@ async def _maintain(settings: Settings, dsn: str) -> None:
 
 async def serve(settings: Settings, dsn: str) -> None:
     """Ingest, serve and maintain until cancelled."""
+    started = time.monotonic()
     ingester = Ingester(settings, dsn)
     await ingester.start()
-    started = time.monotonic()
+    pool = connection_pool(dsn)
+    await pool.open(wait=False)
+    lookout = settings.lookout
+    runner = await start_api(
+        make_app(pool, lookout.statement_timeout_ms, ingester.counts), lookout.host, lookout.port
+    )
     tasks = [
         asyncio.create_task(ingester.run(), name="lookout ingester"),
         asyncio.create_task(_maintain(settings, dsn), name="lookout maintenance"),
     ]
-    print(f"{READY_MARKER} (ingesting, ready in {time.monotonic() - started:.1f}s)", flush=True)
+    print(
+        f"{READY_MARKER} on http://{lookout.host}:{lookout.port} (ready in {time.monotonic() - started:.1f}s)",
+        flush=True,
+    )
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
@@ -119,4 +123,6 @@ async def serve(settings: Settings, dsn: str) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await runner.cleanup()
+        await pool.close()
         await ingester.stop()

@@ -73,15 +73,15 @@ def running(job: JobSpec, run_id: str, node: str = "n1") -> JobRunning:
     return JobRunning(**common(job, run_id), executor="c1", node=node)
 
 
-def succeeded(job: JobSpec, run_id: str) -> JobSucceeded:
-    return JobSucceeded(**common(job, run_id), executor="c1", node="n1")
+def succeeded(job: JobSpec, run_id: str, node: str = "") -> JobSucceeded:
+    return JobSucceeded(**common(job, run_id), executor="c1", node=node)
 
 
-def failed(job: JobSpec, run_id: str, exit_code: int = 3, message: str = "boom") -> JobFailed:
+def failed(job: JobSpec, run_id: str, exit_code: int = 3, message: str = "boom", node: str = "") -> JobFailed:
     return JobFailed(
         **common(job, run_id),
         executor="c1",
-        node="n1",
+        node=node,
         reason="Error: container main failed",
         containers=(ContainerExit(name="main", exit_code=exit_code, message=message, reason="Error"),),
     )
@@ -158,3 +158,9 @@ def interleaved(histories: list[list[JobEvent]]) -> list[JobEvent]:
     for step in range(longest):
         out.extend(h[step] for h in histories if step < len(h))
     return out
+
+
+def preempted(job: JobSpec, run_id: str) -> JobEvent:
+    from flotilla.log.schema import JobPreempted
+
+    return JobPreempted(**common(job, run_id), executor="c1", reason="preempted by the scheduler")

@@ -19,7 +19,7 @@ from flotilla.embedded.ports import free_port
 from flotilla.log.schema import EVENTS_TOPIC, JobEvent
 from flotilla.log.topics import ensure_topics
 from flotilla.log.writer import LogWriter
-from flotilla.lookout.ingester import Ingester
+from flotilla.lookout.ingester import Ingester, ingest_to_end
 from flotilla.settings import Settings, load_settings, to_environment
 from flotilla.stack import FlotillaProcess
 from tests.harness.lookout_events import interleaved, lifecycle, mixed_histories, spec
@@ -47,17 +47,6 @@ async def write_events(settings: Settings, events: list[JobEvent]) -> None:
         await writer.job_events(events)
 
 
-async def ingest(settings: Settings, dsn: str) -> Ingester:
-    """Apply the whole log to ``dsn`` and stop."""
-    ingester = Ingester(settings, dsn)
-    await ingester.start()
-    try:
-        await ingester.run(stop_when_caught_up=True)
-    finally:
-        await ingester.stop()
-    return ingester
-
-
 def stored_offsets(dsn: str, topic: str) -> int:
     with psycopg.connect(dsn) as connection:
         row = connection.execute(
@@ -72,9 +61,9 @@ async def test_the_ingester_applies_the_log_in_batches_with_its_offsets(
     settings = lookout_settings(broker, tmp_path, lookout_dsn, batch_size=40)
     events = interleaved(mixed_histories(70))
     await write_events(settings, events)
-    ingester = await ingest(settings, lookout_dsn)
-    assert ingester.counts.batches >= len(events) // 40
-    assert ingester.counts.applied == len(events)
+    counts = await ingest_to_end(settings, lookout_dsn)
+    assert counts.batches >= len(events) // 40
+    assert counts.applied == len(events)
     assert stored_offsets(lookout_dsn, settings.topic(EVENTS_TOPIC)) == len(events)
     assert len(table_rows(lookout_dsn)["job"]) == 70
     assert counts_match_rows(lookout_dsn)
@@ -96,8 +85,8 @@ async def test_a_record_that_does_not_decode_is_counted_and_passed_over(
     finally:
         await producer.stop()
     await write_events(settings, after)
-    ingester = await ingest(settings, lookout_dsn)
-    assert ingester.counts.undecodable == 2
+    counts = await ingest_to_end(settings, lookout_dsn)
+    assert counts.undecodable == 2
     with psycopg.connect(lookout_dsn) as connection:
         assert connection.execute("SELECT job_id, state FROM job ORDER BY job_id").fetchall() == [
             ("after", 4),
@@ -178,5 +167,5 @@ async def test_an_ingester_killed_between_batches_resumes_with_nothing_lost_or_d
         part.stop()
     assert counts_match_rows(lookout_dsn)
     replayed = new_database(postgres_server)
-    await ingest(settings, replayed)
+    await ingest_to_end(settings, replayed)
     assert table_rows(replayed) == table_rows(lookout_dsn)
