@@ -15,6 +15,7 @@ from tests.harness.lookout_events import (
     interleaved,
     lifecycle,
     mixed_histories,
+    reprioritized,
     running,
     spec,
     succeeded,
@@ -62,11 +63,15 @@ def test_a_batch_and_its_offsets_commit_together(db: psycopg.Connection, lookout
 
 
 def test_a_batch_applied_twice_changes_nothing(db: psycopg.Connection, lookout_dsn: str) -> None:
-    batch = records(interleaved(mixed_histories(21)))
-    write(db, batch)
+    first = records(interleaved(mixed_histories(21)))
+    waiting = spec("job000006", queue="queue0", job_set="set2")  # queued, reprioritised to 9 in `first`
+    second = records([reprioritized(waiting, 3.0)], start=len(first))
+    write(db, first)
+    write(db, second)
     before = table_rows(lookout_dsn)
-    assert write(db, batch).applied == 0  # the reader thinks it is where the batch began
+    assert write(db, first, expected=0).applied == 0  # a reader that lost its place replays `first`
     assert table_rows(lookout_dsn) == before
+    assert db.execute("SELECT priority FROM job WHERE job_id = 'job000006'").fetchone() == (3.0,)
 
 
 def test_events_the_log_holds_twice_change_nothing(db: psycopg.Connection, lookout_dsn: str) -> None:
