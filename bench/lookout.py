@@ -147,7 +147,7 @@ SELECT lpad(to_hex(i), 10, '0'), 'queue' || (i % 10), 'anonymous', 'default', 's
        CASE WHEN s.state = 1 THEN NULL ELSE 'r' || lpad(to_hex(i), 10, '0') END,
        jsonb_build_object('team', 't' || (i % 7))
 FROM generate_series(1, {jobs}) AS i,
-     LATERAL (SELECT (ARRAY[4,4,4,4,4,5,6,3,1,1,2,8,7])[1 + (i * 7919) % 13]::smallint AS state) s;
+     LATERAL (SELECT (ARRAY[4,4,4,4,4,5,6,3,1,1,2,8,7])[1 + (i::bigint * 7919) % 13]::smallint AS state) s;
 INSERT INTO job_run (run_id, job_id, cluster, node, pool, leased, pending, started, finished, job_run_state, exit_code)
 SELECT latest_run_id, job_id, 'cluster' || (hashtext(job_id) & 3), 'node' || (hashtext(job_id) & 255), 'default',
        submitted + interval '10 seconds', submitted + interval '20 seconds', submitted + interval '30 seconds',

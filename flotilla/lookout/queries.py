@@ -156,7 +156,7 @@ async def jobs(connection: AsyncConnection, request: JobsRequest) -> dict[str, A
         last = rows[-1]
         value = None if request.order.field == "jobId" else last[FIELDS[request.order.field].column]
         continuation = encode_continuation(
-            timestamp(value) if isinstance(value, datetime) else value, last["job_id"]
+            value.isoformat() if isinstance(value, datetime) else value, last["job_id"]
         )
     return {"jobs": [job_json(r, runs[r["job_id"]], now) for r in rows], "continuation": continuation}
 

@@ -81,6 +81,7 @@ HISTORIES = {
     "pending after running": [submitted(J), queued(J), leased(J, "r1"), running(J, "r1"), pending(J, "r1")],
     "cancelled while queued, then leased": [submitted(J), queued(J), cancelled(J), leased(J, "r1")],
     "preempted after failing": [*lifecycle(J, "r1", "failed"), preempted("r1")],
+    "cancelled after succeeding": [*lifecycle(J, "r1", "succeeded"), cancelled(J, "r1")],
     "preempted while running": [*lifecycle(J, "r1", "running"), preempted("r1")],
     "an old run leased again after a requeue": [
         submitted(J),

@@ -217,7 +217,13 @@ async def test_the_default_order_is_job_id_descending_and_skip_take_page_through
 
 
 @pytest.mark.parametrize(
-    "order", [None, {"field": "submitted", "direction": "ASC"}, {"field": "queue", "direction": "DESC"}]
+    "order",
+    [
+        None,
+        {"field": "submitted", "direction": "ASC"},
+        {"field": "jobSet", "direction": "ASC"},
+        {"field": "priority", "direction": "DESC"},
+    ],
 )
 async def test_continuations_page_through_every_job_once_in_order(known_dsn: str, order) -> None:
     everything = await job_ids(known_dsn, order=order, take=100)

@@ -16,6 +16,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from flotilla.embedded.ports import free_port
+from flotilla.embedded.postgres import EmbeddedPostgres
 from flotilla.log.schema import EVENTS_TOPIC, JobEvent
 from flotilla.log.topics import ensure_topics
 from flotilla.log.writer import LogWriter
@@ -169,3 +170,40 @@ async def test_an_ingester_killed_between_batches_resumes_with_nothing_lost_or_d
     replayed = new_database(postgres_server)
     await ingest_to_end(settings, replayed)
     assert table_rows(replayed) == table_rows(lookout_dsn)
+
+
+async def test_while_postgres_restarts_the_ingester_waits_and_resumes_with_nothing_lost(
+    broker: str, tmp_path: Path
+) -> None:
+    server = EmbeddedPostgres(tmp_path / "pg")
+    dsn = server.start()
+    try:
+        settings = lookout_settings(broker, tmp_path, dsn, batch_size=30, batch_seconds=0.05)
+        histories = mixed_histories(140)
+        topic = settings.topic(EVENTS_TOPIC)
+        await ensure_topics(settings)
+        live = Ingester(settings, dsn)
+        await live.start()
+        running = asyncio.create_task(live.run())
+        try:
+            await write_events(settings, interleaved(histories[:70]))
+            await asyncio.to_thread(
+                wait_for, lambda: stored_offsets(dsn, topic) > 0, 60, 0.05, "a first batch"
+            )
+            await asyncio.to_thread(server.stop)
+            await write_events(settings, interleaved(histories[70:]))  # written while Postgres is down
+            await asyncio.sleep(1.0)
+            assert not running.done()  # the ingester waits for the database, it does not give up
+            await asyncio.to_thread(server.start)
+            total = sum(len(h) for h in histories)
+            await asyncio.to_thread(
+                wait_for, lambda: stored_offsets(dsn, topic) == total, 60, 0.2, "all events"
+            )
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+            await live.stop()
+        assert len(table_rows(dsn)["job"]) == 140
+        assert counts_match_rows(dsn)
+    finally:
+        server.stop()
