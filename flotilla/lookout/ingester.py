@@ -35,6 +35,7 @@ from flotilla.log.schema import (
     decode_job_event,
     decode_scheduling_report,
 )
+from flotilla.log.tail import topic_partitions
 from flotilla.log.topics import ensure_topics
 from flotilla.lookout.migrations import migrate
 from flotilla.lookout.store import BatchResult, LogRecord, Partition, prepare, write_batch
@@ -101,18 +102,6 @@ class Ingester:
 
     # --- the log -------------------------------------------------------------------------
 
-    async def _partitions(self, consumer: AIOKafkaConsumer, timeout: float = 60.0) -> list[TopicPartition]:
-        deadline = time.monotonic() + timeout
-        topics = (self._events_topic, self._reports_topic)
-        while True:
-            await consumer.topics()  # refreshes the metadata
-            found = {t: consumer.partitions_for_topic(t) for t in topics}
-            if all(found.values()):
-                return sorted(TopicPartition(t, p) for t, ps in found.items() for p in ps or ())
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"topics {topics} not found on {self.settings.kafka.bootstrap}")
-            await asyncio.sleep(0.2)
-
     def _seek(self, tp: TopicPartition, offset: int) -> None:
         assert self._consumer is not None
         self._consumer.seek(tp, offset)
@@ -129,7 +118,7 @@ class Ingester:
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         await self._consumer.start()
-        partitions = await self._partitions(self._consumer)
+        partitions = await topic_partitions(self.settings, [self._events_topic, self._reports_topic])
         self._consumer.assign(partitions)
         self._beginning = await self._consumer.beginning_offsets(partitions)
         stored = await self._with_database("reading stored offsets", self._stored_offsets)
