@@ -95,6 +95,7 @@ _RUN_COLUMNS = (
     "debug",
     "exit_code",
     "failure_category",
+    "failure_subcategory",
     "scheduler_termination_reason",
 )
 _TIMES = {"submitted", "cancelled", "last_transition_time", "leased", "pending", "started", "finished"}
@@ -115,7 +116,7 @@ CREATE TEMP TABLE IF NOT EXISTS tmp_run (
     run_id text, job_id text, cluster text, node text, pool text, leased double precision,
     pending double precision, started double precision, finished double precision,
     job_run_state smallint, error text, debug text, exit_code integer, failure_category text,
-    scheduler_termination_reason text
+    failure_subcategory text, scheduler_termination_reason text
 ) ON COMMIT DELETE ROWS;
 """
 
