@@ -105,7 +105,11 @@ def failure_details(event: JobFailed) -> dict[str, Any]:
     lines = [event.reason] if event.reason else []
     lines += [f"container {c.name} exited with code {c.exit_code}" for c in failing]
     debug = "\n".join(f"{c.name}: {c.message}" for c in event.containers if c.message)
-    category = first.reason if first is not None and first.reason else None
+    # The executor's category (Armada's errorCategories) where the event carries one; else
+    # the failing container's reason (OOMKilled, Error) or the reason's leading word.
+    category = getattr(event, "failure_category", "") or None
+    if category is None and first is not None and first.reason:
+        category = first.reason
     if category is None:
         head, sep, _ = event.reason.partition(":")
         category = head if sep and head and " " not in head else None
@@ -114,6 +118,7 @@ def failure_details(event: JobFailed) -> dict[str, Any]:
         "error": "\n".join(lines) or None,
         "debug": debug or None,
         "failure_category": category,
+        "failure_subcategory": getattr(event, "failure_subcategory", "") or None,
     }
 
 
