@@ -3,6 +3,9 @@ test, and a way to read back every row the log put in it."""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,12 +18,30 @@ from flotilla.embedded.postgres import EmbeddedPostgres
 from flotilla.lookout.migrations import migrate
 
 
+@contextlib.contextmanager
+def _outside_pytest_tmp() -> Iterator[Path]:
+    # Not under pytest's temp root: a pytest session starting beside this one (other runs on a
+    # shared machine) resets that root to mode 0700, and the embedded server, which runs as its
+    # own user when we are root, could no longer reach its data directory.
+    directory = Path(tempfile.mkdtemp(prefix="flotilla-lookout-"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_server() -> Iterator[str]:
     """The DSN of a Postgres server for the session's Lookout databases."""
-    server = EmbeddedPostgres(Path(tmp_path_factory.mktemp("lookout-postgres")) / "pg")
-    yield server.start()
-    server.stop()
+    with _outside_pytest_tmp() as directory:
+        server = EmbeddedPostgres(directory / "pg")
+        yield server.start()
+        server.stop()
+
+
+@pytest.fixture
+def postgres_dir() -> Iterator[Path]:
+    """A directory for a test's own embedded Postgres (a data dir, or a data dir's parent)."""
+    with _outside_pytest_tmp() as directory:
+        yield directory
 
 
 def new_database(server_dsn: str) -> str:

@@ -510,8 +510,8 @@ async def test_a_query_longer_than_the_statement_timeout_gets_504(known_dsn: str
     assert status == 504 and "statement timeout (200 ms)" in reply["error"]
 
 
-async def test_while_postgres_is_down_the_api_answers_503_and_recovers_after(tmp_path: Path) -> None:
-    server = EmbeddedPostgres(tmp_path / "pg")
+async def test_while_postgres_is_down_the_api_answers_503_and_recovers_after(postgres_dir: Path) -> None:
+    server = EmbeddedPostgres(postgres_dir / "pg")
     dsn = server.start()
     try:
         with psycopg.connect(dsn) as connection:

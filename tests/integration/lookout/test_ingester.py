@@ -173,9 +173,9 @@ async def test_an_ingester_killed_between_batches_resumes_with_nothing_lost_or_d
 
 
 async def test_while_postgres_restarts_the_ingester_waits_and_resumes_with_nothing_lost(
-    broker: str, tmp_path: Path
+    broker: str, tmp_path: Path, postgres_dir: Path
 ) -> None:
-    server = EmbeddedPostgres(tmp_path / "pg")
+    server = EmbeddedPostgres(postgres_dir / "pg")
     dsn = server.start()
     try:
         settings = lookout_settings(broker, tmp_path, dsn, batch_size=30, batch_seconds=0.05)

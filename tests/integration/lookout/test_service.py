@@ -30,19 +30,21 @@ def server_pid(dsn: str) -> int:
     return int(row[0])
 
 
-def test_the_running_embedded_server_of_the_data_dir_is_used_and_left_running(tmp_path: Path) -> None:
-    server = EmbeddedPostgres(tmp_path / "postgres")
+def test_the_running_embedded_server_of_the_data_dir_is_used_and_left_running(postgres_dir: Path) -> None:
+    server = EmbeddedPostgres(postgres_dir / "postgres")
     own = server.start()
     try:
-        with database(settings_for(tmp_path)) as dsn:
+        with database(settings_for(postgres_dir)) as dsn:
             assert server_pid(dsn) == server_pid(own)
         assert server.running()
     finally:
         server.stop()
 
 
-def test_without_a_running_server_one_is_started_for_the_command_and_stopped_after(tmp_path: Path) -> None:
-    with database(settings_for(tmp_path)) as dsn:
+def test_without_a_running_server_one_is_started_for_the_command_and_stopped_after(
+    postgres_dir: Path,
+) -> None:
+    with database(settings_for(postgres_dir)) as dsn:
         with psycopg.connect(dsn) as connection:
             assert connection.execute("SELECT 1").fetchone() == (1,)
-    assert not (tmp_path / "postgres" / "postmaster.pid").exists()
+    assert not (postgres_dir / "postgres" / "postmaster.pid").exists()
