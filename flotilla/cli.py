@@ -63,6 +63,24 @@ def cmd_executor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lookout(args: argparse.Namespace) -> int:
+    import logging
+
+    from flotilla.lookout.service import database, rebuild, serve
+
+    settings = _settings(args)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    with database(settings) as dsn:
+        if args.action == "rebuild":
+            applied = rebuild(settings, dsn)
+            print(f"flotilla lookout rebuild: replayed {applied} records from the log")
+        else:
+            asyncio.run(serve(settings, dsn))
+    return 0
+
+
 # --- client commands -------------------------------------------------------------------------
 
 
@@ -156,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     part("api", "run the gRPC API", cmd_api)
     part("worker", "run a scheduler worker (Faust)", cmd_worker)
     part("executor", "run a local executor", cmd_executor)
+    p = part(
+        "lookout", "run Lookout (ingester and HTTP API), or rebuild its database from the log", cmd_lookout
+    )
+    p.add_argument("action", nargs="?", choices=["serve", "rebuild"], default="serve")
 
     def client(name: str, help: str, func) -> argparse.ArgumentParser:
         p = part(name, help, func)
@@ -196,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("api", "worker", "executor"):
+    if args.command in ("api", "worker", "executor") or getattr(args, "action", None) == "serve":
         from flotilla.stack import die_with_parent
 
         die_with_parent()

@@ -58,6 +58,26 @@ class ApiSettings:
 
 
 @dataclass
+class LookoutSettings:
+    host: str = "127.0.0.1"
+    port: int = 10000
+    """The Lookout HTTP API (and, later, its web UI)."""
+    statement_timeout_ms: int = 10000
+    """Longest a query of one API request may run; longer ones are cancelled and answered 504."""
+    batch_size: int = 10000
+    """The ingester writes a batch once it has this many records..."""
+    batch_seconds: float = 0.5
+    """...or this long after the batch's first record."""
+    prune_after_days: float = 42.0
+    """Terminal jobs whose last change is older than this are deleted (0: never)."""
+    prune_batch_size: int = 1000
+    maintenance_interval_seconds: float = 3600.0
+    """How often pruning and the repair of jobs left live after their run ended run."""
+    repair_after_seconds: float = 900.0
+    """A job still live this long after its latest run ended is given the run's outcome."""
+
+
+@dataclass
 class SchedulerSettings:
     app_id: str = "flotilla-scheduler"
     interval_seconds: float = 1.0
@@ -129,6 +149,7 @@ class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     postgres: PostgresSettings = field(default_factory=PostgresSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    lookout: LookoutSettings = field(default_factory=LookoutSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
 
@@ -226,7 +247,7 @@ def to_environment(settings: Settings) -> dict[str, str]:
         "FLOTILLA_DATA_DIR": settings.data_dir,
         "FLOTILLA_LOG_LEVEL": settings.log_level,
     }
-    for section in ("kafka", "postgres", "api", "scheduler", "executor"):
+    for section in ("kafka", "postgres", "api", "lookout", "scheduler", "executor"):
         for f in dataclasses.fields(getattr(settings, section)):
             value = getattr(getattr(settings, section), f.name)
             if isinstance(value, tuple):

@@ -1,7 +1,7 @@
 """``flotilla up``: the whole system on one machine, started, supervised and stopped together.
 
-Parts start in dependency order (broker, Postgres, then the scheduler worker, the API and a
-local executor as child processes); each must report ready before the next starts, and a
+Parts start in dependency order (broker, Postgres, then the scheduler worker, the API, a
+local executor and Lookout as child processes); each must report ready before the next starts, and a
 part that fails to start stops everything already started and names itself in the error.
 Children run in process groups of their own and ask the kernel to stop them if this process
 dies (PR_SET_PDEATHSIG, see ``die_with_parent``), so nothing outlives the stack.
@@ -33,6 +33,7 @@ READY_MARKERS = {
     "worker": "flotilla worker: ready",
     "api": "flotilla api: listening",
     "executor": "flotilla executor:",
+    "lookout": "flotilla lookout: listening",
 }
 
 
@@ -160,12 +161,17 @@ class Stack:
         self.say(f"postgres  {where} {version} at {settings.postgres.dsn}")
         if port_in_use(settings.api.host, settings.api.port):
             raise ComponentFailed("api", f"port {settings.api.host}:{settings.api.port} is already in use")
-        for part in ("worker", "api", "executor"):
+        if port_in_use(settings.lookout.host, settings.lookout.port):
+            raise ComponentFailed(
+                "lookout", f"port {settings.lookout.host}:{settings.lookout.port} is already in use"
+            )
+        for part in ("worker", "api", "executor", "lookout"):
             process = FlotillaProcess(part, settings, self.data / "logs")
             self.parts[part] = process
             process.start()
             self.say(f"{part:<9} ready (pid {process.pid}, log {process.log_path})")
         self.say(f"api       Armada gRPC API on {settings.api.host}:{settings.api.port}")
+        self.say(f"lookout   http://{settings.lookout.host}:{settings.lookout.port}")
 
     def failed_parts(self) -> list[str]:
         return [name for name, part in self.parts.items() if not part.alive()]

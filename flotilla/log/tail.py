@@ -22,6 +22,34 @@ from flotilla.settings import Settings
 log = logging.getLogger(__name__)
 
 
+async def topic_partitions(
+    settings: Settings, topics: list[str], timeout: float = 60.0
+) -> list[TopicPartition]:
+    """Every partition of ``topics``, waiting up to ``timeout`` for all of them to exist."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
+    await admin.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            try:
+                described = await admin.describe_topics(topics)
+                found = [
+                    TopicPartition(topic["topic"], partition["partition"])
+                    for topic in described
+                    if topic["error_code"] == 0
+                    for partition in topic["partitions"]
+                ]
+                if {tp.topic for tp in found} == set(topics):
+                    return sorted(found)
+            except KafkaError as exc:
+                log.info("waiting for topics %s: %s", topics, exc)
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"topics {topics} not found on {settings.kafka.bootstrap}")
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
 class LogTail:
     def __init__(
         self,
@@ -55,28 +83,7 @@ class LogTail:
         self._task = asyncio.create_task(self._run(), name=f"log-tail {','.join(self._topics)}")
 
     async def _partitions(self, timeout: float) -> list[TopicPartition]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.kafka.bootstrap)
-        await admin.start()
-        try:
-            deadline = asyncio.get_running_loop().time() + timeout
-            while True:
-                try:
-                    described = await admin.describe_topics(self._topics)
-                    found = [
-                        TopicPartition(topic["topic"], partition["partition"])
-                        for topic in described
-                        if topic["error_code"] == 0
-                        for partition in topic["partitions"]
-                    ]
-                    if {tp.topic for tp in found} == set(self._topics):
-                        return sorted(found)
-                except KafkaError as exc:
-                    log.info("waiting for topics %s: %s", self._topics, exc)
-                if asyncio.get_running_loop().time() > deadline:
-                    raise TimeoutError(f"topics {self._topics} not found on {self._settings.kafka.bootstrap}")
-                await asyncio.sleep(0.2)
-        finally:
-            await admin.close()
+        return await topic_partitions(self._settings, self._topics, timeout)
 
     async def _run(self) -> None:
         assert self._consumer is not None

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -25,6 +27,7 @@ def up_env(tmp_path: Path, api_port: int | None = None) -> dict[str, str]:
         **os.environ,
         "FLOTILLA_KAFKA_EMBEDDED_PORT": str(free_port()),
         "FLOTILLA_API_PORT": str(api_port or free_port()),
+        "FLOTILLA_LOOKOUT_PORT": str(free_port()),
         "FLOTILLA_EXECUTOR_ID": "up-test",
     }
 
@@ -70,11 +73,15 @@ def left_running(processes: list[psutil.Process]) -> list[psutil.Process]:
 def test_up_then_sigterm_leaves_no_process_behind(tmp_path: Path):
     up = start_up(tmp_path, up_env(tmp_path))
     output = read_until(up, "flotilla up: ready")
-    for part in ("kafka", "postgres", "worker", "api", "executor"):
+    for part in ("kafka", "postgres", "worker", "api", "executor", "lookout"):
         assert part in output
+    lookout_url = re.search(r"lookout +(http://\S+)", output)
+    assert lookout_url is not None, output
+    with urllib.request.urlopen(f"{lookout_url.group(1)}/health", timeout=10) as health:
+        assert health.read() == b"OK"
     started = psutil.Process(up.pid).children(recursive=True)
     started.append(psutil.Process(postmaster_pid(tmp_path / "data")))
-    assert len(started) >= 5  # tansu, worker, api, executor, postgres
+    assert len(started) >= 6  # tansu, worker, api, executor, lookout, postgres
 
     up.send_signal(signal.SIGTERM)
 
