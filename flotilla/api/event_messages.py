@@ -78,6 +78,8 @@ def _failed(e: JobFailed) -> event_pb2.EventMessage:
             exit_codes=e.exit_codes,
             container_statuses=statuses,
             kubernetes_id=e.run_id,
+            failure_category=e.failure_category,
+            failure_subcategory=e.failure_subcategory,
         )
     )
 

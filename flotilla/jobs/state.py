@@ -77,6 +77,8 @@ class JobState:
     cancel_reason: str = ""
     reason: str = ""
     exit_codes: dict[str, int] = field(default_factory=dict)
+    failure_category: str = ""
+    failure_subcategory: str = ""
     runs: tuple[RunRecord, ...] = ()
     requested_reprioritizations: tuple[str, ...] = ()
     applied_reprioritizations: tuple[str, ...] = ()
@@ -171,6 +173,8 @@ def apply(state: JobState | None, event: JobEvent) -> JobState | None:
             state=FAILED,
             reason=event.reason,
             exit_codes=event.exit_codes,
+            failure_category=event.failure_category,
+            failure_subcategory=event.failure_subcategory,
             runs=_end_run(state, event, FAILED),
             updated=at,
         )

@@ -177,11 +177,17 @@ class ContainerExit:
 
 @dataclass(frozen=True)
 class JobFailed(JobEvent):
+    """A run failed. ``failure_category``/``failure_subcategory`` are what the executor's
+    error categorizer made of the failure (Armada's ``oom``, ``user_error``, ...), empty when
+    it was not categorised; records written before these fields existed read as empty."""
+
     type: ClassVar[str] = "failed"
     executor: str = ""
     node: str = ""
     reason: str = ""
     containers: tuple[ContainerExit, ...] = ()
+    failure_category: str = ""
+    failure_subcategory: str = ""
 
     @property
     def exit_codes(self) -> dict[str, int]:

@@ -309,6 +309,22 @@ def test_failed_from_the_current_run_keeps_the_reason_and_exit_codes():
     assert job.runs[-1].finished_at == 6.0
 
 
+def test_failed_keeps_the_failure_category_and_subcategory():
+    report = event(
+        JobFailed,
+        6.0,
+        run_id="run-1",
+        reason="OOMKilled",
+        failure_category="oom",
+        failure_subcategory="container-limit",
+    )
+
+    job = apply(running_job(), report)
+
+    assert job is not None
+    assert (job.failure_category, job.failure_subcategory) == ("oom", "container-limit")
+
+
 STALE_REPORTS = [pending, running, succeeded, failed, preempted, lease_expired, lease_returned]
 
 

@@ -88,7 +88,15 @@ ONE_OF_EACH: list[JobEvent] = [
     JobPending(**COMMON, executor="exec-a", node="node-1", pod_name="pod-1"),
     JobRunning(**COMMON, executor="exec-a", node="node-1", pod_name="pod-1"),
     JobSucceeded(**COMMON, executor="exec-a", node="node-1"),
-    JobFailed(**COMMON, executor="exec-a", node="node-1", reason="OOMKilled", containers=CONTAINERS),
+    JobFailed(
+        **COMMON,
+        executor="exec-a",
+        node="node-1",
+        reason="OOMKilled",
+        containers=CONTAINERS,
+        failure_category="oom",
+        failure_subcategory="container-limit",
+    ),
     JobCancelling(**COMMON, requestor="alice", reason="not needed"),
     JobCancelled(**COMMON, requestor="alice", reason="not needed"),
     JobReprioritizing(**COMMON, new_priority=9.5, requestor="alice", request_id="req-1"),
@@ -140,6 +148,25 @@ def test_failed_keeps_its_containers_and_exit_codes():
     assert decoded.containers == CONTAINERS
     assert all(isinstance(c, ContainerExit) for c in decoded.containers)
     assert decoded.exit_codes == {"main": 137, "sidecar": 0}
+
+
+def test_failed_keeps_its_failure_category_and_subcategory():
+    decoded = decode_job_event(
+        encode(JobFailed(**COMMON, failure_category="user_error", failure_subcategory="exit-1"))
+    )
+
+    assert isinstance(decoded, JobFailed)
+    assert (decoded.failure_category, decoded.failure_subcategory) == ("user_error", "exit-1")
+
+
+def test_a_failed_record_written_before_failure_categories_reads_as_uncategorised():
+    record = json.loads(encode(JobFailed(**COMMON, containers=CONTAINERS)))
+    del record["failure_category"], record["failure_subcategory"]
+
+    decoded = decode_job_event(json.dumps(record).encode())
+
+    assert isinstance(decoded, JobFailed)
+    assert (decoded.failure_category, decoded.failure_subcategory) == ("", "")
 
 
 def test_a_record_of_another_schema_version_is_refused_naming_the_version():
