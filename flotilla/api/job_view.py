@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -18,11 +19,14 @@ from aiokafka import ConsumerRecord
 from flotilla.jobs.state import QUEUED, SUBMITTED, JobState, apply
 from flotilla.log.schema import (
     EVENTS_TOPIC,
+    EXECUTORS_TOPIC,
     QUEUES_TOPIC,
     SCHEDULING_REPORTS_TOPIC,
+    ExecutorHeartbeat,
     JobEvent,
     QueueDefinition,
     SchedulingReport,
+    decode_heartbeat,
     decode_job_event,
     decode_queue,
     decode_scheduling_report,
@@ -52,12 +56,18 @@ class JobView:
         self._events_topic = settings.topic(EVENTS_TOPIC)
         self._queues_topic = settings.topic(QUEUES_TOPIC)
         self._reports_topic = settings.topic(SCHEDULING_REPORTS_TOPIC)
+        self._executors_topic = settings.topic(EXECUTORS_TOPIC)
+        self._lease_timeout = settings.scheduler.lease_timeout_seconds
         self.jobs: dict[str, JobState] = {}
         self.queues: dict[str, QueueDefinition] = {}
         self.job_sets: dict[tuple[str, str], JobSetHistory] = {}
         self.reports: dict[str, SchedulingReport] = {}
+        # Each executor's latest heartbeat: its pools, nodes and Binoculars endpoint.
+        self.executors: dict[str, ExecutorHeartbeat] = {}
         self._tail = LogTail(
-            settings, [self._events_topic, self._queues_topic, self._reports_topic], self.on_record
+            settings,
+            [self._events_topic, self._queues_topic, self._reports_topic, self._executors_topic],
+            self.on_record,
         )
 
     async def start(self) -> None:
@@ -76,6 +86,12 @@ class JobView:
             return
         if record.topic == self._reports_topic:
             self.apply_report(decode_scheduling_report(record.value))
+            return
+        if record.topic == self._executors_topic:
+            heartbeat = decode_heartbeat(record.value)
+            current = self.executors.get(heartbeat.executor)
+            if current is None or current.created <= heartbeat.created:
+                self.executors[heartbeat.executor] = heartbeat
             return
         event = decode_job_event(record.value)
         after = apply(self.jobs.get(event.job_id), event)
@@ -122,8 +138,18 @@ class JobView:
             return []
         return [self.jobs[j] for j in sorted(history.job_ids)]
 
-    def active_jobs_in_queue(self, queue: str) -> int:
-        return sum(1 for j in self.jobs.values() if j.spec.queue == queue and not j.terminal)
+    def live_executors(self) -> list[ExecutorHeartbeat]:
+        """Executors heard from within the lease timeout (the scheduler's test of liveness)."""
+        horizon = time.time() - self._lease_timeout
+        return [h for h in self.executors.values() if h.created >= horizon]
+
+    def executor_of_node(self, node: str) -> ExecutorHeartbeat | None:
+        """The live executor that reports ``node`` (the newest, should two claim it)."""
+        owners = [h for h in self.live_executors() if any(n.name == node for n in h.nodes)]
+        return max(owners, key=lambda h: h.created, default=None)
+
+    def jobs_in_queue(self, queue: str) -> list[JobState]:
+        return [j for j in self.jobs.values() if j.spec.queue == queue]
 
     async def events(
         self, queue: str, job_set: str, from_message_id: str, watch: bool

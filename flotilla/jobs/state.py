@@ -60,6 +60,7 @@ class RunRecord:
     started_at: float = 0.0
     finished_at: float = 0.0
     state: str = LEASED
+    pool: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,11 @@ class JobState:
     @property
     def has_active_run(self) -> bool:
         return self.state in ACTIVE_RUN_STATES
+
+    @property
+    def pool(self) -> str:
+        """The pool of the job's active run ("" when it has none)."""
+        return self.runs[-1].pool if self.has_active_run and self.runs else ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (the jobs table's value); nested values are shared, not copied."""
@@ -139,7 +145,9 @@ def apply(state: JobState | None, event: JobEvent) -> JobState | None:
         if any(r.run_id == event.run_id for r in state.runs):
             # A redelivered lease of a run that already ended: a run never becomes active twice.
             return None
-        run = RunRecord(run_id=event.run_id, executor=event.executor, node=event.node, leased_at=at)
+        run = RunRecord(
+            run_id=event.run_id, executor=event.executor, node=event.node, leased_at=at, pool=event.pool
+        )
         return replace(
             state,
             state=LEASED,

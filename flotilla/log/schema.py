@@ -69,6 +69,8 @@ class JobSpec:
     annotations: dict[str, str] = field(default_factory=dict)
     priority_class: str = ""
     submitted_at: float = 0.0
+    external_job_uri: str = ""
+    owner: str = ""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
@@ -277,6 +279,14 @@ TERMINAL_EVENT_TYPES = frozenset({"succeeded", "failed", "cancelled", "preempted
 
 @dataclass(frozen=True)
 class QueueDefinition:
+    """Every field of Armada's ``api.Queue``, as given, so that get and list return it.
+
+    ``permissions`` are ``{"subjects": [{"kind": "User"|"Group", "name": ...}], "verbs": [...]}``;
+    ``resource_limits_by_priority_class`` maps a priority class to its
+    ``api.PriorityClassResourceLimits`` as JSON (proto field names); ``retry_policies`` names
+    the queue's retry policies in precedence order (only the first is consulted, as in Armada).
+    """
+
     name: str
     priority_factor: float = 1.0
     user_owners: tuple[str, ...] = ()
@@ -286,6 +296,10 @@ class QueueDefinition:
     labels: dict[str, str] = field(default_factory=dict)
     deleted: bool = False
     updated: float = 0.0
+    permissions: tuple[dict[str, Any], ...] = ()
+    resource_limits_by_priority_class: dict[str, dict[str, Any]] = field(default_factory=dict)
+    retry_policies: tuple[str, ...] = ()
+    labels_deprecated: tuple[str, ...] = ()
 
 
 # --- scheduling reports ------------------------------------------------------------------
@@ -326,12 +340,15 @@ class NodeReport:
 
 @dataclass(frozen=True)
 class ExecutorHeartbeat:
-    """An executor's periodic report: its nodes and the runs it holds (run id -> node)."""
+    """An executor's periodic report: its nodes and the runs it holds (run id -> node).
+    ``endpoint`` is where the executor serves Binoculars (its runs' logs, node cordons);
+    empty when it serves none."""
 
     executor: str
     created: float
     nodes: tuple[NodeReport, ...] = ()
     runs: dict[str, str] = field(default_factory=dict)
+    endpoint: str = ""
 
 
 # --- encoding ----------------------------------------------------------------------------
@@ -407,8 +424,8 @@ def decode_queue(raw: bytes) -> QueueDefinition:
     if data.pop("type", None) != "queue":
         raise SchemaError("not a queue record")
     with _fields_of("queue"):
-        data["user_owners"] = tuple(data.get("user_owners", ()))
-        data["group_owners"] = tuple(data.get("group_owners", ()))
+        for name in ("user_owners", "group_owners", "permissions", "retry_policies", "labels_deprecated"):
+            data[name] = tuple(data.get(name, ()))
         return QueueDefinition(**data)
 
 
@@ -429,5 +446,9 @@ def decode_heartbeat(raw: bytes) -> ExecutorHeartbeat:
             NodeReport(**{**n, "taints": tuple(n.get("taints", ()))}) for n in data.get("nodes", ())
         )
         return ExecutorHeartbeat(
-            executor=data["executor"], created=data["created"], nodes=nodes, runs=data.get("runs", {})
+            executor=data["executor"],
+            created=data["created"],
+            nodes=nodes,
+            runs=data.get("runs", {}),
+            endpoint=data.get("endpoint", ""),
         )

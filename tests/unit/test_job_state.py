@@ -230,8 +230,11 @@ def test_leased_moves_a_queued_job_to_leased_and_records_the_run():
     assert job.state == LEASED
     assert (job.run_id, job.executor, job.node) == ("run-1", "exec-a", "node-1")
     assert job.runs == (
-        RunRecord(run_id="run-1", executor="exec-a", node="node-1", leased_at=3.0, state=LEASED),
+        RunRecord(
+            run_id="run-1", executor="exec-a", node="node-1", leased_at=3.0, state=LEASED, pool="default"
+        ),
     )
+    assert job.pool == "default"
 
 
 def test_leased_on_a_job_that_is_not_queued_is_refused():

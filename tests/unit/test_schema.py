@@ -72,6 +72,8 @@ SPEC = JobSpec(
     annotations={"note": "y"},
     priority_class="armada-preemptible",
     submitted_at=1699999999.5,
+    external_job_uri="https://ci.example/run/7",
+    owner="alice",
 )
 
 CONTAINERS = (
@@ -238,6 +240,10 @@ def test_a_queue_definition_round_trips():
         labels={"tier": "gold"},
         deleted=True,
         updated=1700000000.5,
+        permissions=({"subjects": [{"kind": "Group", "name": "team-a"}], "verbs": ["submit", "watch"]},),
+        resource_limits_by_priority_class={"urgent": {"maximum_resource_fraction": {"cpu": 0.5}}},
+        retry_policies=("transient",),
+        labels_deprecated=("old-label",),
     )
 
     assert decode_queue(encode(queue)) == queue
@@ -264,6 +270,7 @@ def test_an_executor_heartbeat_round_trips():
             NodeReport(name="node-2"),
         ),
         runs={"run-1": "node-1", "run-2": "node-2"},
+        endpoint="127.0.0.1:40123",
     )
 
     assert decode_heartbeat(encode(heartbeat)) == heartbeat
