@@ -10,7 +10,8 @@ from armada_client.armada import event_pb2, event_pb2_grpc, health_pb2
 
 from flotilla.api.event_messages import to_event_messages
 from flotilla.api.job_view import JobView
-from flotilla.log.schema import JobEvent
+from flotilla.jobs.state import FAILED, JobState
+from flotilla.log.schema import JobEvent, JobFailed
 
 # A message id is the log offset of the event it came from; an event that makes several
 # messages gives all but its last ``<offset>-<index>``, so a client resumes between them too.
@@ -29,6 +30,12 @@ def parse_message_id(message_id: str) -> tuple[int, int] | None:
     return (int(offset), -1 if index is None else int(index))
 
 
+def retried(job: JobState | None, run_id: str) -> bool:
+    """Whether the job ran again after its run ``run_id`` failed (a retry policy retried it).
+    A watcher that receives the failure before the scheduler's decision sees it unflagged."""
+    return job is not None and (job.state != FAILED or job.run_id != run_id)
+
+
 async def stream_messages(
     view: JobView, queue: str, job_set: str, from_message_id: str, watch: bool
 ) -> AsyncIterator[event_pb2.EventStreamMessage]:
@@ -37,6 +44,8 @@ async def stream_messages(
     events: AsyncIterator[tuple[str, JobEvent]] = view.events(queue, job_set, str(start_after), watch)
     async for event_offset, event in events:
         messages = to_event_messages(event)
+        if isinstance(event, JobFailed) and retried(view.jobs.get(event.job_id), event.run_id):
+            messages[0].failed.retryable = True
         for index, message in enumerate(messages):
             if int(event_offset) == offset and index <= seen_index:
                 continue

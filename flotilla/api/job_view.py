@@ -25,10 +25,11 @@ from flotilla.log.schema import (
     ExecutorHeartbeat,
     JobEvent,
     QueueDefinition,
+    RetryPolicy,
     SchedulingReport,
     decode_heartbeat,
     decode_job_event,
-    decode_queue,
+    decode_queues_record,
     decode_scheduling_report,
 )
 from flotilla.log.tail import LogTail
@@ -60,6 +61,7 @@ class JobView:
         self._lease_timeout = settings.scheduler.lease_timeout_seconds
         self.jobs: dict[str, JobState] = {}
         self.queues: dict[str, QueueDefinition] = {}
+        self.retry_policies: dict[str, RetryPolicy] = {}
         self.job_sets: dict[tuple[str, str], JobSetHistory] = {}
         self.reports: dict[str, SchedulingReport] = {}
         # Each executor's latest heartbeat: its pools, nodes and Binoculars endpoint.
@@ -82,7 +84,11 @@ class JobView:
 
     def on_record(self, record: ConsumerRecord) -> None:
         if record.topic == self._queues_topic:
-            self.apply_queue(decode_queue(record.value))
+            definition = decode_queues_record(record.value)
+            if isinstance(definition, RetryPolicy):
+                self.apply_retry_policy(definition)
+            else:
+                self.apply_queue(definition)
             return
         if record.topic == self._reports_topic:
             self.apply_report(decode_scheduling_report(record.value))
@@ -111,6 +117,15 @@ class JobView:
             self.queues.pop(queue.name, None)
         else:
             self.queues[queue.name] = queue
+
+    def apply_retry_policy(self, policy: RetryPolicy) -> None:
+        current = self.retry_policies.get(policy.name)
+        if current is not None and current.updated > policy.updated:
+            return
+        if policy.deleted:
+            self.retry_policies.pop(policy.name, None)
+        else:
+            self.retry_policies[policy.name] = policy
 
     def apply_report(self, report: SchedulingReport) -> None:
         # Reports and events are on different topics, so a report can be read before the

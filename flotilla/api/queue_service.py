@@ -82,9 +82,19 @@ class QueueService(submit_pb2_grpc.QueueServiceServicer):
         await self._writer.queue(definition)
         self._view.apply_queue(definition)  # read-your-writes for this API instance
 
+    async def _check(self, queue: submit_pb2.Queue) -> None:
+        """ValidationError for a bad queue, or one naming retry policies that do not exist
+        (Armada refuses those too)."""
+        validate_queue(queue)
+        if any(name not in self._view.retry_policies for name in queue.retry_policies):
+            await self._view.catch_up()
+        unknown = [name for name in queue.retry_policies if name not in self._view.retry_policies]
+        if unknown:
+            raise ValidationError("retry_policies", unknown, "no such retry policy")
+
     async def _validated(self, queue: submit_pb2.Queue, context: grpc.aio.ServicerContext) -> QueueDefinition:
         try:
-            validate_queue(queue)
+            await self._check(queue)
         except ValidationError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return queue_definition(queue)
@@ -107,7 +117,7 @@ class QueueService(submit_pb2_grpc.QueueServiceServicer):
         failed = []
         for queue in request.queues:
             try:
-                validate_queue(queue)
+                await self._check(queue)
             except ValidationError as exc:
                 failed.append(submit_pb2.QueueCreateResponse(queue=queue, error=str(exc)))
                 continue
@@ -121,7 +131,7 @@ class QueueService(submit_pb2_grpc.QueueServiceServicer):
         failed = []
         for queue in request.queues:
             try:
-                validate_queue(queue)
+                await self._check(queue)
             except ValidationError as exc:
                 failed.append(submit_pb2.QueueUpdateResponse(queue=queue, error=str(exc)))
                 continue

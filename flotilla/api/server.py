@@ -1,5 +1,5 @@
-"""The gRPC API process: Armada's Submit, QueueService, Event and Jobs services, and Flotilla's
-scheduling reports."""
+"""The gRPC API process: Armada's Submit, QueueService, RetryPolicyService, Event, Jobs and
+Binoculars services, and Flotilla's scheduling reports."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from flotilla.api.event_service import EventService
 from flotilla.api.job_view import JobView
 from flotilla.api.jobs_service import JobsService
 from flotilla.api.queue_service import QueueService
+from flotilla.api.retry_policy_service import RetryPolicyService
 from flotilla.api.scheduling_reports import SchedulingReports, add_scheduling_reports_to_server
 from flotilla.api.submit_service import SubmitService
 from flotilla.api.validation import SubmitRules
@@ -58,6 +59,9 @@ class ApiServer:
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         queues = QueueService(self.view, self._writer)
         submit_pb2_grpc.add_QueueServiceServicer_to_server(queues, server)
+        submit_pb2_grpc.add_RetryPolicyServiceServicer_to_server(
+            RetryPolicyService(self.view, self._writer), server
+        )
         submit_pb2_grpc.add_SubmitServicer_to_server(
             SubmitService(self.view, self._writer, submit_rules(self._settings), queues), server
         )

@@ -80,6 +80,7 @@ class JobState:
     exit_codes: dict[str, int] = field(default_factory=dict)
     failure_category: str = ""
     failure_subcategory: str = ""
+    retries: int = 0
     runs: tuple[RunRecord, ...] = ()
     requested_reprioritizations: tuple[str, ...] = ()
     applied_reprioritizations: tuple[str, ...] = ()
@@ -130,9 +131,29 @@ def apply(state: JobState | None, event: JobEvent) -> JobState | None:
         if state is not None or event.job is None:
             return None
         return JobState(spec=event.job, state=SUBMITTED, priority=event.job.priority, updated=event.created)
-    if state is None or state.terminal:
+    if state is None:
         return None
     at = event.created
+    if isinstance(event, JobQueued) and state.state == FAILED and event.attempt == state.attempt + 1:
+        # The scheduler retries the failed run under the queue's retry policy
+        # (flotilla.jobs.retry): the same job, queued again for a new run.
+        return replace(
+            state,
+            state=QUEUED,
+            attempt=event.attempt,
+            retries=state.retries + 1,
+            run_id="",
+            executor="",
+            node="",
+            preempt_requested=False,
+            reason="",
+            exit_codes={},
+            failure_category="",
+            failure_subcategory="",
+            updated=at,
+        )
+    if state.terminal:
+        return None
     current_run = bool(event.run_id) and event.run_id == state.run_id
 
     if isinstance(event, JobQueued):

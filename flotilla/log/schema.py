@@ -302,6 +302,35 @@ class QueueDefinition:
     labels_deprecated: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class RetryRule:
+    """One rule of a retry policy: ``action`` (``Retry`` or ``Fail``) for a failure whose
+    category is ``on_category`` (and subcategory ``on_subcategory``, when set)."""
+
+    action: str
+    on_category: str
+    on_subcategory: str = ""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Armada's retry policy (``armada-docs/retry_policies.md``), on the queues topic keyed
+    ``retry-policy/<name>`` (queue names hold no ``/``). ``retry_limit`` counts retries after
+    the first failure; ``default_action`` decides when no rule matches; ``deleted`` removes it.
+    ``rules`` keep Armada's optional ``mutate`` blocks out: Flotilla does not apply them."""
+
+    name: str
+    retry_limit: int = 0
+    default_action: str = "Fail"
+    rules: tuple[RetryRule, ...] = ()
+    deleted: bool = False
+    updated: float = 0.0
+
+    @property
+    def key(self) -> bytes:
+        return f"retry-policy/{self.name}".encode()
+
+
 # --- scheduling reports ------------------------------------------------------------------
 
 
@@ -370,11 +399,15 @@ def record_fields(record: Any) -> dict[str, Any]:
     return {name: getattr(record, name) for name in _field_names(type(record))}
 
 
-def encode(message: JobEvent | QueueDefinition | ExecutorHeartbeat | SchedulingReport) -> bytes:
+def encode(
+    message: JobEvent | QueueDefinition | RetryPolicy | ExecutorHeartbeat | SchedulingReport,
+) -> bytes:
     if isinstance(message, JobEvent):
         kind = message.type
     elif isinstance(message, QueueDefinition):
         kind = "queue"
+    elif isinstance(message, RetryPolicy):
+        kind = "retry_policy"
     elif isinstance(message, SchedulingReport):
         kind = "scheduling_report"
     else:
@@ -427,6 +460,24 @@ def decode_queue(raw: bytes) -> QueueDefinition:
         for name in ("user_owners", "group_owners", "permissions", "retry_policies", "labels_deprecated"):
             data[name] = tuple(data.get(name, ()))
         return QueueDefinition(**data)
+
+
+def decode_retry_policy(raw: bytes) -> RetryPolicy:
+    data = _envelope(raw)
+    if data.pop("type", None) != "retry_policy":
+        raise SchemaError("not a retry policy record")
+    with _fields_of("retry_policy"):
+        data["rules"] = tuple(RetryRule(**r) for r in data.get("rules", ()))
+        return RetryPolicy(**data)
+
+
+def decode_queues_record(raw: bytes) -> QueueDefinition | RetryPolicy:
+    """A record of the queues topic: a queue or a retry policy."""
+    try:
+        kind = json.loads(raw).get("type")
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise SchemaError(f"record is not a JSON object: {exc}") from exc
+    return decode_retry_policy(raw) if kind == "retry_policy" else decode_queue(raw)
 
 
 def decode_scheduling_report(raw: bytes) -> SchedulingReport:

@@ -30,13 +30,16 @@ from flotilla.log.schema import (
     SCHEDULING_REPORTS_TOPIC,
     ExecutorHeartbeat,
     JobEvent,
+    JobFailed,
     JobLeaseExpired,
     JobQueued,
+    RetryPolicy,
     SchedulingReport,
     SchemaError,
     decode_heartbeat,
     decode_job_event,
-    decode_queue,
+    decode_queues_record,
+    decode_retry_policy,
     encode,
     now,
 )
@@ -201,6 +204,14 @@ def build_scheduler(settings: Settings) -> faust.App:
         for future in futures:
             await future
 
+    def retry_policy(event: JobEvent) -> RetryPolicy | None:
+        """The retry policy the event's queue names first (Armada consults only the first)."""
+        if not isinstance(event, JobFailed):
+            return None
+        names = (tables.queues.get(event.queue) or {}).get("retry_policies") or []
+        stored = tables.retry_policies.get(names[0]) if names else None
+        return decode_retry_policy(stored.encode()) if stored is not None else None
+
     @app.agent(events_topic)
     async def ingest_events(stream):
         async for raw in stream:
@@ -223,7 +234,7 @@ def build_scheduler(settings: Settings) -> faust.App:
                 continue
             tables.jobs[event.job_id] = after.to_dict()
             active.update(after)
-            replies = reactions(before, after, event, now())
+            replies = reactions(before, after, event, now(), retry_policy(event))
             await send(replies)
             for reply in replies:
                 if isinstance(reply, JobQueued):
@@ -235,9 +246,15 @@ def build_scheduler(settings: Settings) -> faust.App:
     async def ingest_queues(stream):
         async for raw in stream:
             try:
-                queue = decode_queue(raw)
+                queue = decode_queues_record(raw)
             except SchemaError as exc:
                 log.error("dropping a record that is not a queue: %s", exc)
+                continue
+            if isinstance(queue, RetryPolicy):
+                if queue.deleted:
+                    tables.retry_policies.pop(queue.name, None)
+                else:
+                    tables.retry_policies[queue.name] = raw.decode()
                 continue
             if queue.deleted:
                 tables.queues.pop(queue.name, None)
@@ -246,6 +263,7 @@ def build_scheduler(settings: Settings) -> faust.App:
                     "name": queue.name,
                     "priority_factor": queue.priority_factor,
                     "cordoned": queue.cordoned,
+                    "retry_policies": list(queue.retry_policies),
                 }
 
     @app.agent(executors_topic)

@@ -4,6 +4,7 @@ changelog topic when a worker starts, so a killed worker loses nothing.
 ``jobs``       job id -> JobState (as JSON): the fold of the job's events.
 ``queues``     queue name -> QueueDefinition (as JSON).
 ``executors``  executor id -> its latest heartbeat (as JSON), with the time it was received.
+``retry_policies``  policy name -> RetryPolicy (as JSON), from the queues topic.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ class SchedulerTables:
     jobs: faust.Table
     queues: faust.Table
     executors: faust.Table
+    retry_policies: faust.Table
 
 
 def create_tables(app: faust.App, partitions: int) -> SchedulerTables:
@@ -25,4 +27,5 @@ def create_tables(app: faust.App, partitions: int) -> SchedulerTables:
         jobs=app.Table("jobs", partitions=partitions),
         queues=app.Table("queues", partitions=1),
         executors=app.Table("executors", partitions=1),
+        retry_policies=app.Table("retry_policies", partitions=1),
     )

@@ -9,11 +9,9 @@ import pytest
 from armada_client.armada import job_pb2, submit_pb2
 from armada_client.permissions import Permissions, Subject
 
-from tests.integration.jobs import collect, job, kinds, new_queue, submit, wait_for, watch
+from tests.integration.jobs import NOWHERE, collect, job, kinds, new_queue, submit, wait_for, watch
 
 pytestmark = pytest.mark.integration
-
-NOWHERE = {"flotilla.test/executor": "nowhere"}  # matches no node: the job stays queued
 
 
 def running(client, queue: str, job_set: str, job_ids: list[str]) -> None:
