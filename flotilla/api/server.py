@@ -8,8 +8,9 @@ import logging
 import signal
 
 import grpc
-from armada_client.armada import event_pb2_grpc, job_pb2_grpc, submit_pb2_grpc
+from armada_client.armada import binoculars_pb2_grpc, event_pb2_grpc, job_pb2_grpc, submit_pb2_grpc
 
+from flotilla.api.binoculars_service import BinocularsService
 from flotilla.api.event_service import EventService
 from flotilla.api.job_view import JobView
 from flotilla.api.jobs_service import JobsService
@@ -47,6 +48,7 @@ class ApiServer:
         self.view = JobView(settings)
         self._writer = LogWriter(settings)
         self._server: grpc.aio.Server | None = None
+        self._binoculars: BinocularsService | None = None
 
     @property
     def address(self) -> str:
@@ -68,6 +70,8 @@ class ApiServer:
         event_pb2_grpc.add_EventServicer_to_server(EventService(self.view), server)
         job_pb2_grpc.add_JobsServicer_to_server(JobsService(self.view), server)
         add_scheduling_reports_to_server(SchedulingReports(self.view), server)
+        self._binoculars = BinocularsService(self.view)
+        binoculars_pb2_grpc.add_BinocularsServicer_to_server(self._binoculars, server)
         try:
             bound = server.add_insecure_port(self.address)
         except RuntimeError as exc:
@@ -81,6 +85,8 @@ class ApiServer:
     async def stop(self) -> None:
         if self._server is not None:
             await self._server.stop(grace=1)
+        if self._binoculars is not None:
+            await self._binoculars.close()
         await self.view.stop()
         await self._writer.stop()
 

@@ -18,9 +18,11 @@ import asyncio
 import logging
 import signal
 
+import grpc
 from aiokafka import ConsumerRecord
 
 from flotilla.executor.backend import FAILED, PENDING, RETURNED, RUNNING, SUCCEEDED, ClusterBackend, RunReport
+from flotilla.executor.binoculars import ExecutorBinoculars, serve_binoculars
 from flotilla.executor.run_slots import RunSlots
 from flotilla.jobs.state import LEASED, JobState, apply
 from flotilla.log.schema import (
@@ -58,6 +60,8 @@ class ExecutorCore:
         self._ready = False
         self._stopping = False
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._binoculars: grpc.aio.Server | None = None
+        self.binoculars_address = ""
 
     # --- the log ---------------------------------------------------------------------
 
@@ -174,6 +178,7 @@ class ExecutorCore:
             created=now(),
             nodes=nodes,
             runs=dict(self._run_nodes),
+            endpoint=self.binoculars_address,
         )
 
     def _follow_nodes(self, nodes: tuple[NodeReport, ...]) -> None:
@@ -186,6 +191,9 @@ class ExecutorCore:
                 self.slots[node.name] = RunSlots(node.allocatable)
             elif slots.capacity != node.allocatable:
                 slots.resize(node.allocatable)
+
+    async def _announce(self) -> None:
+        await self._writer.heartbeat(self.heartbeat())
 
     async def _heartbeats(self) -> None:
         while True:
@@ -208,6 +216,9 @@ class ExecutorCore:
             j.run_id: j for j in self._jobs.values() if j.has_active_run and j.executor == self.executor_id
         }
         adoptable = await self.backend.reconcile(held)
+        self._binoculars, self.binoculars_address = await serve_binoculars(
+            ExecutorBinoculars(self.backend, self._jobs.get, self._announce), self._settings.api.host
+        )
         self._ready = True
         lost = []
         for run_id, job in held.items():
@@ -236,6 +247,8 @@ class ExecutorCore:
             await asyncio.wait_for(asyncio.gather(*self._tasks.values(), return_exceptions=True), timeout=30)
         except TimeoutError:
             log.warning("runs still ending after 30s: %s", sorted(self._tasks))
+        if self._binoculars is not None:
+            await self._binoculars.stop(grace=1)
         await self._tail.stop()
         await self.backend.stop()
         await self._writer.stop()

@@ -6,16 +6,19 @@ import os
 import shutil
 import signal
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 from flotilla.executor.backend import FAILED, PENDING, RUNNING, SUCCEEDED, ClusterBackend, Report, RunReport
 from flotilla.executor.capacity import capacity_from_config, machine_capacity
+from flotilla.executor.local_logs import local_log_lines
 from flotilla.executor.local_process import LocalPodProcess
 from flotilla.jobs.state import JobState
 from flotilla.log.schema import ContainerExit, NodeReport
 from flotilla.settings import Settings
 
 PGIDS_FILE = "pgids"
+CORDONED_FILE = "cordoned"
 
 
 def local_capacity(settings: Settings) -> dict[str, int]:
@@ -44,7 +47,17 @@ class LocalProcessBackend(ClusterBackend):
         self._processes: dict[str, LocalPodProcess] = {}
 
     def nodes(self) -> tuple[NodeReport, ...]:
+        if (self.work_root / CORDONED_FILE).exists():
+            return (replace(self._node, unschedulable=True),)
         return (self._node,)
+
+    async def logs(self, job: JobState, container: str, tail_lines: int | None) -> list[tuple[str, str]]:
+        return local_log_lines(self.work_root, job, container, tail_lines)
+
+    async def cordon(self, node: str) -> None:
+        # Kept in the work directory, so that a restarted executor stays cordoned.
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        (self.work_root / CORDONED_FILE).touch()
 
     async def reconcile(self, held: dict[str, JobState]) -> set[str]:
         """Processes outlive a killed executor (they have sessions of their own); kill every

@@ -45,7 +45,7 @@ from flotilla.settings import Settings, load_settings
 from flotilla.stack import FlotillaProcess
 
 try:
-    from flotilla.embedded import kube as harness
+    from tests.harness import kube as harness
     from tests.harness import kwok_stages
 except ImportError:  # optional with $KUBECONFIG
     harness = kwok_stages = None
