@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import grpc
 from armada_client.armada import binoculars_pb2, binoculars_pb2_grpc
@@ -36,10 +37,13 @@ class ExecutorBinoculars(binoculars_pb2_grpc.BinocularsServicer):
 
     async def Logs(self, request, context):  # noqa: N802 - gRPC method names
         job = self._job(request.job_id)
-        if job is None or not job.run_id:
+        if job is None or not job.runs:
             await context.abort(
                 grpc.StatusCode.NOT_FOUND, f"job {request.job_id!r} has no run on this executor"
             )
+        assert job is not None  # context.abort raises
+        # The latest run's logs, also while a retried job waits for its next run.
+        job = replace(job, run_id=job.runs[-1].run_id)
         options = request.log_options
         tail = options.tailLines if options.HasField("tailLines") else None
         try:
