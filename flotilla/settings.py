@@ -89,6 +89,9 @@ class ExecutorSettings:
     """Labels of the executor's node, as ``key=value,key=value``; jobs select them by nodeSelector."""
     heartbeat_interval_seconds: float = 2.0
     work_dir: str = ""
+    binoculars_address: str = "127.0.0.1:0"
+    """``host:port`` where the executor serves Binoculars (its runs' logs, node cordons) and
+    which it advertises in its heartbeats for the API to forward to; port 0 takes a free one."""
     kubeconfig: str = ""
     """For ``kubernetes``: a kubeconfig file. Empty: in-cluster config, else $KUBECONFIG or ~/.kube/config."""
     pool_label: str = ""

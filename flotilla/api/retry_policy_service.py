@@ -125,6 +125,7 @@ class RetryPolicyService(submit_pb2_grpc.RetryPolicyServiceServicer):
         policy = await self._find(request.name, context)
         if policy is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"retry policy {request.name!r} does not exist")
+        assert policy is not None  # context.abort raises
         return retry_policy_message(policy)
 
     async def GetRetryPolicies(self, request, context):  # noqa: N802

@@ -72,10 +72,16 @@ class ExecutorBinoculars(binoculars_pb2_grpc.BinocularsServicer):
         return empty_pb2.Empty()
 
 
-async def serve_binoculars(servicer: ExecutorBinoculars, host: str) -> tuple[grpc.aio.Server, str]:
-    """Start the endpoint on a free port of ``host``; returns the server and its address."""
+async def serve_binoculars(servicer: ExecutorBinoculars, address: str) -> tuple[grpc.aio.Server, str]:
+    """Start the endpoint at ``host:port`` (port 0: a free one); returns the server and the
+    address it listens on."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"executor.binoculars_address={address!r}: expected host:port")
     server = grpc.aio.server()
     binoculars_pb2_grpc.add_BinocularsServicer_to_server(servicer, server)
-    port = server.add_insecure_port(f"{host}:0")
+    bound = server.add_insecure_port(address)
+    if bound == 0:
+        raise RuntimeError(f"executor.binoculars_address={address!r}: cannot listen there")
     await server.start()
-    return server, f"{host}:{port}"
+    return server, f"{host}:{bound}"

@@ -217,7 +217,8 @@ class ExecutorCore:
         }
         adoptable = await self.backend.reconcile(held)
         self._binoculars, self.binoculars_address = await serve_binoculars(
-            ExecutorBinoculars(self.backend, self._jobs.get, self._announce), self._settings.api.host
+            ExecutorBinoculars(self.backend, self._jobs.get, self._announce),
+            self._settings.executor.binoculars_address,
         )
         self._ready = True
         lost = []
