@@ -64,8 +64,11 @@ class JobView:
         self.retry_policies: dict[str, RetryPolicy] = {}
         self.job_sets: dict[tuple[str, str], JobSetHistory] = {}
         self.reports: dict[str, SchedulingReport] = {}
-        # Each executor's latest heartbeat: its pools, nodes and Binoculars endpoint.
-        self.executors: dict[str, ExecutorHeartbeat] = {}
+        # Each executor's latest heartbeat (its pools, nodes and Binoculars endpoint), kept as
+        # written and decoded when asked for: a large cluster's heartbeat takes tens of
+        # milliseconds to decode, and only Binoculars and active queues read them.
+        self._heartbeats: dict[bytes, bytes] = {}
+        self._decoded: dict[bytes, tuple[bytes, ExecutorHeartbeat]] = {}
         self._tail = LogTail(
             settings,
             [self._events_topic, self._queues_topic, self._reports_topic, self._executors_topic],
@@ -94,10 +97,8 @@ class JobView:
             self.apply_report(decode_scheduling_report(record.value))
             return
         if record.topic == self._executors_topic:
-            heartbeat = decode_heartbeat(record.value)
-            current = self.executors.get(heartbeat.executor)
-            if current is None or current.created <= heartbeat.created:
-                self.executors[heartbeat.executor] = heartbeat
+            # One partition keyed by executor: the last record of a key is its latest heartbeat.
+            self._heartbeats[record.key or b""] = record.value
             return
         event = decode_job_event(record.value)
         after = apply(self.jobs.get(event.job_id), event)
@@ -152,6 +153,17 @@ class JobView:
         if history is None:
             return []
         return [self.jobs[j] for j in sorted(history.job_ids)]
+
+    @property
+    def executors(self) -> dict[str, ExecutorHeartbeat]:
+        """Executor id -> its latest heartbeat."""
+        decoded = {}
+        for key, raw in self._heartbeats.items():
+            seen = self._decoded.get(key)
+            if seen is None or seen[0] is not raw:
+                seen = self._decoded[key] = (raw, decode_heartbeat(raw))
+            decoded[seen[1].executor] = seen[1]
+        return decoded
 
     def live_executors(self) -> list[ExecutorHeartbeat]:
         """Executors heard from within the lease timeout (the scheduler's test of liveness)."""
