@@ -116,6 +116,9 @@ class ExecutorSettings:
     memory_limits: str = "auto"
     """For ``local``: how containers' memory limits are applied: ``cgroup`` (a cgroup per
     container), ``rlimit`` (RLIMIT_DATA per process) or ``auto`` (cgroup where writable, else rlimit)."""
+    binoculars_address: str = "127.0.0.1:0"
+    """``host:port`` where the executor serves Binoculars (its runs' logs, node cordons) and
+    which it advertises in its heartbeats for the API to forward to; port 0 takes a free one."""
     kubeconfig: str = ""
     """For ``kubernetes``: a kubeconfig file. Empty: in-cluster config, else $KUBECONFIG or ~/.kube/config."""
     pool_label: str = ""

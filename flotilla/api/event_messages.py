@@ -1,12 +1,16 @@
-"""Flotilla's job events as Armada's ``api.EventMessage``, for the event stream clients watch."""
+"""Flotilla's job events as Armada's ``api.EventMessage``, for the event stream clients watch.
+
+One log event is one message, except ``preempted``: Armada follows ``JobPreemptedEvent`` with
+the job-level ``JobFailedEvent`` (reason ``preempted``) that ends the job for watchers such as
+``armadactl watch --exit-if-inactive`` (``armada-docs/job-lifecycle-events.md``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from armada_client.armada import event_pb2, submit_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
 
+from flotilla.api.job_message import api_job, timestamp
 from flotilla.log.schema import (
     JobCancelled,
     JobCancelling,
@@ -27,32 +31,28 @@ from flotilla.log.schema import (
 )
 
 
-def timestamp(seconds: float) -> Timestamp:
-    ts = Timestamp()
-    ts.FromNanoseconds(int(seconds * 1e9))
-    return ts
-
-
 def _job(event: JobSubmitted) -> submit_pb2.Job:
-    spec = event.job
-    assert spec is not None
-    return submit_pb2.Job(
-        id=spec.job_id,
-        client_id=spec.client_id,
-        job_set_id=spec.job_set,
-        queue=spec.queue,
-        namespace=spec.namespace,
-        labels=spec.labels,
-        annotations=spec.annotations,
-        priority=spec.priority,
-        created=timestamp(spec.submitted_at),
-    )
+    assert event.job is not None
+    return api_job(event.job)
+
+
+def to_event_messages(event: JobEvent) -> list[event_pb2.EventMessage]:
+    """The Armada messages for ``event``, in stream order."""
+    message = _BUILDERS[type(event)](event)
+    if isinstance(event, JobPreempted):
+        return [message, _preemption_failure(event)]
+    return [message]
 
 
 def to_event_message(event: JobEvent) -> event_pb2.EventMessage:
-    """The Armada message for ``event``."""
-    build = _BUILDERS[type(event)]
-    return build(event)
+    """The Armada message for ``event`` (the first, for an event that makes several)."""
+    return to_event_messages(event)[0]
+
+
+def _preemption_failure(e: JobPreempted) -> event_pb2.EventMessage:
+    return event_pb2.EventMessage(
+        failed=event_pb2.JobFailedEvent(**_common(e), cluster_id=e.executor, reason="preempted")
+    )
 
 
 def _common(event: JobEvent) -> dict:
@@ -78,6 +78,8 @@ def _failed(e: JobFailed) -> event_pb2.EventMessage:
             exit_codes=e.exit_codes,
             container_statuses=statuses,
             kubernetes_id=e.run_id,
+            failure_category=e.failure_category,
+            failure_subcategory=e.failure_subcategory,
         )
     )
 

@@ -2,11 +2,56 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import AsyncIterator
+
 import grpc
 from armada_client.armada import event_pb2, event_pb2_grpc, health_pb2
 
-from flotilla.api.event_messages import to_event_message
+from flotilla.api.event_messages import to_event_messages
 from flotilla.api.job_view import JobView
+from flotilla.jobs.state import FAILED, JobState
+from flotilla.log.schema import JobEvent, JobFailed
+
+# A message id is the log offset of the event it came from; an event that makes several
+# messages gives all but its last ``<offset>-<index>``, so a client resumes between them too.
+_MESSAGE_ID = re.compile(r"(\d+)(?:-(\d+))?")
+
+
+def parse_message_id(message_id: str) -> tuple[int, int] | None:
+    """``(offset, index)`` of a message id; index -1 means every message of that offset
+    was seen. None for an id this server never issues."""
+    if not message_id:
+        return (-1, -1)
+    match = _MESSAGE_ID.fullmatch(message_id)
+    if match is None:
+        return None
+    offset, index = match.groups()
+    return (int(offset), -1 if index is None else int(index))
+
+
+def retried(job: JobState | None, run_id: str) -> bool:
+    """Whether the job ran again after its run ``run_id`` failed (a retry policy retried it).
+    A watcher that receives the failure before the scheduler's decision sees it unflagged."""
+    return job is not None and (job.state != FAILED or job.run_id != run_id)
+
+
+async def stream_messages(
+    view: JobView, queue: str, job_set: str, from_message_id: str, watch: bool
+) -> AsyncIterator[event_pb2.EventStreamMessage]:
+    offset, seen_index = parse_message_id(from_message_id) or (-1, -1)
+    start_after = offset if seen_index < 0 else offset - 1
+    events: AsyncIterator[tuple[str, JobEvent]] = view.events(queue, job_set, str(start_after), watch)
+    async for event_offset, event in events:
+        messages = to_event_messages(event)
+        if isinstance(event, JobFailed) and retried(view.jobs.get(event.job_id), event.run_id):
+            messages[0].failed.retryable = True
+        for index, message in enumerate(messages):
+            if int(event_offset) == offset and index <= seen_index:
+                continue
+            last = index == len(messages) - 1
+            message_id = event_offset if last else f"{event_offset}-{index}"
+            yield event_pb2.EventStreamMessage(id=message_id, message=message)
 
 
 class EventService(event_pb2_grpc.EventServicer):
@@ -18,7 +63,7 @@ class EventService(event_pb2_grpc.EventServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "queue: must not be empty")
         if not request.id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "id: the job set id must not be empty")
-        if request.from_message_id and not request.from_message_id.isdigit():
+        if parse_message_id(request.from_message_id) is None:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"from_message_id: {request.from_message_id!r} is not a message id this server issued",
@@ -30,16 +75,21 @@ class EventService(event_pb2_grpc.EventServicer):
             await context.abort(
                 grpc.StatusCode.NOT_FOUND, f"job set {request.id!r} does not exist in queue {request.queue!r}"
             )
-        async for message_id, event in self._view.events(
-            request.queue, request.id, request.from_message_id, request.watch
+        async for message in stream_messages(
+            self._view, request.queue, request.id, request.from_message_id, request.watch
         ):
-            yield event_pb2.EventStreamMessage(id=message_id, message=to_event_message(event))
+            yield message
 
     async def Watch(self, request, context):  # noqa: N802
-        async for message_id, event in self._view.events(
-            request.queue, request.job_set_id, request.from_id, watch=True
+        if parse_message_id(request.from_id) is None:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"from_id: {request.from_id!r} is not a message id this server issued",
+            )
+        async for message in stream_messages(
+            self._view, request.queue, request.job_set_id, request.from_id, watch=True
         ):
-            yield event_pb2.EventStreamMessage(id=message_id, message=to_event_message(event))
+            yield message
 
     async def Health(self, request, context):  # noqa: N802
         return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -18,13 +19,17 @@ from aiokafka import ConsumerRecord
 from flotilla.jobs.state import QUEUED, SUBMITTED, JobState, apply
 from flotilla.log.schema import (
     EVENTS_TOPIC,
+    EXECUTORS_TOPIC,
     QUEUES_TOPIC,
     SCHEDULING_REPORTS_TOPIC,
+    ExecutorHeartbeat,
     JobEvent,
     QueueDefinition,
+    RetryPolicy,
     SchedulingReport,
+    decode_heartbeat,
     decode_job_event,
-    decode_queue,
+    decode_queues_record,
     decode_scheduling_report,
 )
 from flotilla.log.tail import LogTail
@@ -52,12 +57,22 @@ class JobView:
         self._events_topic = settings.topic(EVENTS_TOPIC)
         self._queues_topic = settings.topic(QUEUES_TOPIC)
         self._reports_topic = settings.topic(SCHEDULING_REPORTS_TOPIC)
+        self._executors_topic = settings.topic(EXECUTORS_TOPIC)
+        self._lease_timeout = settings.scheduler.lease_timeout_seconds
         self.jobs: dict[str, JobState] = {}
         self.queues: dict[str, QueueDefinition] = {}
+        self.retry_policies: dict[str, RetryPolicy] = {}
         self.job_sets: dict[tuple[str, str], JobSetHistory] = {}
         self.reports: dict[str, SchedulingReport] = {}
+        # Each executor's latest heartbeat (its pools, nodes and Binoculars endpoint), kept as
+        # written and decoded when asked for: a large cluster's heartbeat takes tens of
+        # milliseconds to decode, and only Binoculars and active queues read them.
+        self._heartbeats: dict[bytes, bytes] = {}
+        self._decoded: dict[bytes, tuple[bytes, ExecutorHeartbeat]] = {}
         self._tail = LogTail(
-            settings, [self._events_topic, self._queues_topic, self._reports_topic], self.on_record
+            settings,
+            [self._events_topic, self._queues_topic, self._reports_topic, self._executors_topic],
+            self.on_record,
         )
 
     async def start(self) -> None:
@@ -72,10 +87,18 @@ class JobView:
 
     def on_record(self, record: ConsumerRecord) -> None:
         if record.topic == self._queues_topic:
-            self.apply_queue(decode_queue(record.value))
+            definition = decode_queues_record(record.value)
+            if isinstance(definition, RetryPolicy):
+                self.apply_retry_policy(definition)
+            else:
+                self.apply_queue(definition)
             return
         if record.topic == self._reports_topic:
             self.apply_report(decode_scheduling_report(record.value))
+            return
+        if record.topic == self._executors_topic:
+            # One partition keyed by executor: the last record of a key is its latest heartbeat.
+            self._heartbeats[record.key or b""] = record.value
             return
         event = decode_job_event(record.value)
         after = apply(self.jobs.get(event.job_id), event)
@@ -95,6 +118,15 @@ class JobView:
             self.queues.pop(queue.name, None)
         else:
             self.queues[queue.name] = queue
+
+    def apply_retry_policy(self, policy: RetryPolicy) -> None:
+        current = self.retry_policies.get(policy.name)
+        if current is not None and current.updated > policy.updated:
+            return
+        if policy.deleted:
+            self.retry_policies.pop(policy.name, None)
+        else:
+            self.retry_policies[policy.name] = policy
 
     def apply_report(self, report: SchedulingReport) -> None:
         # Reports and events are on different topics, so a report can be read before the
@@ -122,8 +154,29 @@ class JobView:
             return []
         return [self.jobs[j] for j in sorted(history.job_ids)]
 
-    def active_jobs_in_queue(self, queue: str) -> int:
-        return sum(1 for j in self.jobs.values() if j.spec.queue == queue and not j.terminal)
+    @property
+    def executors(self) -> dict[str, ExecutorHeartbeat]:
+        """Executor id -> its latest heartbeat."""
+        decoded = {}
+        for key, raw in self._heartbeats.items():
+            seen = self._decoded.get(key)
+            if seen is None or seen[0] is not raw:
+                seen = self._decoded[key] = (raw, decode_heartbeat(raw))
+            decoded[seen[1].executor] = seen[1]
+        return decoded
+
+    def live_executors(self) -> list[ExecutorHeartbeat]:
+        """Executors heard from within the lease timeout (the scheduler's test of liveness)."""
+        horizon = time.time() - self._lease_timeout
+        return [h for h in self.executors.values() if h.created >= horizon]
+
+    def executor_of_node(self, node: str) -> ExecutorHeartbeat | None:
+        """The live executor that reports ``node`` (the newest, should two claim it)."""
+        owners = [h for h in self.live_executors() if any(n.name == node for n in h.nodes)]
+        return max(owners, key=lambda h: h.created, default=None)
+
+    def jobs_in_queue(self, queue: str) -> list[JobState]:
+        return [j for j in self.jobs.values() if j.spec.queue == queue]
 
     async def events(
         self, queue: str, job_set: str, from_message_id: str, watch: bool

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+import grpc
 from armada_client.armada import job_pb2, job_pb2_grpc, submit_pb2
 
-from flotilla.api.event_messages import timestamp
+from flotilla.api.job_message import api_job, timestamp
 from flotilla.api.job_view import JobView
 from flotilla.jobs.state import JobState, RunRecord
 
@@ -86,6 +87,8 @@ class JobsService(job_pb2_grpc.JobsServicer):
                 latest_run_id=job.runs[-1].run_id if job.runs else "",
                 cancel_reason=job.cancel_reason if job.state == "cancelled" else "",
             )
+            if request.expand_job_spec:
+                item.job_spec.CopyFrom(api_job(job.spec))
             if request.expand_job_run:
                 item.job_runs.extend(_run_details(r, job_id) for r in job.runs)
             details[job_id] = item
@@ -109,3 +112,34 @@ class JobsService(job_pb2_grpc.JobsServicer):
             if job is not None and job.state == "failed":
                 errors[job_id] = job.reason or json.dumps(job.exit_codes)
         return job_pb2.JobErrorsResponse(job_errors=errors)
+
+    async def GetJobStatusUsingExternalJobUri(self, request, context):  # noqa: N802
+        """The states of the job set's jobs submitted with this external job URI."""
+        if not request.external_job_uri:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "external_job_uri: must not be empty")
+        await self._view.catch_up()
+        return job_pb2.JobStatusResponse(
+            job_states={
+                job.spec.job_id: job_state(job)
+                for job in self._view.jobs_in_set(request.queue, request.jobset)
+                if job.spec.external_job_uri == request.external_job_uri
+            }
+        )
+
+    async def GetActiveQueues(self, request, context):  # noqa: N802
+        """Per pool, the queues with jobs that are active there: a job with a run is active
+        in its run's pool; a queued job in every pool a live executor offers (it may be
+        scheduled in any of them)."""
+        await self._view.catch_up()
+        pools = {node.pool for heartbeat in self._view.live_executors() for node in heartbeat.nodes}
+        active: dict[str, set[str]] = {}
+        for job in self._view.jobs.values():
+            if job.terminal or job.spec.queue not in self._view.queues:
+                continue
+            for pool in [job.pool] if job.has_active_run else pools:
+                active.setdefault(pool, set()).add(job.spec.queue)
+        return job_pb2.GetActiveQueuesResponse(
+            active_queues_by_pool={
+                pool: job_pb2.ActiveQueues(queues=sorted(queues)) for pool, queues in active.items()
+            }
+        )

@@ -1,5 +1,5 @@
-"""The gRPC API process: Armada's Submit, QueueService, Event and Jobs services, and Flotilla's
-scheduling reports."""
+"""The gRPC API process: Armada's Submit, QueueService, RetryPolicyService, Event, Jobs and
+Binoculars services, and Flotilla's scheduling reports."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import logging
 import signal
 
 import grpc
-from armada_client.armada import event_pb2_grpc, job_pb2_grpc, submit_pb2_grpc
+from armada_client.armada import binoculars_pb2_grpc, event_pb2_grpc, job_pb2_grpc, submit_pb2_grpc
 
+from flotilla.api.binoculars_service import BinocularsService
 from flotilla.api.event_service import EventService
 from flotilla.api.job_view import JobView
 from flotilla.api.jobs_service import JobsService
 from flotilla.api.queue_service import QueueService
+from flotilla.api.retry_policy_service import RetryPolicyService
 from flotilla.api.scheduling_reports import SchedulingReports, add_scheduling_reports_to_server
 from flotilla.api.submit_service import SubmitService
 from flotilla.api.validation import SubmitRules
@@ -46,6 +48,7 @@ class ApiServer:
         self.view = JobView(settings)
         self._writer = LogWriter(settings)
         self._server: grpc.aio.Server | None = None
+        self._binoculars: BinocularsService | None = None
 
     @property
     def address(self) -> str:
@@ -58,12 +61,17 @@ class ApiServer:
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         queues = QueueService(self.view, self._writer)
         submit_pb2_grpc.add_QueueServiceServicer_to_server(queues, server)
+        submit_pb2_grpc.add_RetryPolicyServiceServicer_to_server(
+            RetryPolicyService(self.view, self._writer), server
+        )
         submit_pb2_grpc.add_SubmitServicer_to_server(
             SubmitService(self.view, self._writer, submit_rules(self._settings), queues), server
         )
         event_pb2_grpc.add_EventServicer_to_server(EventService(self.view), server)
         job_pb2_grpc.add_JobsServicer_to_server(JobsService(self.view), server)
         add_scheduling_reports_to_server(SchedulingReports(self.view), server)
+        self._binoculars = BinocularsService(self.view)
+        binoculars_pb2_grpc.add_BinocularsServicer_to_server(self._binoculars, server)
         try:
             bound = server.add_insecure_port(self.address)
         except RuntimeError as exc:
@@ -77,6 +85,8 @@ class ApiServer:
     async def stop(self) -> None:
         if self._server is not None:
             await self._server.stop(grace=1)
+        if self._binoculars is not None:
+            await self._binoculars.close()
         await self.view.stop()
         await self._writer.stop()
 

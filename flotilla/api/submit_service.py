@@ -13,14 +13,13 @@ from armada_client.armada import health_pb2, submit_pb2, submit_pb2_grpc
 from google.protobuf import empty_pb2
 
 from flotilla.api.aborts import abort
+from flotilla.api.job_requests import ANONYMOUS, cancelling, preempting
 from flotilla.api.job_view import JobView
 from flotilla.api.queue_service import QueueService
 from flotilla.api.validation import SubmitRules, ValidationError, new_job_id, validate_submit_request
 from flotilla.jobs.state import JobState
 from flotilla.log.schema import (
-    JobCancelling,
     JobEvent,
-    JobPreempting,
     JobReprioritizing,
     JobSubmitted,
     now,
@@ -69,7 +68,7 @@ class SubmitService(submit_pb2_grpc.SubmitServicer):
         await self._require_queue(request.queue, context)
         submitted_at = now()
         try:
-            specs = validate_submit_request(request, self._rules, new_job_id, submitted_at)
+            specs = validate_submit_request(request, self._rules, new_job_id, submitted_at, ANONYMOUS)
         except ValidationError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         await self._writer.job_events(
@@ -89,18 +88,8 @@ class SubmitService(submit_pb2_grpc.SubmitServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_ids: name at least one job to cancel")
         jobs = [await self._job(i, request.queue, request.job_set_id, context) for i in ids]
         live = [j for j in jobs if not j.terminal]
-        await self._writer.job_events(self._cancelling(j, request.reason) for j in live)
+        await self._writer.job_events(cancelling(j, request.reason) for j in live)
         return submit_pb2.CancellationResult(cancelled_ids=[j.spec.job_id for j in live])
-
-    def _cancelling(self, job: JobState, reason: str) -> JobEvent:
-        return JobCancelling(
-            job_id=job.spec.job_id,
-            queue=job.spec.queue,
-            job_set=job.spec.job_set,
-            created=now(),
-            requestor="anonymous",
-            reason=reason or "cancelled by user",
-        )
 
     async def CancelJobSet(self, request, context):  # noqa: N802
         await self._require_queue(request.queue, context)
@@ -121,7 +110,7 @@ class SubmitService(submit_pb2_grpc.SubmitServicer):
             for j in self._view.jobs_in_set(request.queue, request.job_set_id)
             if not j.terminal and (not wanted or j.state in wanted)
         ]
-        await self._writer.job_events(self._cancelling(j, request.reason) for j in live)
+        await self._writer.job_events(cancelling(j, request.reason) for j in live)
         return empty_pb2.Empty()
 
     async def ReprioritizeJobs(self, request, context):  # noqa: N802
@@ -151,7 +140,7 @@ class SubmitService(submit_pb2_grpc.SubmitServicer):
                     job_set=job.spec.job_set,
                     created=now(),
                     new_priority=request.new_priority,
-                    requestor="anonymous",
+                    requestor=ANONYMOUS,
                     request_id=uuid.uuid4().hex,
                 )
             )
@@ -163,19 +152,7 @@ class SubmitService(submit_pb2_grpc.SubmitServicer):
         if not request.job_ids:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_ids: name at least one job to preempt")
         jobs = [await self._job(i, request.queue, request.job_set_id, context) for i in request.job_ids]
-        await self._writer.job_events(
-            JobPreempting(
-                job_id=j.spec.job_id,
-                queue=j.spec.queue,
-                job_set=j.spec.job_set,
-                created=now(),
-                run_id=j.run_id,
-                requestor="anonymous",
-                reason=request.reason or "preempted by user",
-            )
-            for j in jobs
-            if j.has_active_run
-        )
+        await self._writer.job_events(preempting(j, request.reason) for j in jobs if j.has_active_run)
         return empty_pb2.Empty()
 
     async def Health(self, request, context):  # noqa: N802

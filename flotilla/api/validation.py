@@ -171,6 +171,10 @@ def pod_spec_to_json(pod_spec_proto: Any) -> dict[str, Any]:
 
 # --- submit requests -----------------------------------------------------------------------
 
+# Where Armada's clients (its Airflow operator among them) put a job's external URI when they
+# do not set ``JobSubmitRequestItem.external_job_uri``.
+EXTERNAL_JOB_URI_ANNOTATION = "armadaproject.io/externalJobUri"
+
 
 def _container_requests(resources: dict[str, Any], path: str) -> dict[str, int]:
     """A container's requests in milli-units, checked, with absent requests taken from limits."""
@@ -222,6 +226,7 @@ def job_spec_from_item(
     job_id: str,
     submitted_at: float,
     rules: SubmitRules,
+    owner: str = "",
 ) -> JobSpec:
     """Validate one submitted job and build its canonical :class:`JobSpec`.
 
@@ -346,6 +351,8 @@ def job_spec_from_item(
         annotations=dict(item.annotations),
         priority_class=priority_class,
         submitted_at=submitted_at,
+        external_job_uri=item.external_job_uri or item.annotations.get(EXTERNAL_JOB_URI_ANNOTATION, ""),
+        owner=owner,
     )
 
 
@@ -354,10 +361,12 @@ def validate_submit_request(
     rules: SubmitRules,
     new_job_id: Callable[[], str],
     now: float,
+    owner: str = "",
 ) -> list[JobSpec]:
     """Validate a whole ``JobSubmitRequest``: every job is valid, or the first error is raised.
 
-    Each job gets an id from ``new_job_id`` and ``now`` as its submission time.
+    Each job gets an id from ``new_job_id``, ``now`` as its submission time and ``owner``
+    (the submitting user) as its owner.
     """
     if not request.queue.strip():
         raise ValidationError("queue", request.queue, "a queue is required")
@@ -374,6 +383,7 @@ def validate_submit_request(
             job_id=new_job_id(),
             submitted_at=now,
             rules=rules,
+            owner=owner,
         )
         for index, item in enumerate(request.job_request_items)
     ]
@@ -421,6 +431,10 @@ def new_job_id() -> str:
 
 # --- queues --------------------------------------------------------------------------------
 
+# Armada's permission subjects and verbs (pkg/client/queue).
+QUEUE_SUBJECT_KINDS = ("Group", "User")
+QUEUE_VERBS = ("submit", "cancel", "preempt", "reprioritize", "watch")
+
 
 def validate_queue(queue: submit_pb2.Queue) -> None:
     """Validate a queue definition (create/update).
@@ -437,3 +451,34 @@ def validate_queue(queue: submit_pb2.Queue) -> None:
     factor = queue.priority_factor
     if math.isnan(factor) or factor < 1:
         raise ValidationError("priority_factor", factor, "must be >= 1")
+    for index, permission in enumerate(queue.permissions):
+        for j, subject in enumerate(permission.subjects):
+            if subject.kind not in QUEUE_SUBJECT_KINDS:
+                raise ValidationError(
+                    f"permissions[{index}].subjects[{j}].kind",
+                    subject.kind,
+                    f"must be one of {', '.join(QUEUE_SUBJECT_KINDS)}",
+                )
+            if not subject.name:
+                raise ValidationError(
+                    f"permissions[{index}].subjects[{j}].name", subject.name, "must not be empty"
+                )
+        for j, verb in enumerate(permission.verbs):
+            if verb not in QUEUE_VERBS:
+                raise ValidationError(
+                    f"permissions[{index}].verbs[{j}]", verb, f"must be one of {', '.join(QUEUE_VERBS)}"
+                )
+    for key, value in queue.labels.items():
+        if not key or not value:
+            raise ValidationError(f"labels[{key!r}]", value, "queue labels need a non-empty key and value")
+    for priority_class, limits in queue.resource_limits_by_priority_class_name.items():
+        fractions = dict(limits.maximum_resource_fraction)
+        for pool, by_pool in limits.maximum_resource_fraction_by_pool.items():
+            fractions.update({f"{pool}/{k}": v for k, v in by_pool.maximum_resource_fraction.items()})
+        for resource, fraction in fractions.items():
+            if not 0 <= fraction <= 1:
+                raise ValidationError(
+                    f"resource_limits_by_priority_class_name[{priority_class!r}].{resource}",
+                    fraction,
+                    "a resource fraction must be between 0 and 1",
+                )

@@ -37,6 +37,10 @@ class RunReport:
 Report = Callable[[RunReport], Awaitable[None]]
 
 
+class LogsUnavailable(RuntimeError):
+    """The cluster has the run but cannot serve its logs now (e.g. its kubelet is unreachable)."""
+
+
 class ClusterBackend(ABC):
     kind: str = ""
 
@@ -67,6 +71,17 @@ class ClusterBackend(ABC):
     def kill_run(self, run_id: str) -> None:  # noqa: B027 - optional hook
         """Kill a run's processes at once, without waiting or grace: its lease is gone and the
         job may already run elsewhere. ``stop_run`` follows to wait for the end."""
+
+    async def logs(self, job: JobState, container: str, tail_lines: int | None) -> list[tuple[str, str]]:
+        """The lines ``(timestamp, line)`` a container of ``job``'s current run wrote (its first
+        container when ``container`` is empty), the last ``tail_lines`` of them when given;
+        the timestamp is RFC 3339, or empty where the cluster keeps none. LookupError when the
+        run or the container is not there."""
+        raise NotImplementedError(f"the {self.kind} executor serves no logs")
+
+    async def cordon(self, node: str) -> None:
+        """Take no more leases on ``node``: it is reported unschedulable from now on."""
+        raise NotImplementedError(f"the {self.kind} executor cannot cordon nodes")
 
     async def reconcile(self, held: dict[str, JobState]) -> set[str]:
         """At start: remove what the cluster runs that is not in ``held`` (run id -> job),

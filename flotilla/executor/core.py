@@ -25,9 +25,11 @@ import logging
 import signal
 from collections.abc import Callable
 
+import grpc
 from aiokafka import ConsumerRecord
 
 from flotilla.executor.backend import FAILED, PENDING, RETURNED, RUNNING, SUCCEEDED, ClusterBackend, RunReport
+from flotilla.executor.binoculars import ExecutorBinoculars, serve_binoculars
 from flotilla.executor.failure_categories import failure_categories_from_file
 from flotilla.executor.heartbeat_thread import HeartbeatThread
 from flotilla.executor.run_slots import RunSlots
@@ -71,6 +73,8 @@ class ExecutorCore:
         self._nodes: tuple[NodeReport, ...] = ()
         self._heartbeats = HeartbeatThread(settings, self.heartbeat)
         self._nodes_task: asyncio.Task[None] | None = None
+        self._binoculars: grpc.aio.Server | None = None
+        self.binoculars_address = ""
 
     # --- the log ---------------------------------------------------------------------
 
@@ -202,6 +206,7 @@ class ExecutorCore:
             created=now(),
             nodes=self._nodes,
             runs=dict(self._run_nodes),
+            endpoint=self.binoculars_address,
         )
 
     def _publish_nodes(self) -> None:
@@ -219,6 +224,11 @@ class ExecutorCore:
                 self.slots[node.name] = RunSlots(node.allocatable)
             elif slots.capacity != node.allocatable:
                 slots.resize(node.allocatable)
+
+    async def _announce(self) -> None:
+        """A heartbeat now, outside the heartbeat thread's schedule: a cordon changed the nodes."""
+        self._publish_nodes()
+        await self._writer.heartbeat(self.heartbeat())
 
     async def _follow_cluster(self) -> None:
         while True:
@@ -241,6 +251,10 @@ class ExecutorCore:
             j.run_id: j for j in self._jobs.values() if j.has_active_run and j.executor == self.executor_id
         }
         adoptable = await self.backend.reconcile(held)
+        self._binoculars, self.binoculars_address = await serve_binoculars(
+            ExecutorBinoculars(self.backend, self._jobs.get, self._announce),
+            self._settings.executor.binoculars_address,
+        )
         self._ready = True
         lost = []
         for run_id, job in held.items():
@@ -267,6 +281,8 @@ class ExecutorCore:
             await asyncio.wait_for(asyncio.gather(*self._tasks.values(), return_exceptions=True), timeout=30)
         except TimeoutError:
             log.warning("runs still ending after 30s: %s", sorted(self._tasks))
+        if self._binoculars is not None:
+            await self._binoculars.stop(grace=1)
         await self._tail.stop()
         await self.backend.stop()
         await self._writer.stop()

@@ -66,6 +66,7 @@ from flotilla.executor.kube_api import (
     retry_after,
     status_code,
 )
+from flotilla.executor.kube_logs import cordon_node, pod_log_lines
 from flotilla.executor.kube_pods import (
     EXECUTOR,
     POD_REJECTED,
@@ -228,6 +229,13 @@ class KubernetesBackend(ClusterBackend):
 
     def nodes(self) -> tuple[NodeReport, ...]:
         return self._nodes
+
+    async def logs(self, job: JobState, container: str, tail_lines: int | None) -> list[tuple[str, str]]:
+        return await pod_log_lines(self._call, self._core, job, container, tail_lines)
+
+    async def cordon(self, node: str) -> None:
+        await cordon_node(self._call, self._core, node)
+        await self._refresh_nodes()
 
     def _ours(self) -> set[str] | None:
         """Run ids whose pods the scheduler already counts (None: all of this executor's)."""

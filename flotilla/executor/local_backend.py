@@ -13,6 +13,7 @@ import hashlib
 import logging
 import shutil
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 from flotilla.executor.backend import FAILED, PENDING, RUNNING, SUCCEEDED, ClusterBackend, Report, RunReport
@@ -20,12 +21,15 @@ from flotilla.executor.capacity import capacity_from_config, machine_capacity
 from flotilla.executor.cgroups import end_all, remove_tree
 from flotilla.executor.local_keeper import PGIDS_FILE, Keeper, kill_recorded_groups
 from flotilla.executor.local_limits import choose_enforcer
+from flotilla.executor.local_logs import local_log_lines
 from flotilla.executor.local_process import LocalPodProcess
 from flotilla.jobs.state import JobState
 from flotilla.log.schema import ContainerExit, NodeReport
 from flotilla.settings import Settings
 
 log = logging.getLogger(__name__)
+
+CORDONED_FILE = "cordoned"
 
 
 def local_capacity(settings: Settings) -> dict[str, int]:
@@ -76,7 +80,17 @@ class LocalProcessBackend(ClusterBackend):
         return [h.base for h in support.hierarchies] if support is not None else []
 
     def nodes(self) -> tuple[NodeReport, ...]:
+        if (self.work_root / CORDONED_FILE).exists():
+            return (replace(self._node, unschedulable=True),)
         return (self._node,)
+
+    async def logs(self, job: JobState, container: str, tail_lines: int | None) -> list[tuple[str, str]]:
+        return local_log_lines(self.work_root, job, container, tail_lines)
+
+    async def cordon(self, node: str) -> None:
+        # Kept in the work directory, so that a restarted executor stays cordoned.
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        (self.work_root / CORDONED_FILE).touch()
 
     async def reconcile(self, held: dict[str, JobState]) -> set[str]:
         """Kill whatever an earlier incarnation left (its keeper should have, unless it was

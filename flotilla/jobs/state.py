@@ -60,6 +60,7 @@ class RunRecord:
     started_at: float = 0.0
     finished_at: float = 0.0
     state: str = LEASED
+    pool: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ class JobState:
     cancel_reason: str = ""
     reason: str = ""
     exit_codes: dict[str, int] = field(default_factory=dict)
+    failure_category: str = ""
+    failure_subcategory: str = ""
+    retries: int = 0
     runs: tuple[RunRecord, ...] = ()
     requested_reprioritizations: tuple[str, ...] = ()
     applied_reprioritizations: tuple[str, ...] = ()
@@ -88,6 +92,11 @@ class JobState:
     @property
     def has_active_run(self) -> bool:
         return self.state in ACTIVE_RUN_STATES
+
+    @property
+    def pool(self) -> str:
+        """The pool of the job's active run ("" when it has none)."""
+        return self.runs[-1].pool if self.has_active_run and self.runs else ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (the jobs table's value); nested values are shared, not copied."""
@@ -122,9 +131,29 @@ def apply(state: JobState | None, event: JobEvent) -> JobState | None:
         if state is not None or event.job is None:
             return None
         return JobState(spec=event.job, state=SUBMITTED, priority=event.job.priority, updated=event.created)
-    if state is None or state.terminal:
+    if state is None:
         return None
     at = event.created
+    if isinstance(event, JobQueued) and state.state == FAILED and event.attempt == state.attempt + 1:
+        # The scheduler retries the failed run under the queue's retry policy
+        # (flotilla.jobs.retry): the same job, queued again for a new run.
+        return replace(
+            state,
+            state=QUEUED,
+            attempt=event.attempt,
+            retries=state.retries + 1,
+            run_id="",
+            executor="",
+            node="",
+            preempt_requested=False,
+            reason="",
+            exit_codes={},
+            failure_category="",
+            failure_subcategory="",
+            updated=at,
+        )
+    if state.terminal:
+        return None
     current_run = bool(event.run_id) and event.run_id == state.run_id
 
     if isinstance(event, JobQueued):
@@ -137,7 +166,9 @@ def apply(state: JobState | None, event: JobEvent) -> JobState | None:
         if any(r.run_id == event.run_id for r in state.runs):
             # A redelivered lease of a run that already ended: a run never becomes active twice.
             return None
-        run = RunRecord(run_id=event.run_id, executor=event.executor, node=event.node, leased_at=at)
+        run = RunRecord(
+            run_id=event.run_id, executor=event.executor, node=event.node, leased_at=at, pool=event.pool
+        )
         return replace(
             state,
             state=LEASED,
@@ -171,6 +202,8 @@ def apply(state: JobState | None, event: JobEvent) -> JobState | None:
             state=FAILED,
             reason=event.reason,
             exit_codes=event.exit_codes,
+            failure_category=event.failure_category,
+            failure_subcategory=event.failure_subcategory,
             runs=_end_run(state, event, FAILED),
             updated=at,
         )

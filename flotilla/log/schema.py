@@ -68,6 +68,8 @@ class JobSpec:
     annotations: dict[str, str] = field(default_factory=dict)
     priority_class: str = ""
     submitted_at: float = 0.0
+    external_job_uri: str = ""
+    owner: str = ""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
@@ -175,6 +177,10 @@ class ContainerExit:
 
 @dataclass(frozen=True)
 class JobFailed(JobEvent):
+    """A run failed. ``failure_category``/``failure_subcategory`` are what the executor's
+    error categorizer made of the failure (Armada's ``oom``, ``user_error``, ...), empty when
+    it was not categorised; records written before these fields existed read as empty."""
+
     type: ClassVar[str] = "failed"
     executor: str = ""
     node: str = ""
@@ -273,6 +279,14 @@ TERMINAL_EVENT_TYPES = frozenset({"succeeded", "failed", "cancelled", "preempted
 
 @dataclass(frozen=True)
 class QueueDefinition:
+    """Every field of Armada's ``api.Queue``, as given, so that get and list return it.
+
+    ``permissions`` are ``{"subjects": [{"kind": "User"|"Group", "name": ...}], "verbs": [...]}``;
+    ``resource_limits_by_priority_class`` maps a priority class to its
+    ``api.PriorityClassResourceLimits`` as JSON (proto field names); ``retry_policies`` names
+    the queue's retry policies in precedence order (only the first is consulted, as in Armada).
+    """
+
     name: str
     priority_factor: float = 1.0
     user_owners: tuple[str, ...] = ()
@@ -282,6 +296,39 @@ class QueueDefinition:
     labels: dict[str, str] = field(default_factory=dict)
     deleted: bool = False
     updated: float = 0.0
+    permissions: tuple[dict[str, Any], ...] = ()
+    resource_limits_by_priority_class: dict[str, dict[str, Any]] = field(default_factory=dict)
+    retry_policies: tuple[str, ...] = ()
+    labels_deprecated: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RetryRule:
+    """One rule of a retry policy: ``action`` (``Retry`` or ``Fail``) for a failure whose
+    category is ``on_category`` (and subcategory ``on_subcategory``, when set)."""
+
+    action: str
+    on_category: str
+    on_subcategory: str = ""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Armada's retry policy (``armada-docs/retry_policies.md``), on the queues topic keyed
+    ``retry-policy/<name>`` (queue names hold no ``/``). ``retry_limit`` counts retries after
+    the first failure; ``default_action`` decides when no rule matches; ``deleted`` removes it.
+    ``rules`` keep Armada's optional ``mutate`` blocks out: Flotilla does not apply them."""
+
+    name: str
+    retry_limit: int = 0
+    default_action: str = "Fail"
+    rules: tuple[RetryRule, ...] = ()
+    deleted: bool = False
+    updated: float = 0.0
+
+    @property
+    def key(self) -> bytes:
+        return f"retry-policy/{self.name}".encode()
 
 
 # --- scheduling reports ------------------------------------------------------------------
@@ -322,12 +369,15 @@ class NodeReport:
 
 @dataclass(frozen=True)
 class ExecutorHeartbeat:
-    """An executor's periodic report: its nodes and the runs it holds (run id -> node)."""
+    """An executor's periodic report: its nodes and the runs it holds (run id -> node).
+    ``endpoint`` is where the executor serves Binoculars (its runs' logs, node cordons);
+    empty when it serves none."""
 
     executor: str
     created: float
     nodes: tuple[NodeReport, ...] = ()
     runs: dict[str, str] = field(default_factory=dict)
+    endpoint: str = ""
 
 
 # --- encoding ----------------------------------------------------------------------------
@@ -354,11 +404,15 @@ def record_fields(record: object) -> dict[str, Any]:
     return {name: getattr(record, name) for name in _field_names(type(record))}
 
 
-def encode(message: JobEvent | QueueDefinition | ExecutorHeartbeat | SchedulingReport) -> bytes:
+def encode(
+    message: JobEvent | QueueDefinition | RetryPolicy | ExecutorHeartbeat | SchedulingReport,
+) -> bytes:
     if isinstance(message, JobEvent):
         kind = message.type
     elif isinstance(message, QueueDefinition):
         kind = "queue"
+    elif isinstance(message, RetryPolicy):
+        kind = "retry_policy"
     elif isinstance(message, SchedulingReport):
         kind = "scheduling_report"
     else:
@@ -411,9 +465,27 @@ def decode_queue(raw: bytes) -> QueueDefinition:
     if data.pop("type", None) != "queue":
         raise SchemaError("not a queue record")
     with _fields_of("queue"):
-        data["user_owners"] = tuple(data.get("user_owners", ()))
-        data["group_owners"] = tuple(data.get("group_owners", ()))
+        for name in ("user_owners", "group_owners", "permissions", "retry_policies", "labels_deprecated"):
+            data[name] = tuple(data.get(name, ()))
         return QueueDefinition(**data)
+
+
+def decode_retry_policy(raw: bytes) -> RetryPolicy:
+    data = _envelope(raw)
+    if data.pop("type", None) != "retry_policy":
+        raise SchemaError("not a retry policy record")
+    with _fields_of("retry_policy"):
+        data["rules"] = tuple(RetryRule(**r) for r in data.get("rules", ()))
+        return RetryPolicy(**data)
+
+
+def decode_queues_record(raw: bytes) -> QueueDefinition | RetryPolicy:
+    """A record of the queues topic: a queue or a retry policy."""
+    try:
+        kind = json.loads(raw).get("type")
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise SchemaError(f"record is not a JSON object: {exc}") from exc
+    return decode_retry_policy(raw) if kind == "retry_policy" else decode_queue(raw)
 
 
 def decode_scheduling_report(raw: bytes) -> SchedulingReport:
@@ -433,5 +505,9 @@ def decode_heartbeat(raw: bytes) -> ExecutorHeartbeat:
             NodeReport(**{**n, "taints": tuple(n.get("taints", ()))}) for n in data.get("nodes", ())
         )
         return ExecutorHeartbeat(
-            executor=data["executor"], created=data["created"], nodes=nodes, runs=data.get("runs", {})
+            executor=data["executor"],
+            created=data["created"],
+            nodes=nodes,
+            runs=data.get("runs", {}),
+            endpoint=data.get("endpoint", ""),
         )

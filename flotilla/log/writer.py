@@ -21,6 +21,7 @@ from flotilla.log.schema import (
     ExecutorHeartbeat,
     JobEvent,
     QueueDefinition,
+    RetryPolicy,
     encode,
 )
 from flotilla.settings import Settings
@@ -61,6 +62,9 @@ class LogWriter:
         await self._producer.send_and_wait(
             self._settings.topic(QUEUES_TOPIC), encode(queue), key=queue.name.encode()
         )
+
+    async def retry_policy(self, policy: RetryPolicy) -> None:
+        await self._producer.send_and_wait(self._settings.topic(QUEUES_TOPIC), encode(policy), key=policy.key)
 
     async def heartbeat(self, heartbeat: ExecutorHeartbeat) -> None:
         await self._producer.send_and_wait(

@@ -73,7 +73,7 @@ def job_row(spec: JobSpec, at: float) -> dict[str, Any]:
     return {
         "job_id": spec.job_id,
         "queue": spec.queue,
-        "owner": getattr(spec, "owner", "") or ANONYMOUS_OWNER,
+        "owner": spec.owner or ANONYMOUS_OWNER,
         "namespace": spec.namespace,
         "jobset": spec.job_set,
         "cpu": requests.get("cpu", 0),
@@ -107,7 +107,7 @@ def failure_details(event: JobFailed) -> dict[str, Any]:
     debug = "\n".join(f"{c.name}: {c.message}" for c in event.containers if c.message)
     # The executor's category (Armada's errorCategories) where the event carries one; else
     # the failing container's reason (OOMKilled, Error) or the reason's leading word.
-    category = getattr(event, "failure_category", "") or None
+    category = event.failure_category or None
     if category is None and first is not None and first.reason:
         category = first.reason
     if category is None:
@@ -118,7 +118,7 @@ def failure_details(event: JobFailed) -> dict[str, Any]:
         "error": "\n".join(lines) or None,
         "debug": debug or None,
         "failure_category": category,
-        "failure_subcategory": getattr(event, "failure_subcategory", "") or None,
+        "failure_subcategory": event.failure_subcategory or None,
     }
 
 

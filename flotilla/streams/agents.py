@@ -6,25 +6,27 @@ log: the leader's cycle only writes events.
 
 - ``JobEventIngest`` folds a job event into the jobs table (and the leader's working set)
   and writes the scheduler's replies (``flotilla.streams.reactions``).
-- ``QueueIngest`` keeps the queues table.
+- ``QueueIngest`` keeps the queues and retry policies tables.
 - ``HeartbeatIngest`` keeps the executors table.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 
 from flotilla.jobs.state import JobState, apply
 from flotilla.log.schema import (
     ExecutorHeartbeat,
     JobEvent,
+    JobFailed,
     JobQueued,
     QueueDefinition,
+    RetryPolicy,
     SchemaError,
     decode_heartbeat,
     decode_job_event,
-    decode_queue,
+    decode_queues_record,
     now,
 )
 from flotilla.streams.reactions import reactions
@@ -35,6 +37,20 @@ log = logging.getLogger(__name__)
 Send = Callable[[list[JobEvent]], Awaitable[None]]
 
 
+class RetryPolicies:
+    """The retry policy a queue names first (Armada consults only the first), from the tables."""
+
+    def __init__(self, queues: Mapping[str, QueueDefinition], policies: Mapping[str, RetryPolicy]) -> None:
+        self._queues = queues
+        self._policies = policies
+
+    def for_queue(self, queue: str) -> RetryPolicy | None:
+        definition = self._queues.get(queue)
+        if definition is None or not definition.retry_policies:
+            return None
+        return self._policies.get(definition.retry_policies[0])
+
+
 class JobEventIngest:
     def __init__(
         self,
@@ -42,11 +58,13 @@ class JobEventIngest:
         active: ActiveJobs,
         send: Send,
         clock: Callable[[], float] = now,
+        retry_policies: RetryPolicies | None = None,
     ) -> None:
         self._jobs = jobs
         self._active = active
         self._send = send
         self._clock = clock
+        self._retry_policies = retry_policies
 
     async def __call__(self, raw: bytes) -> None:
         try:
@@ -67,7 +85,12 @@ class JobEventIngest:
             return
         self._jobs[event.job_id] = after
         self._active.update(after)
-        replies = reactions(before, after, event, self._clock())
+        policy = (
+            self._retry_policies.for_queue(event.queue)
+            if isinstance(event, JobFailed) and self._retry_policies is not None
+            else None
+        )
+        replies = reactions(before, after, event, self._clock(), policy)
         # Faust flushes the producer before it commits a source offset, so an event's
         # replies are on the log before the event counts as processed (at-least-once
         # without transactions).
@@ -80,19 +103,29 @@ class JobEventIngest:
 
 
 class QueueIngest:
-    def __init__(self, queues: MutableMapping[str, QueueDefinition]) -> None:
+    def __init__(
+        self,
+        queues: MutableMapping[str, QueueDefinition],
+        retry_policies: MutableMapping[str, RetryPolicy],
+    ) -> None:
         self._queues = queues
+        self._retry_policies = retry_policies
 
     def __call__(self, raw: bytes) -> None:
         try:
-            queue = decode_queue(raw)
+            record = decode_queues_record(raw)
         except SchemaError as exc:
-            log.error("dropping a record that is not a queue: %s", exc)
+            log.error("dropping a record that is not a queue or a retry policy: %s", exc)
             return
-        if queue.deleted:
-            self._queues.pop(queue.name, None)
+        if isinstance(record, RetryPolicy):
+            if record.deleted:
+                self._retry_policies.pop(record.name, None)
+            else:
+                self._retry_policies[record.name] = record
+        elif record.deleted:
+            self._queues.pop(record.name, None)
         else:
-            self._queues[queue.name] = queue
+            self._queues[record.name] = record
 
 
 class HeartbeatIngest:

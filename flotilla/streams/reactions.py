@@ -10,17 +10,20 @@ from __future__ import annotations
 
 from typing import TypedDict
 
+from flotilla.jobs.retry import retries_failure
 from flotilla.jobs.state import JobState
 from flotilla.log.schema import (
     JobCancelled,
     JobCancelling,
     JobEvent,
+    JobFailed,
     JobPreempted,
     JobPreempting,
     JobQueued,
     JobReprioritized,
     JobReprioritizing,
     JobSubmitted,
+    RetryPolicy,
 )
 
 
@@ -31,9 +34,22 @@ class _Common(TypedDict):
     created: float
 
 
-def reactions(before: JobState | None, after: JobState, event: JobEvent, now: float) -> list[JobEvent]:
-    """Events the scheduler emits after ``event`` moved a job from ``before`` to ``after``."""
+def reactions(
+    before: JobState | None,
+    after: JobState,
+    event: JobEvent,
+    now: float,
+    retry_policy: RetryPolicy | None = None,
+) -> list[JobEvent]:
+    """Events the scheduler emits after ``event`` moved a job from ``before`` to ``after``;
+    ``retry_policy`` is the policy the job's queue names, if any."""
     common = _Common(job_id=event.job_id, queue=event.queue, job_set=event.job_set, created=now)
+    if isinstance(event, JobFailed):
+        return (
+            [JobQueued(**common, attempt=after.attempt + 1)]
+            if retries_failure(after, event, retry_policy)
+            else []
+        )
     if isinstance(event, JobSubmitted):
         return [JobQueued(**common, attempt=0)]
     if isinstance(event, JobCancelling):

@@ -29,7 +29,7 @@ from flotilla.log.schema import (
 )
 from flotilla.scheduler_config import scheduling_config
 from flotilla.settings import Settings
-from flotilla.streams.agents import HeartbeatIngest, JobEventIngest, QueueIngest
+from flotilla.streams.agents import HeartbeatIngest, JobEventIngest, QueueIngest, RetryPolicies
 from flotilla.streams.app import create_app
 from flotilla.streams.cycle_bridge import cycle_queue
 from flotilla.streams.leader_cycle import LeaderCycle
@@ -91,8 +91,9 @@ def build_scheduler(settings: Settings) -> faust.App:
         for e in events:
             await events_topic.send(key=e.key, value=encode(e))
 
-    ingest_event = JobEventIngest(tables.jobs, active, send)
-    ingest_queue = QueueIngest(tables.queues)
+    retry_policies = RetryPolicies(tables.queues, tables.retry_policies)
+    ingest_event = JobEventIngest(tables.jobs, active, send, retry_policies=retry_policies)
+    ingest_queue = QueueIngest(tables.queues, tables.retry_policies)
     ingest_heartbeat = HeartbeatIngest(tables.executors)
 
     @app.on_partitions_revoked.connect

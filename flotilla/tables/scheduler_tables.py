@@ -5,6 +5,7 @@ killed worker loses nothing.
 ``jobs``       job id -> ``JobState``: the fold of the job's events (``flotilla.jobs.state``).
 ``queues``     queue name -> ``QueueDefinition``: the queue as last written on the queues topic.
 ``executors``  executor id -> ``ExecutorHeartbeat``: the executor's latest heartbeat.
+``retry_policies``  policy name -> ``RetryPolicy``: the policy as last written on the queues topic.
 
 A table holds its values as objects in memory (the store is Faust's memory store); its one
 codec turns them into bytes on the way to the changelog and back on recovery. The jobs
@@ -24,7 +25,15 @@ import faust
 from faust.serializers.codecs import Codec
 
 from flotilla.jobs.state import JobState
-from flotilla.log.schema import ExecutorHeartbeat, QueueDefinition, decode_heartbeat, decode_queue, encode
+from flotilla.log.schema import (
+    ExecutorHeartbeat,
+    QueueDefinition,
+    RetryPolicy,
+    decode_heartbeat,
+    decode_queue,
+    decode_retry_policy,
+    encode,
+)
 
 V = TypeVar("V")
 
@@ -78,6 +87,7 @@ def decode_heartbeat_value(raw: bytes) -> ExecutorHeartbeat:
 JOB_STATES: ValueCodec[JobState] = ValueCodec(encode_job_state, decode_job_state)
 QUEUE_DEFINITIONS: ValueCodec[QueueDefinition] = ValueCodec(encode, decode_queue_value)
 HEARTBEATS: ValueCodec[ExecutorHeartbeat] = ValueCodec(encode, decode_heartbeat_value)
+RETRY_POLICIES: ValueCodec[RetryPolicy] = ValueCodec(encode, decode_retry_policy)
 
 
 class CodecTable(faust.Table):
@@ -103,6 +113,7 @@ class SchedulerTables:
     jobs: faust.Table[str, JobState]
     queues: faust.Table[str, QueueDefinition]
     executors: faust.Table[str, ExecutorHeartbeat]
+    retry_policies: faust.Table[str, RetryPolicy]
 
 
 def create_tables(app: faust.App, partitions: int) -> SchedulerTables:
@@ -110,4 +121,5 @@ def create_tables(app: faust.App, partitions: int) -> SchedulerTables:
         jobs=codec_table(app, "jobs", partitions, JOB_STATES),
         queues=codec_table(app, "queues", 1, QUEUE_DEFINITIONS),
         executors=codec_table(app, "executors", 1, HEARTBEATS),
+        retry_policies=codec_table(app, "retry_policies", 1, RETRY_POLICIES),
     )

@@ -43,7 +43,13 @@ from flotilla.embedded.errors import ComponentFailed
 from flotilla.embedded.ports import free_ports
 from flotilla.embedded.tansu import log_tail, spawn_process_group, stop_process_group
 from tests.harness.kube_pki import make_pki
-from tests.harness.kwok_stages import KWOK_NODE_ANNOTATION, KWOK_NODE_VALUE, kwok_stages
+from tests.harness.kwok_stages import (
+    KWOK_NODE_ANNOTATION,
+    KWOK_NODE_VALUE,
+    POD_LOG,
+    cluster_logs,
+    kwok_stages,
+)
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +161,8 @@ class KubeTestCluster:
         self.apiserver_port: int | None = None
         self.etcd_port: int | None = None
         self.kwok_port: int | None = None
+        self.pod_log_path = self.data_dir / "kwok-pod.log"
+        """What kwok serves as every pod container's log (:data:`POD_LOG`)."""
         self.startup_seconds: float | None = None
 
     # ------------------------------------------------------------------ availability
@@ -330,21 +338,28 @@ class KubeTestCluster:
 
     def _kwok(self, port: int) -> _Part:
         config = self.data_dir / "kwok.yaml"
-        config.write_text(kwok_stages())
+        self.pod_log_path.write_text(POD_LOG)
+        config.write_text(kwok_stages() + cluster_logs(self.pod_log_path))
         home = self.data_dir / "kwok-home"  # kwok also reads ~/.kwok/kwok.yaml: keep it private
         home.mkdir(exist_ok=True)
+        pki = self.pki_dir
         flags = [
             f"--config={config}",
             f"--kubeconfig={self.kubeconfig}",
             "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}={KWOK_NODE_VALUE}",
+            # kwok plays the nodes' kubelets too: the API server reaches a node's kubelet (pod
+            # logs) at the node's address and daemon endpoint port, which kwok's server is.
             f"--server-address={self.host}:{port}",
+            f"--node-port={port}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--cidr={POD_CIDR}",
             f"--node-ip={self.host}",
             "--node-lease-duration-seconds=40",
         ]
         env = {**os.environ, "HOME": str(home)}
-        return self._part("kwok", flags, f"http://{self.host}:{port}/healthz", env=env)
+        return self._part("kwok", flags, f"https://{self.host}:{port}/healthz", env=env)
 
     def _kube_scheduler(self, port: int) -> _Part:
         return self._kube_component("kube-scheduler", port, [])

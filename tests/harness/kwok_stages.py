@@ -26,6 +26,7 @@ a kwok cluster that is not the harness's must run the same stages for those test
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 __all__ = [
     "EXIT_CODE_ANNOTATION",
@@ -551,3 +552,29 @@ def kwok_stages() -> str:
     for placeholder, annotation in _POD_STAGE_PLACEHOLDERS.items():
         pod_stages = pod_stages.replace(placeholder, annotation)
     return _NODE_STAGES.strip() + "\n---\n" + pod_stages.strip() + "\n"
+
+
+# ------------------------------------------------------------------------------------ logs
+POD_LOG_LINES = ("kwok pod log line 1", "kwok pod log line 2")
+POD_LOG = "".join(
+    f"2026-01-01T00:00:0{i}.000000000Z stdout F {line}\n" for i, line in enumerate(POD_LOG_LINES)
+)
+"""kwok's pods run nothing, so they wrote nothing: the harness has kwok serve these lines as
+every container's log, through the pod log API (kwok's ClusterLogs; kwok reads the CRI log
+format, ``<RFC 3339 time> <stream> <F|P> <line>``, as a kubelet does)."""
+
+
+def cluster_logs(path: Path) -> str:
+    """A kwok ClusterLogs document serving the file at ``path`` as every container's log."""
+    return f"""
+---
+kind: ClusterLogs
+apiVersion: kwok.x-k8s.io/v1alpha1
+metadata:
+  name: flotilla-pod-logs
+spec:
+  logs:
+  - containers: []
+    logsFile: {path}
+    follow: false
+"""

@@ -13,6 +13,7 @@ from armada_client.client import ArmadaClient
 from flotilla.jobfile import job_item_from_dict
 
 TERMINAL = {"succeeded", "failed", "cancelled", "preempted"}
+NOWHERE = {"flotilla.test/executor": "nowhere"}  # a node selector no node matches: stays queued
 
 
 def new_queue(client: ArmadaClient, priority_factor: float = 1.0) -> str:

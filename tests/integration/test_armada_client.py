@@ -13,7 +13,17 @@ from armada_client.asyncio_client import ArmadaAsyncIOClient
 from armada_client.typings import JobState
 
 from flotilla.jobfile import load_job_file
-from tests.integration.jobs import TERMINAL, all_terminal, job, new_queue, submit, wait_for, watch
+from tests.integration.jobs import (
+    TERMINAL,
+    all_terminal,
+    collect,
+    job,
+    kinds,
+    new_queue,
+    submit,
+    wait_for,
+    watch,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -246,15 +256,32 @@ def test_reprioritize_emits_reprioritizing_and_reprioritized(client):
     client.cancel_jobset(queue=queue, job_set_id="p", filter_states=[])
 
 
-def test_preempting_a_running_job_ends_it_preempted(client):
+def test_preempting_a_running_job_ends_it_preempted_then_failed_as_armada_does(client):
     queue = new_queue(client)
     [job_id] = submit(client, queue, "pre", [job(["sleep", "300"])])
     watch(client, queue, "pre", lambda ev: "running" in ev.get(job_id, []))
 
     client.preempt_jobs(queue=queue, job_set_id="pre", job_id=job_id)
 
-    events = watch(client, queue, "pre", all_terminal([job_id]))
-    assert events[job_id][-2:] == ["preempting", "preempted"]
+    events = collect(client, queue, "pre", lambda ev: "failed" in kinds(ev, job_id))
+    assert kinds(events, job_id)[-3:] == ["preempting", "preempted", "failed"]
+    assert events[job_id][-1][1].reason == "preempted"
+
+
+def test_a_stream_resumed_between_preempted_and_failed_sends_the_failed_event(client):
+    queue = new_queue(client)
+    [job_id] = submit(client, queue, "pre", [job(["sleep", "300"])])
+    watch(client, queue, "pre", lambda ev: "running" in ev.get(job_id, []))
+    client.preempt_jobs(queue=queue, job_set_id="pre", job_id=job_id)
+    collect(client, queue, "pre", lambda ev: "failed" in kinds(ev, job_id))
+    messages = list(client.event_stub.GetJobSetEvents(event_pb2.JobSetRequest(queue=queue, id="pre")))
+    preempted = next(m for m in messages if m.message.WhichOneof("events") == "preempted")
+
+    resumed = client.event_stub.GetJobSetEvents(
+        event_pb2.JobSetRequest(queue=queue, id="pre", from_message_id=preempted.id)
+    )
+
+    assert [m.message.WhichOneof("events") for m in resumed] == ["failed"]
 
 
 def test_submit_to_a_missing_queue_is_not_found_and_writes_nothing(client):

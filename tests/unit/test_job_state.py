@@ -230,8 +230,11 @@ def test_leased_moves_a_queued_job_to_leased_and_records_the_run():
     assert job.state == LEASED
     assert (job.run_id, job.executor, job.node) == ("run-1", "exec-a", "node-1")
     assert job.runs == (
-        RunRecord(run_id="run-1", executor="exec-a", node="node-1", leased_at=3.0, state=LEASED),
+        RunRecord(
+            run_id="run-1", executor="exec-a", node="node-1", leased_at=3.0, state=LEASED, pool="default"
+        ),
     )
+    assert job.pool == "default"
 
 
 def test_leased_on_a_job_that_is_not_queued_is_refused():
@@ -307,6 +310,22 @@ def test_failed_from_the_current_run_keeps_the_reason_and_exit_codes():
     assert job.exit_codes == {"main": 3, "sidecar": 0}
     assert job.runs[-1].state == FAILED
     assert job.runs[-1].finished_at == 6.0
+
+
+def test_failed_keeps_the_failure_category_and_subcategory():
+    report = event(
+        JobFailed,
+        6.0,
+        run_id="run-1",
+        reason="OOMKilled",
+        failure_category="oom",
+        failure_subcategory="container-limit",
+    )
+
+    job = apply(running_job(), report)
+
+    assert job is not None
+    assert (job.failure_category, job.failure_subcategory) == ("oom", "container-limit")
 
 
 STALE_REPORTS = [pending, running, succeeded, failed, preempted, lease_expired, lease_returned]

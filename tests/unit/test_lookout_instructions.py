@@ -4,12 +4,12 @@ stale reports that at-least-once delivery and lost leases bring."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 
 import pytest
 
 from flotilla.jobs import state as fold
-from flotilla.log.schema import JobEvent, JobFailed, JobPreempted, JobReprioritized, record_fields
+from flotilla.log.schema import JobEvent, JobPreempted, JobReprioritized
 from flotilla.lookout import states
 from flotilla.lookout.instructions import JobCursor, failure_details, plan
 from tests.harness.lookout_events import (
@@ -149,18 +149,8 @@ def test_a_failed_run_keeps_the_failing_containers_exit_code_error_and_category(
     assert details["failure_category"] == "Error"
 
 
-@dataclass(frozen=True)
-class CategorisedFailure(JobFailed):
-    """A failure as executors categorise it (Armada's errorCategories)."""
-
-    failure_category: str = ""
-    failure_subcategory: str = ""
-
-
 def test_a_failure_keeps_the_category_the_executor_gave_it() -> None:
     event = failed(J, "r1", exit_code=137)
-    categorised = CategorisedFailure(
-        **record_fields(event), failure_category="oom", failure_subcategory="main"
-    )
+    categorised = replace(event, failure_category="oom", failure_subcategory="main")
     details = failure_details(categorised)
     assert (details["failure_category"], details["failure_subcategory"]) == ("oom", "main")

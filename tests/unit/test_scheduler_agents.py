@@ -6,8 +6,16 @@ from __future__ import annotations
 import asyncio
 
 from flotilla.jobs.state import QUEUED, SUBMITTED, JobState
-from flotilla.log.schema import ExecutorHeartbeat, JobEvent, JobQueued, NodeReport, QueueDefinition, encode
-from flotilla.streams.agents import HeartbeatIngest, JobEventIngest, QueueIngest
+from flotilla.log.schema import (
+    ExecutorHeartbeat,
+    JobEvent,
+    JobQueued,
+    NodeReport,
+    QueueDefinition,
+    RetryPolicy,
+    encode,
+)
+from flotilla.streams.agents import HeartbeatIngest, JobEventIngest, QueueIngest, RetryPolicies
 from flotilla.streams.working_set import ActiveJobs
 from tests.unit.test_job_state import JOB_ID, queued, submitted
 
@@ -61,7 +69,7 @@ def test_a_record_that_is_not_a_job_event_is_dropped():
 
 def test_a_queue_is_kept_as_written_and_a_deleted_one_removed():
     queues: dict[str, QueueDefinition] = {}
-    ingest = QueueIngest(queues)
+    ingest = QueueIngest(queues, {})
     queue = QueueDefinition(name="q", priority_factor=2.0)
 
     ingest(encode(queue))
@@ -69,6 +77,33 @@ def test_a_queue_is_kept_as_written_and_a_deleted_one_removed():
 
     ingest(encode(QueueDefinition(name="q", deleted=True)))
     assert queues == {}
+
+
+def test_a_retry_policy_is_kept_apart_from_the_queues_and_a_deleted_one_removed():
+    queues: dict[str, QueueDefinition] = {}
+    policies: dict[str, RetryPolicy] = {}
+    ingest = QueueIngest(queues, policies)
+    policy = RetryPolicy(name="p", retry_limit=2, default_action="Retry")
+
+    ingest(encode(policy))
+    assert policies == {"p": policy} and queues == {}
+
+    ingest(encode(RetryPolicy(name="p", deleted=True)))
+    assert policies == {}
+
+
+def test_a_queue_answers_with_the_first_retry_policy_it_names():
+    first = RetryPolicy(name="first", retry_limit=1)
+    policies = RetryPolicies(
+        {
+            "q": QueueDefinition(name="q", retry_policies=("first", "second")),
+            "bare": QueueDefinition(name="bare"),
+        },
+        {"first": first, "second": RetryPolicy(name="second")},
+    )
+    assert policies.for_queue("q") == first
+    assert policies.for_queue("bare") is None
+    assert policies.for_queue("missing") is None
 
 
 def test_an_executors_latest_heartbeat_is_kept():

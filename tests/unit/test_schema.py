@@ -72,6 +72,8 @@ SPEC = JobSpec(
     annotations={"note": "y"},
     priority_class="armada-preemptible",
     submitted_at=1699999999.5,
+    external_job_uri="https://ci.example/run/7",
+    owner="alice",
 )
 
 CONTAINERS = (
@@ -148,6 +150,25 @@ def test_failed_keeps_its_containers_and_exit_codes():
     assert decoded.containers == CONTAINERS
     assert all(isinstance(c, ContainerExit) for c in decoded.containers)
     assert decoded.exit_codes == {"main": 137, "sidecar": 0}
+
+
+def test_failed_keeps_its_failure_category_and_subcategory():
+    decoded = decode_job_event(
+        encode(JobFailed(**COMMON, failure_category="user_error", failure_subcategory="exit-1"))
+    )
+
+    assert isinstance(decoded, JobFailed)
+    assert (decoded.failure_category, decoded.failure_subcategory) == ("user_error", "exit-1")
+
+
+def test_a_failed_record_written_before_failure_categories_reads_as_uncategorised():
+    record = json.loads(encode(JobFailed(**COMMON, containers=CONTAINERS)))
+    del record["failure_category"], record["failure_subcategory"]
+
+    decoded = decode_job_event(json.dumps(record).encode())
+
+    assert isinstance(decoded, JobFailed)
+    assert (decoded.failure_category, decoded.failure_subcategory) == ("", "")
 
 
 def test_a_record_of_another_schema_version_is_refused_naming_the_version():
@@ -227,6 +248,10 @@ def test_a_queue_definition_round_trips():
         labels={"tier": "gold"},
         deleted=True,
         updated=1700000000.5,
+        permissions=({"subjects": [{"kind": "Group", "name": "team-a"}], "verbs": ["submit", "watch"]},),
+        resource_limits_by_priority_class={"urgent": {"maximum_resource_fraction": {"cpu": 0.5}}},
+        retry_policies=("transient",),
+        labels_deprecated=("old-label",),
     )
 
     assert decode_queue(encode(queue)) == queue
@@ -253,6 +278,7 @@ def test_an_executor_heartbeat_round_trips():
             NodeReport(name="node-2"),
         ),
         runs={"run-1": "node-1", "run-2": "node-2"},
+        endpoint="127.0.0.1:40123",
     )
 
     assert decode_heartbeat(encode(heartbeat)) == heartbeat
