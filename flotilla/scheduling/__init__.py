@@ -7,11 +7,9 @@ these functions the state it has folded from the log and writes their decisions 
 from .cycle import QUEUE_CORDONED, UNKNOWN_PRIORITY_CLASS, UNKNOWN_QUEUE, job_order, schedule
 from .deadlines import expired_runs
 from .fair_share import (
-    FairShareState,
     adjusted_fair_shares,
     dominant_share,
     fair_shares,
-    pick_queue,
     total_capacity,
 )
 from .model import (
@@ -41,7 +39,6 @@ from .node_db import (
     NodeDb,
     NodeDbStats,
     fits,
-    job_shape,
     matches_node_affinity,
     matches_selector,
     tolerates,
@@ -64,7 +61,6 @@ __all__ = [
     "UNKNOWN_QUEUE",
     "CycleResult",
     "CycleStats",
-    "FairShareState",
     "Lease",
     "Node",
     "NodeDb",
@@ -81,11 +77,9 @@ __all__ = [
     "fair_shares",
     "fits",
     "job_order",
-    "job_shape",
     "matches_node_affinity",
     "matches_selector",
     "node_affinity_terms",
-    "pick_queue",
     "schedule",
     "tolerates",
     "total_capacity",

@@ -168,9 +168,6 @@ Constraint = tuple[frozenset, frozenset, tuple]
 """A job's placement constraints, hashable: (selector items, tolerations as item tuples,
 required node affinity in normal form)."""
 
-Shape = tuple[tuple[tuple[str, int], ...], Constraint, str]
-"""A job's shape: positive requests (sorted), constraint, priority class."""
-
 Restriction = tuple[str, str] | None
 """``(label, value)``: only nodes with that label value (a gang's node uniformity label)."""
 
@@ -186,11 +183,6 @@ def job_constraint(job: QueuedJob) -> Constraint:
         frozenset(tuple(sorted(t.items())) for t in tolerations),
         _normal_affinity(affinity),
     )
-
-
-def job_shape(job: QueuedJob) -> Shape:
-    requests = tuple(sorted((name, q) for name, q in job.requests.items() if q > 0))
-    return (requests, job_constraint(job), job.priority_class)
 
 
 def fits(requests: Mapping[str, int], available: Mapping[str, int]) -> bool:
@@ -351,14 +343,6 @@ class NodeDb:
         return sorted({s.node.labels[label] for s in self._nodes.values() if label in s.node.labels})
 
     # --- placement ---------------------------------------------------------------------
-
-    def find_node(self, job: QueuedJob, restrict: Restriction = None) -> tuple[Node | None, str]:
-        """The best-fit node for ``job`` among free resources, or ``(None, reason)``.
-
-        Does not bind: call :meth:`bind` to take the resources.
-        """
-        node, reason, _ = self.place(job, restrict=restrict)
-        return node, reason
 
     def place(
         self,

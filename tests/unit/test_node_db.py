@@ -15,6 +15,12 @@ def running(node_name, cpu, memory=0, job_id="r"):
     return RunningJob(job_id, "q", "run-" + job_id, "ex", node_name, {"cpu": cpu, "memory": memory})
 
 
+def best_fit(db, job, restrict=None):
+    """Where ``db`` would place ``job`` from free resources alone, and why not."""
+    found, reason, _ = db.place(job, restrict=restrict)
+    return found, reason
+
+
 NO_SCHEDULE = {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}
 
 
@@ -30,91 +36,91 @@ def test_running_job_on_unknown_node_is_ignored():
 
 def test_best_fit_picks_the_fuller_node():
     db = NodeDb([node("a"), node("b")], [running("b", 6000)])
-    found, reason = db.find_node(job(cpu=1000))
+    found, reason = best_fit(db, job(cpu=1000))
     assert (found.name, reason) == ("b", "")
 
 
 def test_best_fit_orders_by_first_configured_resource_first():
     # a has less cpu free, b less memory free: cpu leads the tuple ordering.
     db = NodeDb([node("a", cpu=2000, memory=64 * GI), node("b", cpu=4000, memory=2 * GI)])
-    assert db.find_node(job(cpu=1000, memory=GI))[0].name == "a"
+    assert best_fit(db, job(cpu=1000, memory=GI))[0].name == "a"
     db_memory_first = NodeDb(
         [node("a", cpu=2000, memory=64 * GI), node("b", cpu=4000, memory=2 * GI)],
         resources=("memory", "cpu"),
     )
-    assert db_memory_first.find_node(job(cpu=1000, memory=GI))[0].name == "b"
+    assert best_fit(db_memory_first, job(cpu=1000, memory=GI))[0].name == "b"
 
 
 def test_best_fit_skips_fuller_node_lacking_a_second_resource():
     db = NodeDb([node("a", cpu=2000, memory=GI // 2), node("b", cpu=4000)])
-    assert db.find_node(job(cpu=1000, memory=GI))[0].name == "b"
+    assert best_fit(db, job(cpu=1000, memory=GI))[0].name == "b"
 
 
 def test_bind_takes_resources_so_the_next_job_does_not_fit():
     db = NodeDb([node("a", cpu=1000)])
-    found, _ = db.find_node(job("j1"))
+    found, _ = best_fit(db, job("j1"))
     db.bind(found.id, job("j1").requests)
     assert db.free("ex/a")["cpu"] == 0
-    assert db.find_node(job("j2")) == (None, "insufficient cpu")
+    assert best_fit(db, job("j2")) == (None, "insufficient cpu")
 
 
 def test_insufficient_reason_names_the_short_resource():
     db = NodeDb([node("a", cpu=8000, memory=GI)])
-    assert db.find_node(job(cpu=1000, memory=2 * GI)) == (None, "insufficient memory")
+    assert best_fit(db, job(cpu=1000, memory=2 * GI)) == (None, "insufficient memory")
 
 
 def test_insufficient_reason_names_an_unconfigured_resource():
     db = NodeDb([node("a")])
     gpu_job = QueuedJob("j", "q", "set", 0, 0.0, {"cpu": 1000, "nvidia.com/gpu": 1000})
-    assert db.find_node(gpu_job) == (None, "insufficient nvidia.com/gpu")
+    assert best_fit(db, gpu_job) == (None, "insufficient nvidia.com/gpu")
 
 
 def test_unschedulable_node_is_skipped():
     db = NodeDb([node("a", cpu=1000, unschedulable=True), node("b")])
-    assert db.find_node(job())[0].name == "b"
+    assert best_fit(db, job())[0].name == "b"
     assert "ex/a" not in db
 
 
 def test_only_unschedulable_nodes_means_no_schedulable_nodes():
     db = NodeDb([node("a", unschedulable=True)])
-    assert db.find_node(job()) == (None, "no schedulable nodes")
+    assert best_fit(db, job()) == (None, "no schedulable nodes")
 
 
 def test_node_selector_picks_matching_node():
     db = NodeDb([node("a", cpu=2000, labels={"zone": "x"}), node("b", labels={"zone": "y"})])
-    assert db.find_node(job(node_selector={"zone": "y"}))[0].name == "b"
+    assert best_fit(db, job(node_selector={"zone": "y"}))[0].name == "b"
 
 
 def test_node_selector_matching_no_node_is_reported():
     db = NodeDb([node("a", labels={"zone": "x"})])
-    assert db.find_node(job(node_selector={"zone": "z"})) == (None, "no node matches node selector")
+    assert best_fit(db, job(node_selector={"zone": "z"})) == (None, "no node matches node selector")
 
 
 def test_untolerated_no_schedule_taint_keeps_job_off_the_node():
     db = NodeDb([node("a", cpu=2000, taints=(NO_SCHEDULE,)), node("b")])
-    assert db.find_node(job())[0].name == "b"
+    assert best_fit(db, job())[0].name == "b"
 
 
 def test_taint_not_tolerated_is_reported():
     db = NodeDb([node("a", taints=(NO_SCHEDULE,))])
-    assert db.find_node(job()) == (None, "taint not tolerated: dedicated=gpu:NoSchedule")
+    assert best_fit(db, job()) == (None, "taint not tolerated: dedicated=gpu:NoSchedule")
 
 
 def test_tolerated_taint_admits_the_job():
     db = NodeDb([node("a", cpu=2000, taints=(NO_SCHEDULE,)), node("b")])
     toleration = {"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}
-    assert db.find_node(job(tolerations=(toleration,)))[0].name == "a"
+    assert best_fit(db, job(tolerations=(toleration,)))[0].name == "a"
 
 
 def test_prefer_no_schedule_taint_does_not_block():
     soft = {"key": "dedicated", "value": "gpu", "effect": "PreferNoSchedule"}
     db = NodeDb([node("a", taints=(soft,))])
-    assert db.find_node(job())[0].name == "a"
+    assert best_fit(db, job())[0].name == "a"
 
 
 def test_no_execute_taint_blocks_like_no_schedule():
     db = NodeDb([node("a", taints=({"key": "k", "effect": "NoExecute"},))])
-    assert db.find_node(job()) == (None, "taint not tolerated: k:NoExecute")
+    assert best_fit(db, job()) == (None, "taint not tolerated: k:NoExecute")
 
 
 def test_toleration_semantics():
@@ -133,16 +139,16 @@ def test_toleration_semantics():
 def test_unfit_shape_is_searched_once():
     db = NodeDb([node(f"n{i}", cpu=2000) for i in range(50)])
     for i in range(10_000):
-        assert db.find_node(job(f"j{i}", cpu=4000)) == (None, "insufficient cpu")
+        assert best_fit(db, job(f"j{i}", cpu=4000)) == (None, "insufficient cpu")
     assert db.stats.node_searches == 1
     assert db.stats.shape_cache_hits == 9_999
 
 
 def test_unfit_cache_distinguishes_shapes():
     db = NodeDb([node("a", cpu=2000)])
-    assert db.find_node(job("big", cpu=4000))[0] is None
-    assert db.find_node(job("small", cpu=1000))[0] is not None
-    assert db.find_node(job("big-selector", cpu=4000, node_selector={"x": "y"}))[1] == (
+    assert best_fit(db, job("big", cpu=4000))[0] is None
+    assert best_fit(db, job("small", cpu=1000))[0] is not None
+    assert best_fit(db, job("big-selector", cpu=4000, node_selector={"x": "y"}))[1] == (
         "no node matches node selector"
     )
     assert db.stats.node_searches == 3
@@ -150,18 +156,18 @@ def test_unfit_cache_distinguishes_shapes():
 
 def test_unbind_returns_resources_and_forgets_unfit_shapes():
     db = NodeDb([node("a", cpu=1000)], [running("a", 1000)])
-    assert db.find_node(job("j1"))[0] is None
+    assert best_fit(db, job("j1"))[0] is None
     db.unbind("ex/a", {"cpu": 1000, "memory": 0})
-    assert db.find_node(job("j2"))[0].name == "a"
+    assert best_fit(db, job("j2"))[0].name == "a"
 
 
 def test_bind_keeps_index_order_for_later_searches():
     db = NodeDb([node("a"), node("b")])
-    assert db.find_node(job("j0"))[0].name == "a"  # equal free: node id breaks the tie
+    assert best_fit(db, job("j0"))[0].name == "a"  # equal free: node id breaks the tie
     db.bind("ex/b", {"cpu": 7000})
-    assert db.find_node(job("j1"))[0].name == "b"
+    assert best_fit(db, job("j1"))[0].name == "b"
     db.bind("ex/b", {"cpu": 1000})
-    assert db.find_node(job("j2"))[0].name == "a"
+    assert best_fit(db, job("j2"))[0].name == "a"
 
 
 # --- affinity, restriction, transactions and preemption -----------------------------------
@@ -175,12 +181,12 @@ def tracked(nodes, runs, priorities=None):
 
 def test_required_node_affinity_picks_matching_node():
     db = NodeDb([node("a", cpu=2000, labels={"zone": "x"}), node("b", labels={"zone": "y"})])
-    assert db.find_node(job(node_affinity=((("zone", "In", ("y",)),),)))[0].name == "b"
+    assert best_fit(db, job(node_affinity=((("zone", "In", ("y",)),),)))[0].name == "b"
 
 
 def test_node_affinity_matching_no_node_is_reported():
     db = NodeDb([node("a", labels={"zone": "x"})])
-    assert db.find_node(job(node_affinity=((("zone", "In", ("z",)),),))) == (
+    assert best_fit(db, job(node_affinity=((("zone", "In", ("z",)),),))) == (
         None,
         "no node matches node affinity",
     )
@@ -188,7 +194,7 @@ def test_node_affinity_matching_no_node_is_reported():
 
 def test_restriction_limits_nodes_to_one_label_value():
     db = NodeDb([node("a", cpu=2000, labels={"rack": "r1"}), node("b", labels={"rack": "r2"})])
-    assert db.find_node(job(), restrict=("rack", "r2"))[0].name == "b"
+    assert best_fit(db, job(), restrict=("rack", "r2"))[0].name == "b"
     assert db.label_values("rack") == ["r1", "r2"]
 
 
@@ -196,26 +202,26 @@ def test_rollback_restores_free_resources_and_index_order():
     db = NodeDb([node("a"), node("b")])
     db.begin()
     db.bind("ex/b", {"cpu": 7000})
-    assert db.find_node(job("j", cpu=2000))[0].name == "a"
+    assert best_fit(db, job("j", cpu=2000))[0].name == "a"
     db.rollback()
     assert db.free("ex/b")["cpu"] == 8000
-    assert db.find_node(job("k", cpu=1000))[0].name == "a"  # equal again: node id breaks the tie
+    assert best_fit(db, job("k", cpu=1000))[0].name == "a"  # equal again: node id breaks the tie
 
 
 def test_rollback_forgets_shapes_found_unfit_inside_the_transaction():
     db = NodeDb([node("a", cpu=2000)])
     db.begin()
     db.bind("ex/a", {"cpu": 2000})
-    assert db.find_node(job("j1", cpu=2000))[0] is None
+    assert best_fit(db, job("j1", cpu=2000))[0] is None
     db.rollback()
-    assert db.find_node(job("j2", cpu=2000))[0].name == "a"
+    assert best_fit(db, job("j2", cpu=2000))[0].name == "a"
 
 
 def test_evicted_jobs_keep_their_resources_until_rebound_or_dropped():
     db = tracked([node("a", cpu=2000)], [running("a", 2000, job_id="r")])
     db.evict(["r"])
     assert db.is_evicted("r")
-    assert db.find_node(job("j", cpu=1000))[0] is None
+    assert best_fit(db, job("j", cpu=1000))[0] is None
     assert db.rebind("r", 0)
     assert not db.is_evicted("r")
 
