@@ -57,9 +57,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from flotilla.resources import add_into
+
 from .cycle_context import QUEUE_CORDONED, UNKNOWN_PRIORITY_CLASS, UNKNOWN_QUEUE, Cycle
 from .model import CycleResult, Lease, Node, Queue, QueuedJob, RunningJob, SchedulingConfig
-from .queue_items import add_requests, job_order
+from .queue_items import job_order
 
 __all__ = ["QUEUE_CORDONED", "UNKNOWN_PRIORITY_CLASS", "UNKNOWN_QUEUE", "job_order", "schedule"]
 
@@ -136,7 +138,7 @@ def _settle(
     for _ in range(_SETTLE_ROUNDS):
         scheduled: dict[str, dict[str, int]] = {}
         for lease in leases:
-            add_requests(scheduled.setdefault(lease.pool, {}), by_id[lease.job_id].requests)
+            add_into(scheduled.setdefault(lease.pool, {}), by_id[lease.job_id].requests)
         remaining = replace(config, max_jobs_per_cycle=max(0, config.max_jobs_per_cycle - len(leases)))
         again = Cycle(state_queued, state_running, nodes, queues, remaining, scheduled).run()
         stats = again.stats

@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
+from flotilla.resources import add_into
+
 from .model import Node, Queue
 
 
@@ -32,8 +34,7 @@ def total_capacity(nodes: Iterable[Node]) -> dict[str, int]:
     total: dict[str, int] = {}
     for node in nodes:
         if not node.unschedulable:
-            for name, quantity in node.allocatable.items():
-                total[name] = total.get(name, 0) + quantity
+            add_into(total, node.allocatable)
     return total
 
 
@@ -120,7 +121,7 @@ def lazy_demands(
         wanted, pos, cost, chunk = entry
         queue_items = items.get(name) or ()
         while cost < offer and pos < len(queue_items):
-            for item in queue_items[pos : pos + chunk]:
+            for item in queue_items[pos : pos + chunk]:  # add_into inlined: per queued job
                 for resource, quantity in item.requests.items():
                     wanted[resource] = wanted.get(resource, 0) + quantity
             pos += chunk

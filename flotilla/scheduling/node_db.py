@@ -64,6 +64,8 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, NamedTuple
 
+from flotilla.resources import add_into
+
 from .model import NODE_NAME_FIELD, Node, QueuedJob, RunningJob, node_affinity_terms
 
 _BLOCKING_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
@@ -242,11 +244,6 @@ def _key_function(resources: tuple[str, ...]) -> Callable[[str, Mapping[str, int
     return lambda node_id, free: (*(free.get(name, 0) for name in resources), node_id)
 
 
-def _add_into(target: dict[str, int], requests: Mapping[str, int], sign: int) -> None:
-    for name, quantity in requests.items():
-        target[name] = target.get(name, 0) + sign * quantity
-
-
 class NodeDb:
     """The nodes of one cycle with their free resources; see the module docstring.
 
@@ -285,7 +282,7 @@ class NodeDb:
             if state is None:
                 continue
             free = state.free
-            for name, quantity in job.requests.items():
+            for name, quantity in job.requests.items():  # add_into inlined: per running job
                 free[name] = free.get(name, 0) - quantity
             if job_priority is not None:
                 priority, preemptible = job_priority(job)
@@ -296,8 +293,7 @@ class NodeDb:
                     bucket = state.pre.get(priority)  # type: ignore[union-attr]
                     if bucket is None:
                         bucket = state.pre[priority] = {}  # type: ignore[index]
-                    for name, quantity in job.requests.items():
-                        bucket[name] = bucket.get(name, 0) + quantity
+                    add_into(bucket, job.requests)
         for node_id, state in self._nodes.items():
             state.key = self._key(node_id, state.free)
         self._indexes: dict[tuple[Constraint, Restriction], _Index] = {}
@@ -516,7 +512,7 @@ class NodeDb:
             if all(v >= 0 for v in available.values()):
                 break
             over.add(level)
-            _add_into(available, state.pre.get(level, {}), +1)  # type: ignore[union-attr]
+            add_into(available, state.pre.get(level, {}), +1)  # type: ignore[union-attr]
         return [job_id for job_id, entry in entries if entry.level in over]
 
     # --- transactions ------------------------------------------------------------------
@@ -543,7 +539,7 @@ class NodeDb:
         available = dict(state.free)
         for job_level, requests in state.pre.items():  # type: ignore[union-attr]
             if job_level <= level and (job_level >= _EVICTED_BOUND or job_level - EVICTED_LEVEL <= level):
-                _add_into(available, requests, +1)
+                add_into(available, requests, +1)
         return available
 
     def _level_key(self, node_id: str, state: _NodeState, level: int) -> tuple:
@@ -552,7 +548,7 @@ class NodeDb:
     def _move(self, node_id: str, requests: Mapping[str, int], sign: int) -> None:
         state = self._nodes[node_id]
         free = state.free
-        for name, quantity in requests.items():
+        for name, quantity in requests.items():  # add_into inlined: per lease
             free[name] = free.get(name, 0) + sign * quantity
         if self._log is not None:
             self._log.append((self._move, node_id, requests, -sign))
@@ -577,31 +573,25 @@ class NodeDb:
             self._log.append((self._set_entry, node_id, job_id, old))
         if old is not None:
             if old.preemptible:
-                bucket = pre[old.level]  # type: ignore[index]
-                for name, quantity in old.requests.items():
-                    bucket[name] -= quantity
+                add_into(pre[old.level], old.requests, -1)  # type: ignore[index]
             if new is not None and new.requests is old.requests:  # a change of level only
                 if new.preemptible:
                     bucket = pre.get(new.level)  # type: ignore[union-attr]
                     if bucket is None:
                         bucket = pre[new.level] = {}  # type: ignore[index]
-                    for name, quantity in new.requests.items():
-                        bucket[name] = bucket.get(name, 0) + quantity
+                    add_into(bucket, new.requests)
                 jobs[job_id] = new  # type: ignore[index]
                 if state.level_keys:
                     self._refresh_levels(node_id, state)
                 return
-            for name, quantity in old.requests.items():
-                free[name] = free.get(name, 0) + quantity
+            add_into(free, old.requests)
         if new is not None:
-            for name, quantity in new.requests.items():
-                free[name] = free.get(name, 0) - quantity
+            add_into(free, new.requests, -1)
             if new.preemptible:
                 bucket = pre.get(new.level)  # type: ignore[union-attr]
                 if bucket is None:
                     bucket = pre[new.level] = {}  # type: ignore[index]
-                for name, quantity in new.requests.items():
-                    bucket[name] = bucket.get(name, 0) + quantity
+                add_into(bucket, new.requests)
             jobs[job_id] = new  # type: ignore[index]
         old_key, new_key = state.key, self._key(node_id, free)
         if new_key != old_key:
@@ -701,7 +691,7 @@ class NodeDb:
             if room is None:
                 room = available[node_id] = dict(state.free)
                 victims[node_id] = []
-            _add_into(room, entry.requests, +1)
+            add_into(room, entry.requests, +1)
             victims[node_id].append(job_id)
             self.stats.nodes_examined += 1
             if fits(requests, room):

@@ -22,11 +22,13 @@ from itertools import repeat
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
+from flotilla.resources import add_into
+
 from .eviction import evict, evicted_runs
 from .fair_share import adjusted_fair_shares, dominant_share, fair_shares, lazy_demands, total_capacity
 from .model import Lease, Node, PoolStats, PriorityClass, QueuedJob, RunningJob
 from .node_db import NodeDb, job_constraint
-from .queue_items import Gang, QueueState, add_requests, fair_share_ratio, job_order
+from .queue_items import Gang, QueueState, fair_share_ratio, job_order
 
 if TYPE_CHECKING:
     from .cycle_context import Cycle
@@ -90,12 +92,12 @@ class Pool:
                 if queue not in known:
                     continue
                 held = alloc[queue] = dict.fromkeys(resources, 0)
-            for name, quantity in run.requests.items():
+            for name, quantity in run.requests.items():  # add_into inlined: per running job
                 held[name] = held.get(name, 0) + quantity
             if self.class_limits:
                 pc = cycle.priority_class(run.priority_class)
                 if pc is not None and pc.name in self.class_limits:
-                    add_requests(by_class.setdefault(run.queue, {}).setdefault(pc.name, {}), run.requests)
+                    add_into(by_class.setdefault(run.queue, {}).setdefault(pc.name, {}), run.requests)
         active = set(alloc) | {name for name, items in self.items.items() if items}
         shares = fair_shares(cycle.queues, active)
         adjusted = adjusted_fair_shares(shares, lazy_demands(alloc, self.items, total, resources))
@@ -272,12 +274,12 @@ class Pool:
                     state.gained = True
                     cycle.cap_left -= 1
                     alloc = state.alloc
-                    for name, quantity in requests.items():
+                    for name, quantity in requests.items():  # add_into inlined: per lease
                         alloc[name] = alloc.get(name, 0) + quantity
                     if fraction_limits:
-                        add_requests(self.scheduled, requests)
+                        add_into(self.scheduled, requests)
                     if pc.name in class_limits:
-                        add_requests(state.by_class.setdefault(pc.name, {}), requests)
+                        add_into(state.by_class.setdefault(pc.name, {}), requests)
             elif kind is RunningJob:
                 self._rebind(state, item)
             elif item.evicted:
@@ -393,9 +395,9 @@ class Pool:
     def _take(
         self, state: QueueState, requests: Mapping[str, int], pc: PriorityClass | None, sign: int
     ) -> None:
-        add_requests(state.alloc, requests, sign)
+        add_into(state.alloc, requests, sign)
         if pc is not None and pc.name in self.class_limits:
-            add_requests(state.by_class.setdefault(pc.name, {}), requests, sign)
+            add_into(state.by_class.setdefault(pc.name, {}), requests, sign)
 
     def _rebind(self, state: QueueState, run: RunningJob) -> None:
         if run.job_id in self.cycle.preempted:  # its resources went to a job of a fairer queue
@@ -535,7 +537,7 @@ class Pool:
         state.gained = True
         self._take(state, gang.requests, pc, +1)
         if self.fraction_limits:
-            add_requests(self.scheduled, gang.requests)
+            add_into(self.scheduled, gang.requests)
 
     def _reject_gang(self, gang: Gang, reason: str, shape: tuple | None = None) -> None:
         self.states[gang.queue].waiting = True

@@ -20,6 +20,8 @@ from itertools import compress, islice
 from operator import attrgetter, eq
 from typing import Any
 
+from flotilla.resources import add_into
+
 from .model import PriorityClass, QueuedJob, RunningJob
 
 _PRIORITY = attrgetter("priority")
@@ -109,16 +111,10 @@ def sort_in_queue_order(jobs: list[QueuedJob], classes: Mapping[str, PriorityCla
         _sort_jobs(jobs, _SUBMITTED_AT)
 
 
-def add_requests(target: dict[str, int], requests: Mapping[str, int], sign: int = 1) -> None:
-    """Add ``requests`` to ``target`` in place (``sign=-1`` takes them away)."""
-    for name, quantity in requests.items():
-        target[name] = target.get(name, 0) + sign * quantity
-
-
 def sum_requests(jobs: Iterable[QueuedJob | RunningJob]) -> dict[str, int]:
     total: dict[str, int] = {}
     for job in jobs:
-        add_requests(total, job.requests)
+        add_into(total, job.requests)
     return total
 
 

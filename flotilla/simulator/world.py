@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from flotilla.resources import add_into
 from flotilla.scheduling import QueuedJob, RunningJob, job_order
 from flotilla.scheduling.config_file import SchedulingConfigSpec
 
@@ -282,8 +283,7 @@ class World:
             pool=pool,
         )
         allocation = self.allocated[pool][job.queue]
-        for name, quantity in job.requests.items():
-            allocation[name] = allocation.get(name, 0) + quantity
+        add_into(allocation, job.requests)
         self.running_count[pool][job.queue] += 1
         pending = self.cluster.pending_delay
         delay = float(pending.sample(self._pending_rng, 1)[0]) if pending.mean > 0 else 0.0
