@@ -23,17 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from flotilla.armada_yaml import ArmadaFileError
+from flotilla.jobs.states import UNSUBMITTED
 from flotilla.scheduling import QueuedJob
 
 from .distributions import ShiftedExponential
 from .workload_file import JobTemplate, WorkloadSpec
-
-# Job states (``final_state`` in jobs.parquet).
-UNSUBMITTED = "unsubmitted"
-QUEUED = "queued"
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-REQUEUEING = "requeueing"  # preempted, not yet queued again (reported as queued)
 
 
 class SimJob:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from flotilla.jobs.states import QUEUED
 from flotilla.scheduling import (
     CycleResult,
     Node,
@@ -30,7 +31,7 @@ from flotilla.scheduling import (
     schedule,
 )
 
-from .jobs import QUEUED, SimJob
+from .jobs import SimJob
 from .world import World
 
 MIN_PREFIX = 64

@@ -29,12 +29,13 @@ from typing import Any
 
 import numpy as np
 
+from flotilla.jobs.states import QUEUED, REQUEUEING, RUNNING, SUCCEEDED
 from flotilla.resources import add_into
 from flotilla.scheduling import QueuedJob, RunningJob, job_order
 from flotilla.scheduling.config_file import SchedulingConfigSpec
 
 from .cluster_file import CLUSTER_LABEL, ClusterSpec
-from .jobs import QUEUED, REQUEUEING, RUNNING, SUCCEEDED, SimJob, SimTemplate
+from .jobs import SimJob, SimTemplate
 
 _END, _SUBMIT, _REQUEUE = 0, 1, 2
 
