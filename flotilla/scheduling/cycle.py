@@ -44,7 +44,8 @@ their queue's allocation and are never evicted.
 
 Where each part lives: this module runs the cycle and settles it; :mod:`.cycle_context`
 (:class:`~flotilla.scheduling.cycle_context.Cycle`) builds each queue's items, rejects what
-cannot be scheduled at all and runs the pools; :mod:`.pool_round`
+cannot be scheduled at all and runs the pools, handing each the
+:class:`~flotilla.scheduling.context.SchedulingContext` they share (:mod:`.context`); :mod:`.pool_round`
 (:class:`~flotilla.scheduling.pool_round.Pool`) is one pool's round, steps 1 to 5;
 :mod:`.eviction` is step 2; :mod:`.queue_items` holds the queue order, gangs as items and a
 queue's state in a round; :mod:`.node_db` places jobs on nodes.

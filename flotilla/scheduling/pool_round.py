@@ -20,18 +20,15 @@ from collections.abc import Mapping
 from heapq import heapify, heappop, heappush, heappushpop
 from itertools import repeat
 from operator import attrgetter
-from typing import TYPE_CHECKING
 
 from flotilla.resources import add_into
 
+from .context import NewJob, SchedulingContext
 from .eviction import evict, evicted_runs
 from .fair_share import adjusted_fair_shares, dominant_share, fair_shares, lazy_demands, total_capacity
 from .model import Lease, Node, PoolStats, PriorityClass, QueuedJob, RunningJob
 from .node_db import NodeDb, job_constraint
 from .queue_items import Gang, QueueState, fair_share_ratio, job_order
-
-if TYPE_CHECKING:
-    from .cycle_context import Cycle
 
 _JOB_ID = attrgetter("job_id")
 _EPSILON = 1e-9  # float slack when comparing a queue's cost with its protected share
@@ -41,11 +38,16 @@ class Pool:
     """The scheduling of one pool: eviction, the fair-share loop and the oversubscription pass."""
 
     def __init__(
-        self, cycle: Cycle, name: str, nodes: list[Node], runs: list[RunningJob], items: dict[str, list]
+        self,
+        context: SchedulingContext,
+        name: str,
+        nodes: list[Node],
+        runs: list[RunningJob],
+        items: dict[str, list],
     ) -> None:
-        self.cycle = cycle
+        self.context = context
         self.name = name
-        self.config = config = cycle.config
+        self.config = config = context.config
         self.resources = config.resources
         self.nodes = nodes
         self.runs = runs
@@ -54,10 +56,10 @@ class Pool:
         self.total = total_capacity(nodes)
         self.leases: list[Lease] = []
         self.withdrawn: set[str] = set()
-        self.new_jobs: dict[str, tuple[QueueState, QueuedJob, PriorityClass, Gang | None]] = {}
+        self.new_jobs: dict[str, NewJob] = {}
         self.runs_by_id: dict[str, RunningJob] = {}
         self.gang_unfit: dict[tuple, str] = {}
-        self.scheduled: dict[str, int] = dict(cycle.scheduled.get(name, {}))
+        self.scheduled: dict[str, int] = dict(context.scheduled.get(name, {}))
         self.fraction_limits = {
             r: f * self.total.get(r, 0) for r, f in config.maximum_resource_fraction_to_schedule.items()
         }
@@ -69,20 +71,20 @@ class Pool:
                 }
 
     def _class_of(self, name: str) -> tuple[int, bool]:
-        pc = self.cycle.priority_class(name)
+        pc = self.context.priority_class(name)
         return (pc.priority, pc.preemptible) if pc is not None else (0, False)
 
     def run_class(self, run: RunningJob) -> tuple[int, bool]:
         """A running job's priority and whether it may be preempted (never if its queue is
         unknown: Armada does not preempt what it cannot account for)."""
         priority, preemptible = self._class_of(run.priority_class)
-        return priority, preemptible and run.queue in self.cycle.known
+        return priority, preemptible and run.queue in self.context.known
 
     # --- set-up ------------------------------------------------------------------------
 
     def run(self) -> dict[str, str]:
-        cycle, config, resources, total = self.cycle, self.config, self.resources, self.total
-        known = cycle.known
+        context, config, resources, total = self.context, self.config, self.resources, self.total
+        known = context.known
         alloc: dict[str, dict[str, int]] = {}
         by_class: dict[str, dict[str, dict[str, int]]] = {}
         for run in self.runs:
@@ -95,11 +97,11 @@ class Pool:
             for name, quantity in run.requests.items():  # add_into inlined: per running job
                 held[name] = held.get(name, 0) + quantity
             if self.class_limits:
-                pc = cycle.priority_class(run.priority_class)
+                pc = context.priority_class(run.priority_class)
                 if pc is not None and pc.name in self.class_limits:
                     add_into(by_class.setdefault(run.queue, {}).setdefault(pc.name, {}), run.requests)
         active = set(alloc) | {name for name, items in self.items.items() if items}
-        shares = fair_shares(cycle.queues, active)
+        shares = fair_shares(context.queues, active)
         adjusted = adjusted_fair_shares(shares, lazy_demands(alloc, self.items, total, resources))
 
         # Only queues above their protected share can lose jobs; only their preemptible jobs on
@@ -132,7 +134,7 @@ class Pool:
             )
         if evicted:
             self.runs_by_id = {run.job_id: run for run in evicted}
-            evict(self.node_db, evicted, states, cycle.priority_class)
+            evict(self.node_db, evicted, states, context.priority_class)
         for name, items in self.items.items():
             if items:
                 state = states[name]
@@ -151,19 +153,19 @@ class Pool:
             self._resolve_oversubscribed()
 
         db_stats = self.node_db.stats
-        counters = cycle.counters
-        counters["searches"] += db_stats.node_searches
-        counters["hits"] += db_stats.shape_cache_hits
-        counters["examined"] += db_stats.nodes_examined
-        counters["evicted"] += len(evicted)
-        cycle.leases.extend(lease for lease in self.leases if lease.job_id not in self.withdrawn)
+        work = context.work
+        work.node_searches += db_stats.node_searches
+        work.shape_cache_hits += db_stats.shape_cache_hits
+        work.nodes_examined += db_stats.nodes_examined
+        work.jobs_evicted += len(evicted)
+        context.leases.extend(lease for lease in self.leases if lease.job_id not in self.withdrawn)
         costs = {name: dominant_share(state.alloc, total, resources) for name, state in states.items()}
-        cycle.pool_stats[self.name] = PoolStats(
+        context.pool_stats[self.name] = PoolStats(
             fair_shares=dict(shares), adjusted_fair_shares=adjusted, costs=costs
         )
         # A queue that got new leases and ended above its protected share while another queue
         # waits will be evicted next cycle and its room perhaps taken: let cycle._settle do it now.
-        if self.leases and cycle.any_preemptible and any(s.waiting for s in states.values()):
+        if self.leases and context.any_preemptible and any(s.waiting for s in states.values()):
             over = {
                 name
                 for name, cost in costs.items()
@@ -172,7 +174,7 @@ class Pool:
             if any(states[name].gained for name in over) and any(
                 s.waiting and name not in over for name, s in states.items()
             ):
-                cycle.unsettled = True
+                context.unsettled = True
         return self.unschedulable
 
     def _urgency_levels(self, running_classes: set[str]) -> dict[int, tuple[int, ...]]:
@@ -181,7 +183,7 @@ class Pool:
         pending: dict[str, PriorityClass] = {}
         for name, items in self.items.items():
             if items:
-                pending.update(self.cycle.queue_classes.get(name, {}))
+                pending.update(self.context.queue_classes.get(name, {}))
         if not pending:
             return {}
         lower = {self._class_of(name)[0] for name in running_classes}
@@ -208,11 +210,11 @@ class Pool:
             if s.end
         ]
         heapify(heap)
-        cycle = self.cycle
+        context = self.context
         node_db = self.node_db
         place, bind = node_db.place, node_db.bind
         tracking, fair, levels_of = node_db.tracking, self.fair, self.levels_of
-        resolve = cycle.class_cache.__getitem__  # every queued job's class was resolved up front
+        resolve = context.class_cache.__getitem__  # every queued job's class was resolved up front
         leases, unschedulable = self.leases, self.unschedulable
         fraction_limits, class_limits = self.fraction_limits, self.class_limits
         pool = self.name
@@ -230,7 +232,7 @@ class Pool:
             changed = True
             kind = type(item)
             if kind is QueuedJob:
-                if cycle.cap_left <= 0:
+                if context.cap_left <= 0:
                     state.pos -= 1
                     heap = self._stop_new()
                     state = None
@@ -265,14 +267,14 @@ class Pool:
                             priority=pc.priority,
                             preemptible=pc.preemptible,
                         )
-                        self.new_jobs[item.job_id] = (state, item, pc, None)
+                        self.new_jobs[item.job_id] = NewJob(state, item, pc, None)
                         if victims:
                             self._preempt_to_fair_share(victims, item)
                     else:
                         bind(node_id, requests)
                     leases.append(Lease(item.job_id, item.queue, node.executor, node.name, pool))
                     state.gained = True
-                    cycle.cap_left -= 1
+                    context.cap_left -= 1
                     alloc = state.alloc
                     for name, quantity in requests.items():  # add_into inlined: per lease
                         alloc[name] = alloc.get(name, 0) + quantity
@@ -285,7 +287,7 @@ class Pool:
             elif item.evicted:
                 self._rebind_gang(state, item)
             else:
-                if cycle.cap_left < len(item.members):
+                if context.cap_left < len(item.members):
                     state.pos -= 1
                     heap = self._stop_new()
                     state = None
@@ -304,7 +306,7 @@ class Pool:
                         state.ratio = top[0]
             else:
                 state = None
-        cycle.counters["considered"] += considered
+        context.work.jobs_considered += considered
 
     @staticmethod
     def _sweep_unfit(state: QueueState, job: QueuedJob, reason: str) -> int:
@@ -381,7 +383,7 @@ class Pool:
     def _preempt(self, run: RunningJob, reason: str, dropped: bool = False) -> None:
         if not dropped and self.node_db.node_of(run.job_id) is not None:
             self.node_db.drop(run.job_id)
-        self.cycle.preempted.setdefault(run.job_id, reason)
+        self.context.preempted.setdefault(run.job_id, reason)
 
     def _preempt_to_fair_share(self, victims: list[str], job: QueuedJob) -> None:
         """Preempt the evicted jobs whose resources ``job`` took (the node db dropped them)."""
@@ -400,9 +402,9 @@ class Pool:
             add_into(state.by_class.setdefault(pc.name, {}), requests, sign)
 
     def _rebind(self, state: QueueState, run: RunningJob) -> None:
-        if run.job_id in self.cycle.preempted:  # its resources went to a job of a fairer queue
+        if run.job_id in self.context.preempted:  # its resources went to a job of a fairer queue
             return
-        pc = self.cycle.priority_class(run.priority_class)
+        pc = self.context.priority_class(run.priority_class)
         reason = self._class_limit_reason(state, pc) if pc is not None else ""
         if not reason and self.node_db.rebind(run.job_id, pc.priority if pc is not None else 0):
             self._take(state, run.requests, pc, +1)
@@ -420,7 +422,7 @@ class Pool:
         node_db = self.node_db
         pc = gang.priority_class
         reason = self._class_limit_reason(state, pc) if pc is not None else ""
-        taken = [m.job_id for m in gang.members if m.job_id in self.cycle.preempted]
+        taken = [m.job_id for m in gang.members if m.job_id in self.context.preempted]
         if taken:
             reason = f"member {taken[0]} preempted"
         if not reason:
@@ -530,10 +532,10 @@ class Pool:
         pc = gang.priority_class
         for member, node, victims, _ in placed:
             self.leases.append(Lease(member.job_id, member.queue, node.executor, node.name, self.name))
-            self.new_jobs[member.job_id] = (state, member, pc, gang)
+            self.new_jobs[member.job_id] = NewJob(state, member, pc, gang)
             if victims:
                 self._preempt_to_fair_share(victims, member)
-        self.cycle.cap_left -= len(placed)
+        self.context.cap_left -= len(placed)
         state.gained = True
         self._take(state, gang.requests, pc, +1)
         if self.fraction_limits:
@@ -551,7 +553,7 @@ class Pool:
     def _resolve_oversubscribed(self) -> None:
         """Evict the lower jobs of oversubscribed nodes and rebind them, higher priority
         classes first, then fairest queue first; preempt (or withdraw) what does not fit."""
-        node_db, cycle = self.node_db, self.cycle
+        node_db, context = self.node_db, self.context
         running = {run.job_id: run for run in self.runs}
         victims: list[tuple[str, str, RunningJob | QueuedJob, PriorityClass | None, QueueState]] = []
         for node_id in sorted(node_db.oversubscribed):
@@ -562,7 +564,7 @@ class Pool:
                     state, job, pc, _ = new
                 else:
                     job = running[job_id]
-                    pc = cycle.priority_class(job.priority_class)
+                    pc = context.priority_class(job.priority_class)
                     state = self.states.get(job.queue)
                     if state is None:
                         continue
@@ -598,7 +600,7 @@ class Pool:
                 )
                 self._take(state, job.requests, pc, +1)
             elif type(job) is RunningJob:
-                cycle.preempted.setdefault(job.job_id, f"preempted by higher priority job {culprit}")
+                context.preempted.setdefault(job.job_id, f"preempted by higher priority job {culprit}")
             else:
                 displaced.append((job, culprit))
             if positions[name] < len(by_queue[name]):
@@ -610,7 +612,7 @@ class Pool:
                     continue
                 self.withdrawn.add(member.job_id)
                 self.new_jobs[member.job_id][0].waiting = True  # its queue waits again: settle
-                cycle.cap_left += 1
+                context.cap_left += 1
                 self.unschedulable[member.job_id] = f"displaced by higher priority job {culprit}"
                 if member is not job and node_db.node_of(member.job_id) is not None:
                     state = self.new_jobs[member.job_id][0]
