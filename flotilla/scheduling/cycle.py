@@ -60,6 +60,7 @@ from dataclasses import replace
 
 from flotilla.resources import add_into
 
+from .context import WorkCounters
 from .cycle_context import QUEUE_CORDONED, UNKNOWN_PRIORITY_CLASS, UNKNOWN_QUEUE, Cycle
 from .model import CycleResult, Lease, Node, Queue, QueuedJob, RunningJob, SchedulingConfig
 from .queue_items import job_order
@@ -124,13 +125,7 @@ def _settle(
     preempted = dict(result.preemption_reasons)
     unschedulable = dict(result.unschedulable)
     stats = result.stats
-    counters = [
-        stats.jobs_considered,
-        stats.node_searches,
-        stats.shape_cache_hits,
-        stats.nodes_examined,
-        stats.jobs_evicted,
-    ]
+    work = WorkCounters.of(stats)
     leased_ids = {lease.job_id for lease in leases}
     by_id = {job.job_id: job for job in queued if job.job_id in leased_ids}
     state_running = [r for r in running if r.job_id not in preempted]
@@ -143,26 +138,13 @@ def _settle(
         remaining = replace(config, max_jobs_per_cycle=max(0, config.max_jobs_per_cycle - len(leases)))
         again = Cycle(state_queued, state_running, nodes, queues, remaining, scheduled).run()
         stats = again.stats
-        counters = [
-            a + b
-            for a, b in zip(
-                counters,
-                (
-                    stats.jobs_considered,
-                    stats.node_searches,
-                    stats.shape_cache_hits,
-                    stats.nodes_examined,
-                    stats.jobs_evicted,
-                ),
-                strict=True,
-            )
-        ]
+        work.add(WorkCounters.of(stats))
         for job_id in list(unschedulable):
             if job_id in again.unschedulable:
                 del unschedulable[job_id]  # keep the latest reason, in the latest order
         unschedulable.update(again.unschedulable)
         if not again.preemptions and not again.leases:
-            counters[4] -= stats.jobs_evicted  # a round that changed nothing evicted nothing in effect
+            work.jobs_evicted -= stats.jobs_evicted  # a round that changed nothing evicted nothing in effect
             break
         withdrawn = {job_id for job_id in again.preemptions if job_id in by_id}
         for job_id in again.preemptions:
@@ -182,11 +164,11 @@ def _settle(
         state_queued += [by_id.pop(job_id) for job_id in sorted(withdrawn)]
     stats = replace(
         stats,
-        jobs_considered=counters[0],
-        node_searches=counters[1],
-        shape_cache_hits=counters[2],
-        nodes_examined=counters[3],
-        jobs_evicted=counters[4],
+        jobs_considered=work.jobs_considered,
+        node_searches=work.node_searches,
+        shape_cache_hits=work.shape_cache_hits,
+        nodes_examined=work.nodes_examined,
+        jobs_evicted=work.jobs_evicted,
     )
     return CycleResult(
         leases=leases,

@@ -11,15 +11,15 @@ urgency-based placement oversubscribed are sorted out.
 
 Performance: the node database tracks jobs only when a queue is evicted or urgency-based
 preemption is possible; a run of unfit jobs of one shape in a queue is reported in one sweep
-(:meth:`Pool._sweep_unfit`); the main loop keeps what it uses in locals.
+(:func:`~flotilla.scheduling.queue_items.sweep_unfit`); the main loop keeps what it uses in locals.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from heapq import heapify, heappop, heappush, heappushpop
-from itertools import repeat
 from operator import attrgetter
+from typing import NamedTuple
 
 from flotilla.resources import add_into
 
@@ -28,10 +28,45 @@ from .eviction import evict, evicted_runs
 from .fair_share import adjusted_fair_shares, dominant_share, fair_shares, lazy_demands, total_capacity
 from .model import Lease, Node, PoolStats, PriorityClass, QueuedJob, RunningJob
 from .node_db import NodeDb, job_constraint
-from .queue_items import Gang, QueueState, fair_share_ratio, job_order
+from .queue_items import Gang, QueueState, fair_share_ratio, job_order, sweep_unfit
 
 _JOB_ID = attrgetter("job_id")
 _EPSILON = 1e-9  # float slack when comparing a queue's cost with its protected share
+
+
+class _Rank(NamedTuple):
+    """A priority class's urgency, and whether its jobs may be preempted."""
+
+    priority: int
+    preemptible: bool
+
+
+_UNRANKED = _Rank(0, False)  # an unknown class: never preempted
+
+
+class _PlacedMember(NamedTuple):
+    """A gang member placed (and bound) inside a gang's transaction: its node, the evicted jobs
+    whose room it took and whether it oversubscribed the node (urgency-based preemption)."""
+
+    job: QueuedJob
+    node: Node
+    victims: list[str]
+    urgent: bool
+
+
+class _Victim(NamedTuple):
+    """A job taken off an oversubscribed node, to be rebound if it still fits: the node, the job
+    that oversubscribed it, the job, its priority class and its queue's state."""
+
+    node_id: str
+    culprit: str
+    job: RunningJob | QueuedJob
+    priority_class: PriorityClass | None
+    queue: QueueState
+
+    @property
+    def priority(self) -> int:
+        return self.priority_class.priority if self.priority_class is not None else 0
 
 
 class Pool:
@@ -70,9 +105,9 @@ class Pool:
                     r: f * self.total.get(r, 0) for r, f in pc.maximum_resource_fraction_per_queue.items()
                 }
 
-    def _class_of(self, name: str) -> tuple[int, bool]:
+    def _class_of(self, name: str) -> _Rank:
         pc = self.context.priority_class(name)
-        return (pc.priority, pc.preemptible) if pc is not None else (0, False)
+        return _Rank(pc.priority, pc.preemptible) if pc is not None else _UNRANKED
 
     def run_class(self, run: RunningJob) -> tuple[int, bool]:
         """A running job's priority and whether it may be preempted (never if its queue is
@@ -106,7 +141,9 @@ class Pool:
 
         # Only queues above their protected share can lose jobs; only their preemptible jobs on
         # schedulable nodes are looked at (nothing per job when nothing is preemptible).
-        preemptible = {name for name in {run.priority_class for run in self.runs} if self._class_of(name)[1]}
+        preemptible = {
+            name for name in {run.priority_class for run in self.runs} if self._class_of(name).preemptible
+        }
         evicted: list[RunningJob] = []
         protected = config.protected_fraction_of_fair_share
         over_at_start = {
@@ -186,7 +223,7 @@ class Pool:
                 pending.update(self.context.queue_classes.get(name, {}))
         if not pending:
             return {}
-        lower = {self._class_of(name)[0] for name in running_classes}
+        lower = {self._class_of(name).priority for name in running_classes}
         lower.update(pc.priority for pc in pending.values() if pc.preemptible)
         preemptible = sorted({pc.priority for pc in self.config.priority_classes.values() if pc.preemptible})
         floor = min(lower, default=None)
@@ -253,7 +290,7 @@ class Pool:
                     state.waiting = True
                     # Nothing changed, so the queue's next jobs of the same shape get the same
                     # answer and the queue stays first: sweep them without the heap.
-                    swept = self._sweep_unfit(state, item, reason)
+                    swept = sweep_unfit(state, item, reason)
                     if swept:
                         considered += swept
                         node_db.stats.shape_cache_hits += swept
@@ -302,53 +339,12 @@ class Pool:
                     entry = (state.ratio, 0 if state.pos < state.evicted else 1, state.name)
                     top = heappushpop(heap, entry)
                     if top is not entry:
-                        state = states[top[2]]
-                        state.ratio = top[0]
+                        top_ratio, _, top_name = top
+                        state = states[top_name]
+                        state.ratio = top_ratio
             else:
                 state = None
         context.work.jobs_considered += considered
-
-    @staticmethod
-    def _sweep_unfit(state: QueueState, job: QueuedJob, reason: str) -> int:
-        """Report unschedulable the run of jobs after ``job`` in its queue that have its shape
-        (requests, class and constraints); how many."""
-        items, start, end = state.items, state.pos, state.end
-        if start >= end:
-            return 0
-        requests, name = job.requests, job.priority_class
-        selector, tolerations, affinity = job.node_selector, job.tolerations, job.node_affinity
-        i = start
-        if not selector and not tolerations and not affinity:
-            while i < end:
-                other = items[i]
-                if (
-                    type(other) is not QueuedJob
-                    or other.priority_class != name
-                    or (other.requests is not requests and other.requests != requests)
-                    or other.node_selector
-                    or other.tolerations
-                    or other.node_affinity
-                ):
-                    break
-                i += 1
-        else:
-            while i < end:
-                other = items[i]
-                if (
-                    type(other) is not QueuedJob
-                    or other.priority_class != name
-                    or other.requests != requests
-                    or other.node_selector != selector
-                    or other.tolerations != tolerations
-                    or other.node_affinity != affinity
-                ):
-                    break
-                i += 1
-        if i == start:
-            return 0
-        state.sweep_target.update(zip(map(_JOB_ID, items[start:i]), repeat(reason)))
-        state.pos = i
-        return i - start
 
     def _stop_new(self) -> list[tuple[float, int, str]]:
         """The lease cap is reached: only evicted jobs are still rebound."""
@@ -498,17 +494,17 @@ class Pool:
         return True
 
     @staticmethod
-    def _disruption(placed: list[tuple[QueuedJob, Node, list[str], bool]]) -> int:
-        return sum(len(victims) + urgent for _, _, victims, urgent in placed)
+    def _disruption(placed: list[_PlacedMember]) -> int:
+        return sum(len(p.victims) + p.urgent for p in placed)
 
     def _place_members(
         self, gang: Gang, restrict: tuple[str, str] | None
-    ) -> tuple[list[tuple[QueuedJob, Node, list[str], bool]] | None, str]:
+    ) -> tuple[list[_PlacedMember] | None, str]:
         """Place and bind every member inside the caller's transaction; None and the first
         member's reason if one does not fit."""
         node_db, pc = self.node_db, gang.priority_class
         levels = self.levels_of.get(pc.priority, ())
-        placed = []
+        placed: list[_PlacedMember] = []
         for member in gang.members:
             node, reason, victims = node_db.place(
                 member, pc.priority, restrict=restrict, fair=self.fair, levels=levels
@@ -523,12 +519,10 @@ class Pool:
                 priority=pc.priority,
                 preemptible=pc.preemptible,
             )
-            placed.append((member, node, victims, len(node_db.oversubscribed) > before))
+            placed.append(_PlacedMember(member, node, victims, len(node_db.oversubscribed) > before))
         return placed, ""
 
-    def _lease_gang(
-        self, state: QueueState, gang: Gang, placed: list[tuple[QueuedJob, Node, list[str], bool]]
-    ) -> None:
+    def _lease_gang(self, state: QueueState, gang: Gang, placed: list[_PlacedMember]) -> None:
         pc = gang.priority_class
         for member, node, victims, _ in placed:
             self.leases.append(Lease(member.job_id, member.queue, node.executor, node.name, self.name))
@@ -555,33 +549,36 @@ class Pool:
         classes first, then fairest queue first; preempt (or withdraw) what does not fit."""
         node_db, context = self.node_db, self.context
         running = {run.job_id: run for run in self.runs}
-        victims: list[tuple[str, str, RunningJob | QueuedJob, PriorityClass | None, QueueState]] = []
+        victims: list[_Victim] = []
         for node_id in sorted(node_db.oversubscribed):
-            dropped = []
+            dropped: list[tuple[RunningJob | QueuedJob, PriorityClass | None, QueueState]] = []
             for job_id in node_db.oversubscribed_victims(node_id):
                 new = self.new_jobs.get(job_id)
+                job: RunningJob | QueuedJob
+                pc: PriorityClass | None
                 if new is not None:
-                    state, job, pc, _ = new
+                    state, job, pc = new.queue, new.job, new.priority_class
                 else:
                     job = running[job_id]
                     pc = context.priority_class(job.priority_class)
-                    state = self.states.get(job.queue)
-                    if state is None:
+                    found = self.states.get(job.queue)
+                    if found is None:
                         continue
+                    state = found
                 requests = node_db.drop(job_id)
                 self._take(state, requests, pc, -1)
                 dropped.append((job, pc, state))
             culprit = node_db.culprit(node_id)  # the first oversubscribing job still there
-            victims += [(node_id, culprit, job, pc, state) for job, pc, state in dropped]
-        victims.sort(key=lambda v: (v[4].name, job_order(v[2], v[3].priority if v[3] is not None else 0)))
-        by_queue: dict[str, list] = {}
+            victims += [_Victim(node_id, culprit, job, pc, state) for job, pc, state in dropped]
+        victims.sort(key=lambda v: (v.queue.name, job_order(v.job, v.priority)))
+        by_queue: dict[str, list[_Victim]] = {}
         for victim in victims:
-            by_queue.setdefault(victim[4].name, []).append(victim)
+            by_queue.setdefault(victim.queue.name, []).append(victim)
         positions = dict.fromkeys(by_queue, 0)
 
         def key(name: str) -> tuple[int, float, str]:
-            node_id, culprit, job, pc, state = by_queue[name][positions[name]]
-            return (-(pc.priority if pc is not None else 0), fair_share_ratio(state, job.requests), name)
+            victim = by_queue[name][positions[name]]
+            return (-victim.priority, fair_share_ratio(victim.queue, victim.job.requests), name)
 
         heap = [key(name) for name in by_queue]
         heapify(heap)
@@ -606,14 +603,15 @@ class Pool:
             if positions[name] < len(by_queue[name]):
                 heappush(heap, key(name))
         for job, culprit in displaced:
-            gang = self.new_jobs[job.job_id][3]
-            for member in gang.members if gang is not None else (job,):
+            gang = self.new_jobs[job.job_id].gang
+            members: list[QueuedJob] = gang.members if gang is not None else [job]
+            for member in members:
                 if member.job_id in self.withdrawn:
                     continue
                 self.withdrawn.add(member.job_id)
-                self.new_jobs[member.job_id][0].waiting = True  # its queue waits again: settle
+                new = self.new_jobs[member.job_id]
+                new.queue.waiting = True  # its queue waits again: settle
                 context.cap_left += 1
                 self.unschedulable[member.job_id] = f"displaced by higher priority job {culprit}"
                 if member is not job and node_db.node_of(member.job_id) is not None:
-                    state = self.new_jobs[member.job_id][0]
-                    self._take(state, node_db.drop(member.job_id), gang.priority_class, -1)  # type: ignore[union-attr]
+                    self._take(new.queue, node_db.drop(member.job_id), new.priority_class, -1)

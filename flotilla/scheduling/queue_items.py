@@ -6,7 +6,8 @@ priority-class priority (higher first), then job ``priority`` (lower first), the
 ``submitted_at``, then ``job_id``. In a pool's round the items of a queue that has jobs evicted
 start with those (running jobs and evicted gangs), and a :class:`QueueState` follows the queue
 through the round: how far it has got, what it holds, and :func:`fair_share_ratio`, the key the
-round picks queues by.
+round picks queues by, and :func:`sweep_unfit`, which reports a run of unfit jobs of one shape
+at once.
 
 With millions of queued jobs sorting matters: :func:`sort_in_queue_order` sorts on a float key
 where priorities are uniform, and on a tuple only where they are not.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from itertools import compress, islice
+from itertools import compress, islice, repeat
 from operator import attrgetter, eq
 from typing import Any
 
@@ -127,3 +128,45 @@ def fair_share_ratio(state: QueueState, requests: Mapping[str, int]) -> float:
         if value > best:
             best = value
     return best
+
+
+def sweep_unfit(state: QueueState, job: QueuedJob, reason: str) -> int:
+    """Report unschedulable the run of jobs after ``job`` in its queue that have its shape
+    (requests, class and constraints); how many."""
+    items, start, end = state.items, state.pos, state.end
+    if start >= end:
+        return 0
+    requests, name = job.requests, job.priority_class
+    selector, tolerations, affinity = job.node_selector, job.tolerations, job.node_affinity
+    i = start
+    if not selector and not tolerations and not affinity:
+        while i < end:
+            other = items[i]
+            if (
+                type(other) is not QueuedJob
+                or other.priority_class != name
+                or (other.requests is not requests and other.requests != requests)
+                or other.node_selector
+                or other.tolerations
+                or other.node_affinity
+            ):
+                break
+            i += 1
+    else:
+        while i < end:
+            other = items[i]
+            if (
+                type(other) is not QueuedJob
+                or other.priority_class != name
+                or other.requests != requests
+                or other.node_selector != selector
+                or other.tolerations != tolerations
+                or other.node_affinity != affinity
+            ):
+                break
+            i += 1
+    if i == start:
+        return 0
+    state.sweep_target.update(zip(map(_JOB_ID, items[start:i]), repeat(reason)))
+    state.pos = i
+    return i - start
