@@ -6,6 +6,7 @@ these functions the state it has folded from the log and writes their decisions 
 
 from .cycle import QUEUE_CORDONED, UNKNOWN_PRIORITY_CLASS, UNKNOWN_QUEUE, job_order, schedule
 from .deadlines import expired_runs
+from .eligibility import matches_node_affinity, matches_selector, tolerates, untolerated_taint
 from .fair_share import (
     adjusted_fair_shares,
     dominant_share,
@@ -39,10 +40,6 @@ from .node_db import (
     NodeDb,
     NodeDbStats,
     fits,
-    matches_node_affinity,
-    matches_selector,
-    tolerates,
-    untolerated_taint,
 )
 
 __all__ = [

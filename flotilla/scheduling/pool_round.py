@@ -24,10 +24,11 @@ from typing import NamedTuple
 from flotilla.resources import add_into
 
 from .context import NewJob, SchedulingContext
+from .eligibility import job_constraint
 from .eviction import evict, evicted_runs
 from .fair_share import adjusted_fair_shares, dominant_share, fair_shares, lazy_demands, total_capacity
 from .model import Lease, Node, PoolStats, PriorityClass, QueuedJob, RunningJob
-from .node_db import NodeDb, job_constraint
+from .node_db import NodeDb
 from .queue_items import Gang, QueueState, fair_share_ratio, job_order, sweep_unfit
 
 _JOB_ID = attrgetter("job_id")
