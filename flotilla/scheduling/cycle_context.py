@@ -148,10 +148,10 @@ class Cycle:
 
     @staticmethod
     def _item_id(item: QueuedJob | Gang) -> str:
-        return item.members[0].job_id if type(item) is Gang else item.job_id
+        return item.members[0].job_id if isinstance(item, Gang) else item.job_id
 
     def _reject(self, item: QueuedJob | Gang, reason: str) -> None:
-        if type(item) is Gang:
+        if isinstance(item, Gang):
             for member in item.members:
                 self.unschedulable[member.job_id] = reason
         else:
@@ -271,9 +271,9 @@ class Cycle:
             return
         by_id = {run.job_id: run for run in self.running}
         for job_id in list(preempted):
-            run = by_id.get(job_id)
-            if run is None or not run.gang_id:
+            member = by_id.get(job_id)
+            if member is None or not member.gang_id:
                 continue
-            for other in members[(run.queue, run.gang_id)]:
+            for other in members[(member.queue, member.gang_id)]:
                 if other not in preempted:
-                    preempted[other] = f"gang {run.gang_id}: member {job_id} preempted"
+                    preempted[other] = f"gang {member.gang_id}: member {job_id} preempted"

@@ -103,15 +103,12 @@ def evict(
                 continue
             gang = gangs.get(run.gang_id)
             if gang is None:
-                gang = gangs[run.gang_id] = Gang(
-                    run.gang_id,
-                    name,
-                    [],
-                    {},
-                    "",
-                    resolve(run.priority_class),
-                    evicted=True,  # type: ignore[arg-type]
-                )
+                pc = resolve(run.priority_class)
+                if pc is None:  # only jobs of preemptible, hence known, classes are evicted
+                    raise ValueError(
+                        f"evicted job {run.job_id}: unknown priority class {run.priority_class!r}"
+                    )
+                gang = gangs[run.gang_id] = Gang(run.gang_id, name, [], {}, "", pc, evicted=True)
                 items.append(gang)
             gang.members.append(run)
             add_into(gang.requests, run.requests)

@@ -252,7 +252,9 @@ class Pool:
         node_db = self.node_db
         place, bind = node_db.place, node_db.bind
         tracking, fair, levels_of = node_db.tracking, self.fair, self.levels_of
-        resolve = context.class_cache.__getitem__  # every queued job's class was resolved up front
+        # Every queued job's class was resolved up front, and jobs of unknown classes rejected.
+        known_classes = {name: pc for name, pc in context.class_cache.items() if pc is not None}
+        resolve = known_classes.__getitem__
         leases, unschedulable = self.leases, self.unschedulable
         fraction_limits, class_limits = self.fraction_limits, self.class_limits
         pool = self.name
@@ -597,7 +599,7 @@ class Pool:
                     preemptible=pc.preemptible if pc is not None else False,
                 )
                 self._take(state, job.requests, pc, +1)
-            elif type(job) is RunningJob:
+            elif isinstance(job, RunningJob):
                 context.preempted.setdefault(job.job_id, f"preempted by higher priority job {culprit}")
             else:
                 displaced.append((job, culprit))

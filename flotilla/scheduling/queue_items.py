@@ -105,7 +105,11 @@ def sort_in_queue_order(jobs: list[QueuedJob], classes: Mapping[str, PriorityCla
     priorities = {pc.priority for pc in classes.values() if pc is not None}
     if len(priorities) > 1:
         negated = {n: -pc.priority for n, pc in classes.items() if pc is not None}
-        _sort_jobs(jobs, lambda j, negated=negated: (negated[j.priority_class], j.priority, j.submitted_at))
+
+        def primary(job: QueuedJob) -> tuple[int, float, float]:
+            return (negated[job.priority_class], job.priority, job.submitted_at)
+
+        _sort_jobs(jobs, primary)
     elif len(set(map(_PRIORITY, jobs))) > 1:
         _sort_jobs(jobs, _PRIORITY_AND_TIME)
     else:

@@ -181,12 +181,14 @@ class World:
 
     def _enqueue(self, job: SimJob) -> None:
         job.state = QUEUED
+        assert job.key is not None  # set when the job is submitted
         insort(self.waiting[job.queue], job.key)
         counts = self.waiting_templates[job.queue]
         counts[job.template] = counts.get(job.template, 0) + 1
 
     def _dequeue(self, job: SimJob) -> None:
         waiting = self.waiting[job.queue]
+        assert job.key is not None  # set when the job is submitted
         position = bisect_left(waiting, job.key)
         if position < len(waiting) and waiting[position] == job.key:
             del waiting[position]
