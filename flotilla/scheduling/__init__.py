@@ -23,6 +23,7 @@ from .model import (
     CycleStats,
     Lease,
     Node,
+    NodeDbStats,
     PoolStats,
     PriorityClass,
     Queue,
@@ -38,7 +39,6 @@ from .node_db import (
     NO_SCHEDULABLE_NODES,
     TAINT_NOT_TOLERATED,
     NodeDb,
-    NodeDbStats,
     fits,
 )
 

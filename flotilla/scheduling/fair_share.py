@@ -24,8 +24,6 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
-from flotilla.resources import add_into
-
 from .model import Node, Queue
 
 
@@ -34,7 +32,8 @@ def total_capacity(nodes: Iterable[Node]) -> dict[str, int]:
     total: dict[str, int] = {}
     for node in nodes:
         if not node.unschedulable:
-            add_into(total, node.allocatable)
+            for name, quantity in node.allocatable.items():  # add_into inlined: per node, every cycle
+                total[name] = total.get(name, 0) + quantity
     return total
 
 

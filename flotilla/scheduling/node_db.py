@@ -68,7 +68,7 @@ from .eligibility import (
     matches_selector,
     untolerated_taint,
 )
-from .model import Node, QueuedJob, RunningJob
+from .model import Node, NodeDbStats, QueuedJob, RunningJob
 
 NO_SCHEDULABLE_NODES = "no schedulable nodes"
 NO_NODE_MATCHES_SELECTOR = "no node matches node selector"
@@ -98,18 +98,6 @@ def fits(requests: Mapping[str, int], available: Mapping[str, int]) -> bool:
     return True
 
 
-@dataclass(slots=True)
-class NodeDbStats:
-    """Work done by a :class:`NodeDb`: searches of an index, jobs answered from the unfit-shape
-    cache, nodes whose free resources were checked against a job, and searches for resources
-    to take by preemption."""
-
-    node_searches: int = 0
-    shape_cache_hits: int = 0
-    nodes_examined: int = 0
-    preemption_searches: int = 0
-
-
 class _Bound(NamedTuple):
     requests: Mapping[str, int]
     level: int
@@ -127,6 +115,20 @@ class _NodeState:
     """Per level, the summed requests of the preemptible jobs bound at it (tracking dbs only)."""
     level_keys: dict[int, tuple]
     """Per urgency level searched, the node's key in that level's indexes."""
+
+
+_UNTRACKED: tuple[dict[str, _Bound], dict[int, dict[str, int]], dict[int, tuple]] = ({}, {}, {})
+"""The ``jobs``, ``pre`` and ``level_keys`` every node of a db that does not track jobs shares
+(empty, never written: only tracking code paths write them), so that such a db, the common
+case, allocates nothing per node for tracking."""
+
+
+def _add_preemptible(pre: dict[int, dict[str, int]], level: int, requests: Mapping[str, int]) -> None:
+    """Count a preemptible job's requests in its level's sum."""
+    bucket = pre.get(level)
+    if bucket is None:
+        bucket = pre[level] = {}
+    add_into(bucket, requests)
 
 
 @dataclass(slots=True)
@@ -177,7 +179,8 @@ class NodeDb:
         self._nodes: dict[str, _NodeState] = {}
         for node in nodes:
             if not node.unschedulable:  # a later node with the same id replaces an earlier one
-                self._nodes[node.id] = _NodeState(node, dict(node.allocatable), (), {}, {}, {})
+                tracked = ({}, {}, {}) if self.tracking else _UNTRACKED
+                self._nodes[node.id] = _NodeState(node, dict(node.allocatable), (), *tracked)
         self._node_of: dict[str, str] = {}
         self._log: list[tuple] | None = None
         for job in running:
@@ -193,10 +196,7 @@ class NodeDb:
                 self._node_of[job.job_id] = node_id
                 state.jobs[job.job_id] = _Bound(job.requests, priority, preemptible)
                 if preemptible:
-                    bucket = state.pre.get(priority)
-                    if bucket is None:
-                        bucket = state.pre[priority] = {}
-                    add_into(bucket, job.requests)
+                    _add_preemptible(state.pre, priority, job.requests)
         for node_id, state in self._nodes.items():
             state.key = self._key(node_id, state.free)
         self._indexes: dict[tuple[Constraint, Restriction], _Index] = {}
@@ -286,6 +286,8 @@ class NodeDb:
                         self._set_entry(node_id, victim, None)
                     return self._nodes[node_id].node, "", victims
             for level in levels:
+                if not self.tracking:  # level searches record level keys on the nodes
+                    raise ValueError("urgency-based preemption needs a NodeDb that tracks jobs")
                 self.stats.preemption_searches += 1
                 node_id = self._search_level(constraint, restrict, level, index, requests)
                 if node_id is not None:
@@ -478,10 +480,7 @@ class NodeDb:
                 add_into(pre[old.level], old.requests, -1)
             if new is not None and new.requests is old.requests:  # a change of level only
                 if new.preemptible:
-                    bucket = pre.get(new.level)
-                    if bucket is None:
-                        bucket = pre[new.level] = {}
-                    add_into(bucket, new.requests)
+                    _add_preemptible(pre, new.level, new.requests)
                 jobs[job_id] = new
                 if state.level_keys:
                     self._refresh_levels(node_id, state)
@@ -490,10 +489,7 @@ class NodeDb:
         if new is not None:
             add_into(free, new.requests, -1)
             if new.preemptible:
-                bucket = pre.get(new.level)
-                if bucket is None:
-                    bucket = pre[new.level] = {}
-                add_into(bucket, new.requests)
+                _add_preemptible(pre, new.level, new.requests)
             jobs[job_id] = new
         old_key, new_key = state.key, self._key(node_id, free)
         if new_key != old_key:

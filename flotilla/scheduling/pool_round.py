@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from heapq import heapify, heappop, heappush, heappushpop
-from operator import attrgetter
 from typing import NamedTuple
 
 from flotilla.resources import add_into
@@ -31,7 +30,6 @@ from .model import Lease, Node, PoolStats, PriorityClass, QueuedJob, RunningJob
 from .node_db import NodeDb
 from .queue_items import Gang, QueueState, fair_share_ratio, job_order, sweep_unfit
 
-_JOB_ID = attrgetter("job_id")
 _EPSILON = 1e-9  # float slack when comparing a queue's cost with its protected share
 
 
