@@ -1,3 +1,5 @@
+import pytest
+
 from flotilla.scheduling import EVICTED_LEVEL, Node, NodeDb, QueuedJob, RunningJob, tolerates
 
 GI = 2**30 * 1000
@@ -265,3 +267,9 @@ def test_oversubscribed_victims_are_the_jobs_below_the_oversubscribing_one():
 
 def test_evicted_level_is_below_every_priority():
     assert EVICTED_LEVEL < -(2**31)
+
+
+def test_urgency_search_is_refused_by_a_db_that_does_not_track_jobs():
+    db = NodeDb([node("a", cpu=1000)], [running("a", 1000)])
+    with pytest.raises(ValueError, match="tracks jobs"):
+        db.place(job(cpu=1000), 10, levels=(0,))
