@@ -245,17 +245,11 @@ class Cycle:
             elif cardinality == 1 and not first.gang_node_uniformity_label:
                 out.append(first)
             else:
-                out.append(
-                    Gang(
-                        first.gang_id,
-                        queue,
-                        members,
-                        sum_requests(members),
-                        first.gang_node_uniformity_label,
-                        self.context.priority_class(first.priority_class),  # type: ignore[arg-type]
-                        first.pools,
-                    )
-                )
+                pc = self.context.priority_class(first.priority_class)
+                if pc is None:  # jobs of unknown classes are rejected before gangs are formed
+                    raise ValueError(f"gang {first.gang_id}: unknown priority class {first.priority_class!r}")
+                label = first.gang_node_uniformity_label
+                out.append(Gang(first.gang_id, queue, members, sum_requests(members), label, pc, first.pools))
         return out
 
     def _preempt_whole_gangs(self) -> None:
