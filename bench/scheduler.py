@@ -1,34 +1,42 @@
-"""Benchmarks of the pure scheduling core on Armada's own benchmark shapes.
+"""Benchmarks of the pure scheduling core on Armada's own benchmark shapes, timing what Armada's
+Go benchmarks time.
 
     python bench/scheduler.py [--json] [--repeat N] [--repeat-huge N] [--only NAME ...]
-                              [--scale F] [--gc on|freeze|off] [--gang-all]
-                              [--profile cpu|sample|mem]
+                              [--scale F] [--gc on|freeze|off] [--profile cpu|sample|mem]
 
 Findings and proposals from profiling these workloads are in bench/PROFILE.md.
 
-Each workload runs in a fresh subprocess, so the peak RSS it reports is its own. The child
-builds the inputs (timed separately as ``build_seconds``, like Go's ``b.ResetTimer``), then
-times ``schedule(...)`` alone ``--repeat`` times (default 5; the 3.2-million-job cycle runs
-``--repeat-huge`` times, default 3) and reports the median.
+Each workload runs in a fresh subprocess, so the peak RSS it reports is its own. The shapes are
+those of Armada's ``internal/scheduler`` benchmarks: nodes of 32 CPU and 256 GiB
+(``ItN32CpuNodes``), jobs of 1 CPU and 4 GiB (``N1Cpu4GiJobs``), one priority class, queues of
+priority factor 1, every job with its own submission time. The timed region is Go's (what it
+runs between ``b.ResetTimer()`` and the end of its loop); inputs are built before it:
 
-The shapes are those of Armada's ``internal/scheduler`` benchmarks: nodes of 32 CPU and
-256 GiB (``ItN32CpuNodes``), jobs of 1 CPU and 4 GiB (``N1Cpu4GiJobs``), one priority class,
-queues of priority factor 1, every job with its own submission time.
+* ``schedule_many/*`` are ``nodedb.BenchmarkScheduleMany*`` (``nodedb_test.go``): the node
+  database is built with the nodes first; Go times scheduling every job as one gang in a
+  transaction it then aborts. We time the same on :class:`~flotilla.scheduling.NodeDb`:
+  ``begin()``, best-fit ``place`` and ``bind`` of each job, ``rollback()``. (A fresh node db
+  per run, so our first search's lazy index build is inside the timer; Go's indexes are built
+  at insertion, outside it.) ``1cpu_free`` occupies 31 CPU of every node first, as Go's
+  ``ItWithUsedResourcesNodes`` does.
+* ``steady_cycle/*`` are ``scheduling.BenchmarkPreemptingQueueScheduler``
+  (``preempting_queue_scheduler_test.go``): N queues of M jobs; a first cycle fills the
+  cluster (outside Go's timer; we time it once, for information, as ``first_cycle_seconds``);
+  Go then times the *steady-state* cycle, the leased jobs running and the rest still queued,
+  which schedules and preempts nothing. We time ``schedule(...)`` on those inputs; it builds its
+  node database from the nodes and running jobs inside the timer (Go builds it before).
 
-* ``schedule_many/*`` mirror ``nodedb.BenchmarkScheduleMany*``: one queue, every job fits.
-  Armada schedules the jobs as one gang; we do so for ``100x3200`` when ``QueuedJob`` has
-  gang fields (``"gang": true`` in the output), plain jobs otherwise.
-  ``10000x10000_1cpu_free`` occupies 31 CPU of every node with a running job (Armada's
-  ``ItWithUsedResourcesNodes``); those jobs belong to a queue the cycle is not given, so they
-  take room without counting towards any queue's fair share, like Armada's used resources.
-* ``cycle/*`` mirror ``BenchmarkPreemptingQueueScheduler``: N queues of M jobs on an empty
-  cluster. ``seconds`` times that first cycle (it fills the cluster). Armada's reference
-  figure times the *steady-state* cycle after it (the leased jobs running, everything else
-  still queued, nothing scheduled); we time that too, as ``steady_seconds``.
+The reference figures are Armada's own Go benchmarks, built from its source and run on a
+2-core AMD EPYC machine of this project's kind interleaved with this benchmark (issue 8); ranges
+are over runs. Ours are printed with the machine's ``sum(range(10**6))`` time taken in the same
+child just before, since the machine is shared and its speed varies; compare like with like
+only on one machine. Each workload is timed ``--repeat`` times (default 5; workloads of a
+million jobs or more ``--repeat-huge`` times, default 3): the median, and the spread (min to
+max), are reported.
 
-``max_jobs_per_cycle`` is set to the number of queued jobs so the cap never cuts a cycle
-short. Inputs are built memory-efficiently: every job shares one requests dict and one empty
-selector dict, as a scheduler interning job shapes would.
+``max_jobs_per_cycle`` is set to the number of queued jobs so the cap never cuts a cycle short.
+Inputs are built memory-efficiently: every job shares one requests dict and one empty selector
+dict, as a scheduler interning job shapes would.
 """
 
 from __future__ import annotations
@@ -44,6 +52,8 @@ import statistics
 import subprocess
 import sys
 import time
+import timeit
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +64,7 @@ if str(ROOT) not in sys.path:
 
 from flotilla.scheduling import (  # noqa: E402
     Node,
+    NodeDb,
     Queue,
     QueuedJob,
     RunningJob,
@@ -75,10 +86,10 @@ _EMPTY_SELECTOR: dict[str, str] = {}
 HUGE_JOBS = 1_000_000  # workloads with at least this many queued jobs run --repeat-huge times
 
 
-def gang_supported() -> bool:
-    """Whether ``QueuedJob`` has the gang fields yet (another engineer is adding them)."""
-    names = {f.name for f in dataclasses.fields(QueuedJob)}
-    return {"gang_id", "gang_cardinality"} <= names
+REFERENCE = (
+    "Armada's own Go benchmarks, built from its source and run on a 2-core AMD EPYC machine of "
+    "this project's kind, interleaved with this benchmark (issue 8)"
+)
 
 
 @dataclass(slots=True)
@@ -88,7 +99,6 @@ class Inputs:
     nodes: list[Node]
     queues: list[Queue]
     config: SchedulingConfig
-    gang: bool = False
 
 
 def make_nodes(count: int) -> list[Node]:
@@ -129,8 +139,7 @@ def queue_names(count: int) -> list[str]:
 def build_inputs(
     nodes: int, queues: int, jobs_per_queue: int, used_cpu: int = 0, gang: bool = False
 ) -> Inputs:
-    """The inputs of one workload; ``gang`` makes each queue's jobs one gang, when supported."""
-    gang = gang and gang_supported()
+    """The inputs of one workload; ``gang`` makes each queue's jobs one gang."""
     node_list = make_nodes(nodes)
     names = queue_names(queues)
     queued: list[QueuedJob] = []
@@ -138,7 +147,7 @@ def build_inputs(
         queued += make_jobs(name, jobs_per_queue, gang_id=f"gang-{name}" if gang else None)
     running = make_used(node_list, used_cpu) if used_cpu else []
     config = SchedulingConfig(max_jobs_per_cycle=max(len(queued), 1))
-    return Inputs(queued, running, node_list, [Queue(name) for name in names], config, gang)
+    return Inputs(queued, running, node_list, [Queue(name) for name in names], config)
 
 
 def steady_inputs(inputs: Inputs, leases: list[Any]) -> Inputs:
@@ -150,19 +159,23 @@ def steady_inputs(inputs: Inputs, leases: list[Any]) -> Inputs:
         for lease in leases
     ]
     queued = [job for job in inputs.queued if job.job_id not in leased]
-    return Inputs(queued, running, inputs.nodes, inputs.queues, inputs.config, inputs.gang)
+    return Inputs(queued, running, inputs.nodes, inputs.queues, inputs.config)
 
 
 @dataclass(frozen=True)
 class Workload:
+    """One benchmark: ``kind`` is ``schedule_many`` (the node db places every job as one gang) or
+    ``steady_cycle`` (the cycle after the one that filled the cluster); ``go_case`` is the Go
+    benchmark it mirrors and ``go_ms`` the range Go measured (None: Go has no such case)."""
+
     name: str
-    kind: str  # "schedule_many" or "cycle"
+    kind: str
     nodes: int
     queues: int
     jobs_per_queue: int
+    go_case: str
+    go_ms: tuple[float, float] | None
     used_cpu: int = 0
-    gang: bool = False
-    armada_go_ms: float | None = None
 
     @property
     def jobs(self) -> int:
@@ -179,25 +192,53 @@ class Workload:
         )
 
     def build(self) -> Inputs:
-        return build_inputs(self.nodes, self.queues, self.jobs_per_queue, self.used_cpu, self.gang)
+        gang = self.kind == "schedule_many"  # Go schedules them as one gang
+        return build_inputs(self.nodes, self.queues, self.jobs_per_queue, self.used_cpu, gang)
+
+
+def _cycle(
+    nodes: int, queues: int, per_queue: int, go_case: str, go_ms: tuple[float, float] | None
+) -> Workload:
+    name = f"steady_cycle/{nodes}_nodes_{queues}_queue{'s' if queues > 1 else ''}_x_{per_queue}_jobs"
+    return Workload(name, "steady_cycle", nodes, queues, per_queue, go_case, go_ms)
 
 
 WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in [
-        Workload("schedule_many/100x3200", "schedule_many", 100, 1, 3200, gang=True, armada_go_ms=64),
-        Workload("schedule_many/1000x32000", "schedule_many", 1000, 1, 32000, armada_go_ms=606),
         Workload(
-            "schedule_many/10000x10000_1cpu_free",
+            "schedule_many/100_nodes_3200_jobs_one_gang",
+            "schedule_many",
+            100,
+            1,
+            3200,
+            "BenchmarkScheduleMany100CpuNodes3200SmallJobs",
+            (132, 209),
+        ),
+        Workload(
+            "schedule_many/1000_nodes_32000_jobs_one_gang",
+            "schedule_many",
+            1000,
+            1,
+            32000,
+            "BenchmarkScheduleMany1000CpuNodes32000SmallJobs",
+            (1300, 2200),
+        ),
+        Workload(
+            "schedule_many/10000_nodes_1cpu_free_10000_jobs_one_gang",
             "schedule_many",
             10000,
             1,
             10000,
+            "BenchmarkScheduleMany10000CpuNodes1CpuUnused",
+            (830, 1460),
             used_cpu=31 * MILLI,
-            armada_go_ms=318,
         ),
-        Workload("cycle/10n_10q_3200", "cycle", 10, 10, 3200, armada_go_ms=173),
-        Workload("cycle/1000n_10q_320000", "cycle", 1000, 10, 320000),
+        _cycle(10, 10, 3200, "10 nodes 10 queues 3200 jobs", (4.4, 6.0)),
+        _cycle(100, 10, 32000, "100 nodes 10 queues 32000 jobs", (60, 94)),
+        _cycle(1000, 1, 32000, "1000 nodes 10 queues 320000 jobs (its fields: 1 queue of 32000)", (14, 18)),
+        _cycle(1000, 1, 320000, "1000 nodes 1 queue 320000 jobs", (110, 110)),
+        _cycle(1000, 10, 320000, "none (3.2 million queued: issue 14's target)", None),
     ]
 }
 
@@ -212,6 +253,11 @@ def rss_mib() -> float:
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def machine_speed_ms() -> float:
+    """``python3 -m timeit "sum(range(10**6))"``'s figure: best of 5 loops of 10, in ms."""
+    return min(timeit.repeat("sum(range(10**6))", number=10, repeat=5)) / 10 * 1000
 
 
 class GcTimer:
@@ -233,16 +279,36 @@ class GcTimer:
             self.collections += 1
 
 
-def _time_schedule(inputs: Inputs, runs: int, timer: GcTimer) -> tuple[list[float], list[float], Any]:
+def schedule_many(db: NodeDb, jobs: list[QueuedJob]) -> int:
+    """Go's ``ScheduleManyWithTxn`` of one gang, then ``txn.Abort()``: place and bind every job
+    in a transaction, roll it back; how many were placed (all, or none if one did not fit)."""
+    db.begin()
+    placed = 0
+    for job in jobs:
+        node, _, _ = db.place(job)
+        if node is None:
+            placed = 0
+            break
+        db.bind(node.id, job.requests)
+        placed += 1
+    db.rollback()
+    return placed
+
+
+def _timed(
+    runs: int, timer: GcTimer, prepare: Callable[[], Any], region: Callable[[Any], Any]
+) -> tuple[list[float], list[float], Any]:
+    """Time ``region(prepare())`` ``runs`` times (``prepare`` outside the timer)."""
     times: list[float] = []
     gc_times: list[float] = []
     result = None
     for _ in range(runs):
         result = None
+        arg = prepare()
         gc.collect()
         timer.seconds, timer.collections, timer.active = 0.0, 0, True
         start = time.perf_counter()
-        result = schedule(inputs.queued, inputs.running, inputs.nodes, inputs.queues, inputs.config)
+        result = region(arg)
         times.append(time.perf_counter() - start)
         timer.active = False
         gc_times.append(timer.seconds)
@@ -250,7 +316,7 @@ def _time_schedule(inputs: Inputs, runs: int, timer: GcTimer) -> tuple[list[floa
 
 
 def measure(workload: Workload, repeat: int, repeat_huge: int = 3, gc_mode: str = "on") -> dict[str, Any]:
-    """Build ``workload``'s inputs and time ``schedule`` on them; the JSON record of one workload."""
+    """Build ``workload``'s inputs and time Go's region on them; the JSON record of one workload."""
     runs = max(1, repeat if workload.jobs < HUGE_JOBS else min(repeat, repeat_huge))
     timer = GcTimer()
     gc.callbacks.append(timer)
@@ -260,53 +326,62 @@ def measure(workload: Workload, repeat: int, repeat_huge: int = 3, gc_mode: str 
         inputs = workload.build()
         build_seconds = time.perf_counter() - start
         inputs_rss = rss_mib()
-        if gc_mode == "freeze":
-            gc.collect()
-            gc.freeze()
-        elif gc_mode == "off":
-            gc.disable()
-        times, gc_times, result = _time_schedule(inputs, runs, timer)
         record: dict[str, Any] = {
             "workload": workload.name,
-            "seconds": statistics.median(times),
-            "scheduled": len(result.leases),
-            "peak_rss_mib": round(peak_rss_mib(), 1),
-            "runs": runs,
-            "min_seconds": min(times),
-            "gc_seconds": statistics.median(gc_times),
+            "go_case": workload.go_case,
+            "go_ms": list(workload.go_ms) if workload.go_ms else None,
+            "reference": REFERENCE,
+            "nodes": len(inputs.nodes),
+            "queues": len(inputs.queues),
             "build_seconds": build_seconds,
             "base_rss_mib": round(base_rss, 1),
             "inputs_rss_mib": round(inputs_rss - base_rss, 1),
-            "nodes": len(inputs.nodes),
-            "queued": len(inputs.queued),
-            "running": len(inputs.running),
-            "unschedulable": len(result.unschedulable),
-            "jobs_considered": getattr(result.stats, "jobs_considered", None),
-            "gang": inputs.gang,
-            "gang_requested": workload.gang,
             "gc_mode": gc_mode,
         }
-        go_ms = workload.armada_go_ms
-        record["armada_go_ms"] = go_ms
-        if workload.kind == "cycle":
-            leases = result.leases
-            result = None
-            steady = steady_inputs(inputs, leases)
-            del leases
-            times, gc_times, result = _time_schedule(steady, runs, timer)
-            record.update(
-                steady_seconds=statistics.median(times),
-                steady_scheduled=len(result.leases),
-                steady_gc_seconds=statistics.median(gc_times),
-                steady_queued=len(steady.queued),
-                steady_running=len(steady.running),
-                steady_peak_rss_mib=round(peak_rss_mib(), 1),
+        if workload.kind == "schedule_many":
+            resources = inputs.config.resources
+
+            def fresh_db() -> NodeDb:
+                return NodeDb(inputs.nodes, inputs.running, resources)
+
+            record["sum_range_ms"] = round(machine_speed_ms(), 1)
+            _gc_mode(gc_mode)
+            times, gc_times, placed = _timed(
+                runs, timer, fresh_db, lambda db: schedule_many(db, inputs.queued)
             )
-            # Armada's figure times the steady-state cycle: compare like with like.
-            record["ratio"] = round(record["steady_seconds"] * 1000 / go_ms, 2) if go_ms else None
-            record["ratio_first_cycle"] = round(record["seconds"] * 1000 / go_ms, 2) if go_ms else None
+            record.update(queued=len(inputs.queued), running=len(inputs.running), scheduled=placed)
         else:
-            record["ratio"] = round(record["seconds"] * 1000 / go_ms, 2) if go_ms else None
+            _gc_mode(gc_mode)
+            start = time.perf_counter()
+            first = schedule(inputs.queued, inputs.running, inputs.nodes, inputs.queues, inputs.config)
+            record["first_cycle_seconds"] = time.perf_counter() - start
+            record["first_cycle_scheduled"] = len(first.leases)
+            steady = steady_inputs(inputs, first.leases)
+            del first
+            gc.enable()
+            record["sum_range_ms"] = round(machine_speed_ms(), 1)
+            _gc_mode(gc_mode)
+            times, gc_times, result = _timed(
+                runs,
+                timer,
+                lambda: steady,
+                lambda i: schedule(i.queued, i.running, i.nodes, i.queues, i.config),
+            )
+            record.update(
+                queued=len(steady.queued),
+                running=len(steady.running),
+                scheduled=len(result.leases),
+                preempted=len(result.preemptions),
+                jobs_considered=result.stats.jobs_considered,
+            )
+        record.update(
+            seconds=statistics.median(times),
+            min_seconds=min(times),
+            max_seconds=max(times),
+            runs=runs,
+            gc_seconds=statistics.median(gc_times),
+            peak_rss_mib=round(peak_rss_mib(), 1),
+        )
         return record
     finally:
         gc.callbacks.remove(timer)
@@ -314,15 +389,34 @@ def measure(workload: Workload, repeat: int, repeat_huge: int = 3, gc_mode: str 
         gc.unfreeze()
 
 
+def _gc_mode(mode: str) -> None:
+    if mode == "freeze":
+        gc.collect()
+        gc.freeze()
+    elif mode == "off":
+        gc.disable()
+
+
 def profile(workload: Workload, mode: str, top: int = 30) -> None:
-    """Print where one ``schedule`` call spends time or memory.
+    """Print where the timed region of one workload spends time or memory.
 
     ``cpu``: cProfile (exact call counts, but its per-call overhead inflates small functions);
     ``sample``: pyinstrument's sampling profiler (``pip install pyinstrument``; not a project
     dependency); ``mem``: tracemalloc's peak and what the result retains, by line.
     """
     inputs = workload.build()
-    args = (inputs.queued, inputs.running, inputs.nodes, inputs.queues, inputs.config)
+    if workload.kind == "schedule_many":
+        db = NodeDb(inputs.nodes, inputs.running, inputs.config.resources)
+
+        def region() -> Any:
+            return schedule_many(db, inputs.queued)
+    else:
+        first = schedule(inputs.queued, inputs.running, inputs.nodes, inputs.queues, inputs.config)
+        inputs = steady_inputs(inputs, first.leases)
+
+        def region() -> Any:
+            return schedule(inputs.queued, inputs.running, inputs.nodes, inputs.queues, inputs.config)
+
     print(f"== {workload.name}: {len(inputs.queued)} queued, {len(inputs.nodes)} nodes ({mode})")
     if mode == "cpu":
         import cProfile
@@ -331,35 +425,32 @@ def profile(workload: Workload, mode: str, top: int = 30) -> None:
         gc.collect()
         profiler = cProfile.Profile()
         profiler.enable()
-        result = schedule(*args)
+        region()
         profiler.disable()
-        print(f"leases: {len(result.leases)}")
         stats = pstats.Stats(profiler, stream=sys.stdout)
         stats.sort_stats("tottime").print_stats(top)
         stats.sort_stats("cumulative").print_stats(top)
     elif mode == "sample":
-        from pyinstrument import Profiler  # type: ignore[import-not-found]
+        from pyinstrument import Profiler
 
         gc.collect()
         sampler = Profiler(interval=0.0005)
         sampler.start()
-        result = schedule(*args)
+        region()
         sampler.stop()
-        print(f"leases: {len(result.leases)}")
         print(sampler.output_text(unicode=False, color=False, show_all=False, short_mode=False))
     else:
         import tracemalloc
 
-        result = None
         gc.collect()
         tracemalloc.start(5)
         before = tracemalloc.take_snapshot()
-        result = schedule(*args)
+        result = region()
         current, peak = tracemalloc.get_traced_memory()
         after = tracemalloc.take_snapshot()
         tracemalloc.stop()
-        print(f"leases: {len(result.leases)}")
-        print(f"traced during schedule: peak {peak / 2**20:.1f} MiB, retained {current / 2**20:.1f} MiB")
+        del result
+        print(f"traced during the region: peak {peak / 2**20:.1f} MiB, retained {current / 2**20:.1f} MiB")
         print("retained by the result, by line:")
         for stat in after.compare_to(before, "lineno")[:top]:
             print("  ", stat)
@@ -413,66 +504,65 @@ def run_child(workload: Workload, args: argparse.Namespace) -> dict[str, Any]:
         str(args.scale),
         "--gc",
         args.gc,
-    ] + (["--gang-all"] if args.gang_all else [])
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         return {"workload": workload.name, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-COLUMNS = [
-    ("workload", 38, "{}"),
-    ("seconds", 9, "{:.3f}"),
-    ("steady_seconds", 9, "{:.3f}"),
-    ("armada_go_ms", 8, "{:.0f}"),
-    ("ratio", 7, "{:.2f}x"),
-    ("scheduled", 9, "{}"),
-    ("peak_rss_mib", 9, "{:.0f}"),
-    ("build_seconds", 8, "{:.2f}"),
-    ("runs", 4, "{}"),
-]
-HEADERS = {
-    "workload": "workload",
-    "seconds": "seconds",
-    "steady_seconds": "steady s",
-    "armada_go_ms": "Go ms",
-    "ratio": "ours/Go",
-    "scheduled": "scheduled",
-    "peak_rss_mib": "peak MiB",
-    "build_seconds": "build s",
-    "runs": "runs",
-}
+def _ms(seconds: float) -> str:
+    ms = seconds * 1000
+    return f"{ms:.1f}" if ms < 100 else f"{ms:.0f}"
 
 
-def _cell(record: dict[str, Any], key: str, width: int, fmt: str) -> str:
-    value = record.get(key)
-    text = "-" if value is None else fmt.format(value)
-    if key == "workload":
-        if record.get("gang_requested") and not record.get("gang"):
-            text += " (no gang)"
-        return text.ljust(width)
-    return text.rjust(width)
+def _go(go_ms: list[float] | None) -> str:
+    if not go_ms:
+        return "-"
+    low, high = go_ms
+    return f"{low:g}" if low == high else f"{low:g}-{high:g}"
+
+
+WIDTH = 58
 
 
 def print_table_header(info: dict[str, Any], args: argparse.Namespace) -> None:
     print(
         f"machine: {info['cpu']}, {info['cores']} cores, {info['implementation']} {info['python']}; "
-        f"load {info['load1']}; median of {args.repeat} runs ({args.repeat_huge} for >= {HUGE_JOBS:,} jobs); gc {args.gc}"
-        + ("; every schedule_many workload one gang" if args.gang_all else "")
-        + (f"; scale {args.scale}" if args.scale != 1 else "")
+        f"load {info['load1']}; median (min-max) of {args.repeat} runs ({args.repeat_huge} for >= "
+        f"{HUGE_JOBS:,} jobs); gc {args.gc}" + (f"; scale {args.scale}" if args.scale != 1 else "")
     )
-    print("  ".join(HEADERS[k].rjust(w) if k != "workload" else HEADERS[k].ljust(w) for k, w, _ in COLUMNS))
+    print(f"reference (Go ms): {REFERENCE}")
+    print(
+        f"{'workload':<{WIDTH}} {'ours ms':>8} {'(min-max)':>13} {'Go ms':>10} {'sum ms':>7} "
+        f"{'scheduled':>9} {'peak MiB':>8} {'runs':>4}"
+    )
 
 
 def print_table_row(record: dict[str, Any]) -> None:
     if "error" in record:
-        print(f"{record['workload']:<38}  ERROR: {record['error']}")
+        print(f"{record['workload']:<{WIDTH}}  ERROR: {record['error']}")
         return
-    print("  ".join(_cell(record, key, width, fmt) for key, width, fmt in COLUMNS))
+    spread = f"({_ms(record['min_seconds'])}-{_ms(record['max_seconds'])})"
+    print(
+        f"{record['workload']:<{WIDTH}} {_ms(record['seconds']):>8} {spread:>13} {_go(record['go_ms']):>10} "
+        f"{record['sum_range_ms']:>7.1f} {record['scheduled']:>9} {record['peak_rss_mib']:>8.0f} {record['runs']:>4}"
+    )
+
+
+def print_table_footer(records: list[dict[str, Any]]) -> None:
+    print("Go cases mirrored:")
+    for record in records:
+        print(f"  {record['workload']}: {record.get('go_case', '?')}")
+    print(
+        "ours ms: schedule_many/* the node db placing every job as one gang and rolling back; "
+        "steady_cycle/* schedule() on the cycle after the one that filled the cluster (see the "
+        "module docstring). sum ms: `sum(range(10**6))` in the same child just before (machine speed)."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="one JSON object per workload per line")
     parser.add_argument("--repeat", type=int, default=5, help="runs per workload; the median is reported")
     parser.add_argument(
@@ -483,23 +573,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--scale", type=float, default=1.0, help="multiply node and job counts (smoke runs)")
     parser.add_argument(
-        "--gc", choices=["on", "freeze", "off"], default="on", help="cyclic GC during schedule()"
+        "--gc", choices=["on", "freeze", "off"], default="on", help="cyclic GC during the timed region"
     )
     parser.add_argument(
-        "--profile", choices=["cpu", "sample", "mem"], help="profile one schedule() call per workload"
-    )
-    parser.add_argument(
-        "--gang-all",
-        action="store_true",
-        help="make every schedule_many workload one gang, as Armada's BenchmarkScheduleMany* do",
+        "--profile", choices=["cpu", "sample", "mem"], help="profile one timed region per workload"
     )
     parser.add_argument("--child", metavar="NAME", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.child:
         workload = WORKLOADS[args.child].scaled(args.scale)
-        if args.gang_all and workload.kind == "schedule_many":
-            workload = dataclasses.replace(workload, gang=True)
         if args.profile:
             profile(workload, args.profile)
             return 0
@@ -516,7 +599,6 @@ def main(argv: list[str] | None = None) -> int:
             proc = subprocess.run(
                 [sys.executable, str(Path(__file__).resolve()), "--child", workload.name]
                 + ["--profile", args.profile, "--scale", str(args.scale)]
-                + (["--gang-all"] if args.gang_all else [])
             )
             if proc.returncode:
                 return proc.returncode
@@ -526,8 +608,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json:
         print_table_header(info, args)
     failed = False
+    records = []
     for workload in workloads:
         record = run_child(workload, args)
+        records.append(record)
         failed = failed or "error" in record
         if args.json:
             print(json.dumps(record), flush=True)
@@ -535,10 +619,7 @@ def main(argv: list[str] | None = None) -> int:
             print_table_row(record)
             sys.stdout.flush()
     if not args.json:
-        print(
-            "ours/Go: seconds / Armada's figure; for cycle/* steady s / Armada's figure (Armada times "
-            "the steady-state cycle). 'seconds' times schedule() only; build s is building the inputs."
-        )
+        print_table_footer(records)
     return 1 if failed else 0
 
 

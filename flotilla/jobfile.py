@@ -101,6 +101,13 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
+def _message_of(fd: FieldDescriptor) -> Descriptor:
+    """The message type of a message (or map) field; protobuf sets it for every such field."""
+    message = fd.message_type
+    assert message is not None, fd.full_name
+    return message
+
+
 def _is_map(fd: FieldDescriptor) -> bool:
     return fd.message_type is not None and fd.message_type.GetOptions().map_entry
 
@@ -127,10 +134,12 @@ def _scalar(fd: FieldDescriptor, value: Any, path: str) -> Any:
             return value
         raise _FieldError(path, f"expected a number, got {_describe(value)}")
     if fd.type == FieldDescriptor.TYPE_ENUM:
-        names = [v.name for v in fd.enum_type.values]
+        enum = fd.enum_type
+        assert enum is not None  # protobuf gives every enum field its enum type
+        names = [v.name for v in enum.values]
         if isinstance(value, str) and value in names:
             return value
-        if isinstance(value, int) and not isinstance(value, bool) and value in fd.enum_type.values_by_number:
+        if isinstance(value, int) and not isinstance(value, bool) and value in enum.values_by_number:
             return value
         raise _FieldError(path, f"expected one of {', '.join(names)}, got {_describe(value)}")
     if fd.type == FieldDescriptor.TYPE_BYTES:
@@ -183,7 +192,7 @@ def _known_fields(descriptor: Descriptor) -> dict[str, tuple[tuple[str, ...], Fi
     known: dict[str, tuple[tuple[str, ...], FieldDescriptor]] = {}
     for fd in descriptor.fields:
         if is_k8s_inline_field(fd):
-            for key, (chain, inner) in _known_fields(fd.message_type).items():
+            for key, (chain, inner) in _known_fields(_message_of(fd)).items():
                 known.setdefault(key, ((fd.json_name, *chain), inner))
     for fd in descriptor.fields:
         known[fd.json_name] = ((), fd)
@@ -215,7 +224,7 @@ def _message(descriptor: Descriptor, data: Any, path: str) -> dict[str, Any]:
         if _is_map(fd):
             if not isinstance(value, dict):
                 raise _FieldError(key_path, f"expected a mapping, got {_describe(value)}")
-            value_fd = fd.message_type.fields_by_name["value"]
+            value_fd = _message_of(fd).fields_by_name["value"]
             entries = {}
             for k, v in value.items():
                 if isinstance(k, bool) or not isinstance(k, (str, int)):

@@ -75,17 +75,27 @@ def format_quantity(milli: int) -> str:
     return str(milli // 1000) if milli % 1000 == 0 else f"{milli}m"
 
 
+def add_into(target: dict[str, int], amounts: Mapping[str, int], sign: int = 1) -> None:
+    """Add ``amounts`` to ``target`` in place (``sign=-1`` takes them away); absent means zero.
+
+    The one resource addition: the scheduler's allocations, node free resources and the
+    executors' capacity all go through it (a few per-job hot loops inline it, and say so).
+    """
+    for name, quantity in amounts.items():
+        target[name] = target.get(name, 0) + sign * quantity
+
+
 def add(a: Mapping[str, int], b: Mapping[str, int]) -> ResourceList:
+    """``a + b`` as a new list."""
     out = dict(a)
-    for name, quantity in b.items():
-        out[name] = out.get(name, 0) + quantity
+    add_into(out, b)
     return out
 
 
 def subtract(a: Mapping[str, int], b: Mapping[str, int]) -> ResourceList:
+    """``a - b`` as a new list (may go negative)."""
     out = dict(a)
-    for name, quantity in b.items():
-        out[name] = out.get(name, 0) - quantity
+    add_into(out, b, -1)
     return out
 
 

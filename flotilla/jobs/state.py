@@ -7,7 +7,7 @@ delivery), a report about a run that is no longer the job's run (invariant 4: an
 that lost its lease cannot decide the job's outcome), or a second lease on a job that is
 already leased (a deposed scheduler's lease loses to the one earlier in the log).
 
-States follow Armada's Lookout vocabulary (``armada-docs/job-lifecycle-events.md``).
+States are the one vocabulary of :mod:`flotilla.jobs.states` (Armada's Lookout names).
 """
 
 from __future__ import annotations
@@ -36,18 +36,21 @@ from flotilla.log.schema import (
     record_fields,
 )
 
-SUBMITTED = "submitted"
-QUEUED = "queued"
-LEASED = "leased"
-PENDING = "pending"
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-CANCELLED = "cancelled"
-PREEMPTED = "preempted"
-
-ACTIVE_RUN_STATES = frozenset({LEASED, PENDING, RUNNING})
-TERMINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELLED, PREEMPTED})
+from .states import (
+    ACTIVE_RUN_STATES,
+    CANCELLED,
+    FAILED,
+    LEASE_EXPIRED,
+    LEASE_RETURNED,
+    LEASED,
+    PENDING,
+    PREEMPTED,
+    QUEUED,
+    RUNNING,
+    SUBMITTED,
+    SUCCEEDED,
+    TERMINAL_STATES,
+)
 
 
 @dataclass(frozen=True)
@@ -210,7 +213,7 @@ def apply(state: JobState | None, event: JobEvent) -> JobState | None:
     if isinstance(event, (JobLeaseReturned, JobLeaseExpired)):
         if not current_run or not state.has_active_run:
             return None
-        run_state = "lease_returned" if isinstance(event, JobLeaseReturned) else "lease_expired"
+        run_state = LEASE_RETURNED if isinstance(event, JobLeaseReturned) else LEASE_EXPIRED
         return replace(
             state,
             state=QUEUED,

@@ -6,12 +6,11 @@ these functions the state it has folded from the log and writes their decisions 
 
 from .cycle import QUEUE_CORDONED, UNKNOWN_PRIORITY_CLASS, UNKNOWN_QUEUE, job_order, schedule
 from .deadlines import expired_runs
+from .eligibility import matches_node_affinity, matches_selector, tolerates, untolerated_taint
 from .fair_share import (
-    FairShareState,
     adjusted_fair_shares,
     dominant_share,
     fair_shares,
-    pick_queue,
     total_capacity,
 )
 from .model import (
@@ -24,6 +23,7 @@ from .model import (
     CycleStats,
     Lease,
     Node,
+    NodeDbStats,
     PoolStats,
     PriorityClass,
     Queue,
@@ -39,13 +39,7 @@ from .node_db import (
     NO_SCHEDULABLE_NODES,
     TAINT_NOT_TOLERATED,
     NodeDb,
-    NodeDbStats,
     fits,
-    job_shape,
-    matches_node_affinity,
-    matches_selector,
-    tolerates,
-    untolerated_taint,
 )
 
 __all__ = [
@@ -64,7 +58,6 @@ __all__ = [
     "UNKNOWN_QUEUE",
     "CycleResult",
     "CycleStats",
-    "FairShareState",
     "Lease",
     "Node",
     "NodeDb",
@@ -81,11 +74,9 @@ __all__ = [
     "fair_shares",
     "fits",
     "job_order",
-    "job_shape",
     "matches_node_affinity",
     "matches_selector",
     "node_affinity_terms",
-    "pick_queue",
     "schedule",
     "tolerates",
     "total_capacity",

@@ -44,7 +44,8 @@ their queue's allocation and are never evicted.
 
 Where each part lives: this module runs the cycle and settles it; :mod:`.cycle_context`
 (:class:`~flotilla.scheduling.cycle_context.Cycle`) builds each queue's items, rejects what
-cannot be scheduled at all and runs the pools; :mod:`.pool_round`
+cannot be scheduled at all and runs the pools, handing each the
+:class:`~flotilla.scheduling.context.SchedulingContext` they share (:mod:`.context`); :mod:`.pool_round`
 (:class:`~flotilla.scheduling.pool_round.Pool`) is one pool's round, steps 1 to 5;
 :mod:`.eviction` is step 2; :mod:`.queue_items` holds the queue order, gangs as items and a
 queue's state in a round; :mod:`.node_db` places jobs on nodes.
@@ -57,9 +58,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from flotilla.resources import add_into
+
+from .context import WorkCounters
 from .cycle_context import QUEUE_CORDONED, UNKNOWN_PRIORITY_CLASS, UNKNOWN_QUEUE, Cycle
 from .model import CycleResult, Node, Queue, QueuedJob, RunningJob, SchedulingConfig
-from .queue_items import add_requests, job_order
+from .queue_items import job_order
 
 __all__ = ["QUEUE_CORDONED", "UNKNOWN_PRIORITY_CLASS", "UNKNOWN_QUEUE", "job_order", "schedule"]
 
@@ -105,13 +109,7 @@ def _settle(
     preempted = dict(result.preemption_reasons)
     unschedulable = dict(result.unschedulable)
     stats = result.stats
-    counters = [
-        stats.jobs_considered,
-        stats.node_searches,
-        stats.shape_cache_hits,
-        stats.nodes_examined,
-        stats.jobs_evicted,
-    ]
+    work = WorkCounters.of(stats)
     leased_ids = {lease.job_id for lease in leases}
     by_id = {job.job_id: job for job in queued if job.job_id in leased_ids}
     state_running = [r for r in running if r.job_id not in preempted]
@@ -120,30 +118,17 @@ def _settle(
     for _ in range(_SETTLE_ROUNDS):
         scheduled: dict[str, dict[str, int]] = {}
         for lease in leases:
-            add_requests(scheduled.setdefault(lease.pool, {}), by_id[lease.job_id].requests)
+            add_into(scheduled.setdefault(lease.pool, {}), by_id[lease.job_id].requests)
         remaining = replace(config, max_jobs_per_cycle=max(0, config.max_jobs_per_cycle - len(leases)))
         again = Cycle(state_queued, state_running, nodes, queues, remaining, scheduled).run()
         stats = again.stats
-        counters = [
-            a + b
-            for a, b in zip(
-                counters,
-                (
-                    stats.jobs_considered,
-                    stats.node_searches,
-                    stats.shape_cache_hits,
-                    stats.nodes_examined,
-                    stats.jobs_evicted,
-                ),
-                strict=True,
-            )
-        ]
+        work.add(WorkCounters.of(stats))
         for job_id in list(unschedulable):
             if job_id in again.unschedulable:
                 del unschedulable[job_id]  # keep the latest reason, in the latest order
         unschedulable.update(again.unschedulable)
         if not again.preemptions and not again.leases:
-            counters[4] -= stats.jobs_evicted  # a round that changed nothing evicted nothing in effect
+            work.jobs_evicted -= stats.jobs_evicted  # a round that changed nothing evicted nothing in effect
             break
         withdrawn = {job_id for job_id in again.preemptions if job_id in by_id}
         for job_id in again.preemptions:
@@ -163,11 +148,11 @@ def _settle(
         state_queued += [by_id.pop(job_id) for job_id in sorted(withdrawn)]
     stats = replace(
         stats,
-        jobs_considered=counters[0],
-        node_searches=counters[1],
-        shape_cache_hits=counters[2],
-        nodes_examined=counters[3],
-        jobs_evicted=counters[4],
+        jobs_considered=work.jobs_considered,
+        node_searches=work.node_searches,
+        shape_cache_hits=work.shape_cache_hits,
+        nodes_examined=work.nodes_examined,
+        jobs_evicted=work.jobs_evicted,
     )
     return CycleResult(
         leases=leases,

@@ -15,13 +15,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from operator import attrgetter
 
+from .context import SchedulingContext
 from .model import (
     CycleResult,
     CycleStats,
-    Lease,
     Node,
     PoolStats,
-    PriorityClass,
     Queue,
     QueuedJob,
     RunningJob,
@@ -53,34 +52,20 @@ class Cycle:
         scheduled: Mapping[str, Mapping[str, int]] | None = None,
     ) -> None:
         self.queued, self.running, self.nodes = queued, running, nodes
-        self.scheduled = scheduled or {}
-        """Per pool, what earlier rounds of this cycle leased (for the per-cycle fraction)."""
-        self.config = config
-        self.known = {q.name: q for q in queues}
-        self.queues = list(self.known.values())
+        self.context = SchedulingContext.start(config, list(queues), scheduled)
+        """What the pools' rounds share; ``scheduled`` is, per pool, what earlier settling
+        rounds of this cycle leased (for the per-cycle fraction)."""
         self.unschedulable: dict[str, str] = {}
-        self.leases: list[Lease] = []
-        self.preempted: dict[str, str] = {}
-        self.cap_left = config.max_jobs_per_cycle
-        self.class_cache: dict[str, PriorityClass | None] = {}
-        self.counters = {"considered": 0, "searches": 0, "hits": 0, "examined": 0, "evicted": 0}
-        self.pool_stats: dict[str, PoolStats] = {}
-        self.any_preemptible = any(pc.preemptible for pc in config.priority_classes.values())
-        self.unsettled = False
-        """Some pool ended with a queue above its protected share while another queue had jobs
-        it could not place: the next cycle may preempt (see ``cycle._settle``)."""
-        self.queue_classes: dict[str, dict[str, PriorityClass]] = {}
 
-    def priority_class(self, name: str) -> PriorityClass | None:
-        try:
-            return self.class_cache[name]
-        except KeyError:
-            resolved = self.class_cache[name] = self.config.priority_class(name)
-            return resolved
+    @property
+    def unsettled(self) -> bool:
+        """Some pool may preempt more next cycle (see ``cycle._settle``)."""
+        return self.context.unsettled
 
     # --- the cycle ---------------------------------------------------------------------
 
     def run(self) -> CycleResult:
+        context = self.context
         items_by_queue, restricted = self._queue_items()
         node_pool: dict[str, dict[str, str]] = {}  # executor -> node name -> pool
         nodes_by_pool: dict[str, list[Node]] = {}
@@ -123,12 +108,12 @@ class Cycle:
                 }
             else:
                 pool_items = items_by_queue
-            start = len(self.leases)
+            start = len(context.leases)
             unschedulable = Pool(
-                self, pool, nodes_by_pool.get(pool, []), runs_by_pool[pool], pool_items
+                context, pool, nodes_by_pool.get(pool, []), runs_by_pool[pool], pool_items
             ).run()
             if multi:
-                leased.update(lease.job_id for lease in self.leases[start:])
+                leased.update(lease.job_id for lease in context.leases[start:])
                 for job_id, reason in unschedulable.items():
                     reasons.setdefault(job_id, []).append((pool, reason))
             else:
@@ -140,32 +125,33 @@ class Cycle:
                 )
         self._preempt_whole_gangs()
 
-        first = self.pool_stats.get(pools[0], PoolStats())
+        first = context.pool_stats.get(pools[0], PoolStats())
+        work = context.work
         stats = CycleStats(
-            jobs_considered=self.counters["considered"],
-            node_searches=self.counters["searches"],
-            shape_cache_hits=self.counters["hits"],
-            nodes_examined=self.counters["examined"],
+            jobs_considered=work.jobs_considered,
+            node_searches=work.node_searches,
+            shape_cache_hits=work.shape_cache_hits,
+            nodes_examined=work.nodes_examined,
             fair_shares=dict(first.fair_shares),
             costs=dict(first.costs),
             adjusted_fair_shares=dict(first.adjusted_fair_shares),
-            jobs_evicted=self.counters["evicted"],
-            pools=dict(self.pool_stats),
+            jobs_evicted=work.jobs_evicted,
+            pools=dict(context.pool_stats),
         )
         return CycleResult(
-            leases=self.leases,
-            preemptions=list(self.preempted),
+            leases=context.leases,
+            preemptions=list(context.preempted),
             unschedulable=self.unschedulable,
             stats=stats,
-            preemption_reasons=dict(self.preempted),
+            preemption_reasons=dict(context.preempted),
         )
 
     @staticmethod
     def _item_id(item: QueuedJob | Gang) -> str:
-        return item.members[0].job_id if type(item) is Gang else item.job_id
+        return item.members[0].job_id if isinstance(item, Gang) else item.job_id
 
     def _reject(self, item: QueuedJob | Gang, reason: str) -> None:
-        if type(item) is Gang:
+        if isinstance(item, Gang):
             for member in item.members:
                 self.unschedulable[member.job_id] = reason
         else:
@@ -174,12 +160,12 @@ class Cycle:
     def _queue_items(self) -> tuple[dict[str, list], bool]:
         """Each known, open queue's queued jobs as items (jobs and gangs) in queue order, and
         whether any job is restricted to pools. Rejects what cannot be scheduled at all."""
-        unschedulable = self.unschedulable
-        pending: dict[str, list[QueuedJob]] = {q.name: [] for q in self.queues if not q.cordoned}
+        unschedulable, context = self.unschedulable, self.context
+        pending: dict[str, list[QueuedJob]] = {q.name: [] for q in context.queues if not q.cordoned}
         for job in self.queued:
             jobs = pending.get(job.queue)
             if jobs is None:
-                unschedulable[job.job_id] = QUEUE_CORDONED if job.queue in self.known else UNKNOWN_QUEUE
+                unschedulable[job.job_id] = QUEUE_CORDONED if job.queue in context.known else UNKNOWN_QUEUE
             else:
                 jobs.append(job)
         restricted = False
@@ -187,7 +173,7 @@ class Cycle:
         for name, jobs in pending.items():
             if not jobs:
                 continue
-            classes = {n: self.priority_class(n) for n in set(map(_PRIORITY_CLASS, jobs))}
+            classes = {n: context.priority_class(n) for n in set(map(_PRIORITY_CLASS, jobs))}
             if None in classes.values():
                 kept = []
                 for job in jobs:
@@ -196,7 +182,7 @@ class Cycle:
                     else:
                         kept.append(job)
                 jobs = kept
-            self.queue_classes[name] = {pc.name: pc for pc in classes.values() if pc is not None}
+            context.queue_classes[name] = {pc.name: pc for pc in classes.values() if pc is not None}
             sort_in_queue_order(jobs, classes)
             if any(map(_GANG_ID, jobs)) or set(map(_GANG_CARDINALITY, jobs)) != {1}:
                 items = self._gang_items(name, jobs)
@@ -246,7 +232,10 @@ class Cycle:
                 reason = f"gang has {len(members)} members queued for cardinality {cardinality}"
             elif len({m.gang_node_uniformity_label for m in members}) > 1:
                 reason = "gang members disagree on node uniformity label"
-            elif len({getattr(self.priority_class(m.priority_class), "name", None) for m in members}) > 1:
+            elif (
+                len({getattr(self.context.priority_class(m.priority_class), "name", None) for m in members})
+                > 1
+            ):
                 reason = "gang members disagree on priority class"
             elif len({m.pools for m in members}) > 1:
                 reason = "gang members disagree on pools"
@@ -256,22 +245,17 @@ class Cycle:
             elif cardinality == 1 and not first.gang_node_uniformity_label:
                 out.append(first)
             else:
-                out.append(
-                    Gang(
-                        first.gang_id,
-                        queue,
-                        members,
-                        sum_requests(members),
-                        first.gang_node_uniformity_label,
-                        self.priority_class(first.priority_class),  # type: ignore[arg-type]
-                        first.pools,
-                    )
-                )
+                pc = self.context.priority_class(first.priority_class)
+                if pc is None:  # jobs of unknown classes are rejected before gangs are formed
+                    raise ValueError(f"gang {first.gang_id}: unknown priority class {first.priority_class!r}")
+                label = first.gang_node_uniformity_label
+                out.append(Gang(first.gang_id, queue, members, sum_requests(members), label, pc, first.pools))
         return out
 
     def _preempt_whole_gangs(self) -> None:
         """A preempted member of a running gang preempts every running member."""
-        if not self.preempted:
+        preempted = self.context.preempted
+        if not preempted:
             return
         members: dict[tuple[str, str], list[str]] = {}
         for run in self.running:
@@ -280,10 +264,10 @@ class Cycle:
         if not members:
             return
         by_id = {run.job_id: run for run in self.running}
-        for job_id in list(self.preempted):
-            run = by_id.get(job_id)
-            if run is None or not run.gang_id:
+        for job_id in list(preempted):
+            member = by_id.get(job_id)
+            if member is None or not member.gang_id:
                 continue
-            for other in members[(run.queue, run.gang_id)]:
-                if other not in self.preempted:
-                    self.preempted[other] = f"gang {run.gang_id}: member {job_id} preempted"
+            for other in members[(member.queue, member.gang_id)]:
+                if other not in preempted:
+                    preempted[other] = f"gang {member.gang_id}: member {job_id} preempted"

@@ -17,9 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 from heapq import heapify, heappop, heappush
 
+from flotilla.resources import add_into
+
 from .model import Node, PriorityClass, RunningJob
 from .node_db import NodeDb
-from .queue_items import Gang, QueueState, add_requests, fair_share_ratio
+from .queue_items import Gang, QueueState, fair_share_ratio
 
 
 def evicted_runs(
@@ -91,29 +93,25 @@ def evict(
         gangs: dict[str, Gang] = {}
         alloc = state.alloc
         for run in runs:
-            for resource, quantity in run.requests.items():
-                alloc[resource] = alloc.get(resource, 0) - quantity
+            add_into(alloc, run.requests, -1)
             if state.by_class:
                 pc = resolve(run.priority_class)
                 if pc is not None and pc.name in state.by_class:
-                    add_requests(state.by_class[pc.name], run.requests, -1)
+                    add_into(state.by_class[pc.name], run.requests, -1)
             if not run.gang_id:
                 items.append(run)
                 continue
             gang = gangs.get(run.gang_id)
             if gang is None:
-                gang = gangs[run.gang_id] = Gang(
-                    run.gang_id,
-                    name,
-                    [],
-                    {},
-                    "",
-                    resolve(run.priority_class),
-                    evicted=True,  # type: ignore[arg-type]
-                )
+                pc = resolve(run.priority_class)
+                if pc is None:  # only jobs of preemptible, hence known, classes are evicted
+                    raise ValueError(
+                        f"evicted job {run.job_id}: unknown priority class {run.priority_class!r}"
+                    )
+                gang = gangs[run.gang_id] = Gang(run.gang_id, name, [], {}, "", pc, evicted=True)
                 items.append(gang)
             gang.members.append(run)
-            add_requests(gang.requests, run.requests)
+            add_into(gang.requests, run.requests)
         state.items = items
         state.evicted = len(items)
     # Progressive filling over the evicted jobs alone gives the order they would come back in.
@@ -141,7 +139,7 @@ def evict(
             order.extend(m.job_id for m in item.members)
         else:
             order.append(item.job_id)
-        add_requests(simulated[name], item.requests)
+        add_into(simulated[name], item.requests)
         if positions[name] < state.evicted:
             saved, state.alloc = state.alloc, simulated[name]
             heappush(heap, (fair_share_ratio(state, state.items[positions[name]].requests), name))

@@ -16,16 +16,13 @@
 
 Within one cycle the active set is fixed, so the ``sum(weights)`` in every fair share is a
 common factor: a queue's ratio changes only when that queue is allocated something. The cycle
-relies on this to keep candidate queues in a heap (see :class:`FairShareState`).
+relies on this to keep candidate queues in a heap (see :mod:`flotilla.scheduling.pool_round`).
 """
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
-
-from flotilla.resources import add
 
 from .model import Node, Queue
 
@@ -35,7 +32,7 @@ def total_capacity(nodes: Iterable[Node]) -> dict[str, int]:
     total: dict[str, int] = {}
     for node in nodes:
         if not node.unschedulable:
-            for name, quantity in node.allocatable.items():
+            for name, quantity in node.allocatable.items():  # add_into inlined: per node, every cycle
                 total[name] = total.get(name, 0) + quantity
     return total
 
@@ -123,7 +120,7 @@ def lazy_demands(
         wanted, pos, cost, chunk = entry
         queue_items = items.get(name) or ()
         while cost < offer and pos < len(queue_items):
-            for item in queue_items[pos : pos + chunk]:
+            for item in queue_items[pos : pos + chunk]:  # add_into inlined: per queued job
                 for resource, quantity in item.requests.items():
                     wanted[resource] = wanted.get(resource, 0) + quantity
             pos += chunk
@@ -133,65 +130,3 @@ def lazy_demands(
         return cost
 
     return demand
-
-
-def pick_queue(
-    candidates: Iterable[str], costs: Mapping[str, float], shares: Mapping[str, float]
-) -> str | None:
-    """The candidate with the smallest ``cost / fair_share`` (ties: smallest name), or None."""
-    best: tuple[float, str] | None = None
-    for name in candidates:
-        key = (costs.get(name, 0.0) / shares[name], name)
-        if best is None or key < best:
-            best = key
-    return None if best is None else best[1]
-
-
-class FairShareState:
-    """Allocations, costs and fair shares of the active queues during one cycle.
-
-    ``allocations`` seeds each queue's allocation (its running jobs); :meth:`allocate` adds a
-    new lease. Candidate queues (those with jobs left to try) are kept in a heap ordered by
-    ``(cost / fair_share, name)``: :meth:`pop` removes and returns the queue furthest below
-    its fair share, and the caller :meth:`push`-es it back after trying one of its jobs.
-    """
-
-    def __init__(
-        self,
-        queues: Iterable[Queue],
-        active: Collection[str],
-        total: Mapping[str, int],
-        resources: Sequence[str],
-        allocations: Mapping[str, Mapping[str, int]] | None = None,
-    ) -> None:
-        self.total = dict(total)
-        self.resources = tuple(resources)
-        self.shares = fair_shares(queues, active)
-        self.allocations: dict[str, dict[str, int]] = {
-            name: dict((allocations or {}).get(name, {})) for name in self.shares
-        }
-        self.costs: dict[str, float] = {
-            name: dominant_share(allocation, self.total, self.resources)
-            for name, allocation in self.allocations.items()
-        }
-        self._heap: list[tuple[float, str]] = []
-
-    def ratio(self, queue: str) -> float:
-        """``cost / fair_share``: below 1 the queue has less than its share, above 1 more."""
-        return self.costs[queue] / self.shares[queue]
-
-    def allocate(self, queue: str, requests: Mapping[str, int]) -> None:
-        self.allocations[queue] = add(self.allocations[queue], requests)
-        self.costs[queue] = dominant_share(self.allocations[queue], self.total, self.resources)
-
-    def push(self, queue: str) -> None:
-        """Make ``queue`` a candidate again. Call after :meth:`allocate`, never before, so
-        that the heap holds its current ratio."""
-        heapq.heappush(self._heap, (self.ratio(queue), queue))
-
-    def pop(self) -> str | None:
-        """Remove and return the candidate with the smallest ratio (ties: name), or None."""
-        return heapq.heappop(self._heap)[1] if self._heap else None
-
-    def __len__(self) -> int:
-        return len(self._heap)

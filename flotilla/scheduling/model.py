@@ -354,6 +354,18 @@ class PoolStats:
     costs: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class NodeDbStats:
+    """Work done by a :class:`~flotilla.scheduling.node_db.NodeDb`: searches of an index, jobs answered from the unfit-shape
+    cache, nodes whose free resources were checked against a job, and searches for resources
+    to take by preemption."""
+
+    node_searches: int = 0
+    shape_cache_hits: int = 0
+    nodes_examined: int = 0
+    preemption_searches: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class CycleStats:
     """What a cycle did, for metrics and for tests that count work rather than time.

@@ -10,16 +10,9 @@ free memory, ...; the node id breaks exact ties). This is Armada's "indexed reso
 ordering: it packs nodes tightly and leaves whole nodes free for large jobs. Resources outside
 the configured list must still fit but do not take part in the ordering.
 
-**Eligibility.** Unschedulable nodes are left out entirely. A job may use a node when every
-entry of its ``node_selector`` equals the node's label, its required node affinity holds
-(:func:`matches_node_affinity`: terms ORed, expressions ANDed, operators ``In``, ``NotIn``,
-``Exists``, ``DoesNotExist``, ``Gt``, ``Lt``) and every node taint with effect
-``NoSchedule`` or ``NoExecute`` is tolerated by one of its tolerations (Kubernetes semantics:
-a toleration matches a taint when its ``effect`` is empty or equal, and either its
-``operator`` is ``Exists`` with an empty ``key`` (matches every taint), or the keys are equal
-and the operator is ``Exists``, or the operator is ``Equal`` (the default) and the values are
-equal). ``PreferNoSchedule`` taints are ignored. A gang with a node uniformity label adds a
-*restriction* ``(label, value)``.
+**Eligibility** (which nodes a job may use: selector, required node affinity, taints) is
+:mod:`~flotilla.scheduling.eligibility`. Unschedulable nodes are left out entirely. A gang with a
+node uniformity label adds a *restriction* ``(label, value)``.
 
 **Indexes.** Jobs sharing a selector, tolerations, affinity and restriction (a *constraint*)
 share one index: the eligible nodes as a list of ``(free[r0], free[r1], ..., node_id)`` keys
@@ -62,11 +55,20 @@ from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from .model import NODE_NAME_FIELD, Node, QueuedJob, RunningJob, node_affinity_terms
+from flotilla.resources import add_into
 
-_BLOCKING_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
+from .eligibility import (
+    NO_CONSTRAINT,
+    Constraint,
+    format_taint,
+    job_constraint,
+    matches_node_affinity,
+    matches_selector,
+    untolerated_taint,
+)
+from .model import Node, NodeDbStats, QueuedJob, RunningJob
 
 NO_SCHEDULABLE_NODES = "no schedulable nodes"
 NO_NODE_MATCHES_SELECTOR = "no node matches node selector"
@@ -84,113 +86,8 @@ def _evicted(level: int) -> bool:
     return level < _EVICTED_BOUND
 
 
-def tolerates(toleration: Mapping[str, Any], taint: Mapping[str, Any]) -> bool:
-    """Kubernetes' ``Toleration.ToleratesTaint``."""
-    effect = toleration.get("effect") or ""
-    if effect and effect != (taint.get("effect") or ""):
-        return False
-    key = toleration.get("key") or ""
-    operator = toleration.get("operator") or "Equal"
-    if not key:
-        return operator == "Exists"
-    if key != (taint.get("key") or ""):
-        return False
-    if operator == "Exists":
-        return True
-    if operator == "Equal":
-        return (toleration.get("value") or "") == (taint.get("value") or "")
-    return False
-
-
-def untolerated_taint(node: Node, tolerations: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The first ``NoSchedule``/``NoExecute`` taint of ``node`` none of ``tolerations`` tolerates."""
-    tolerations = tuple(tolerations)
-    for taint in node.taints:
-        if taint.get("effect") in _BLOCKING_EFFECTS and not any(tolerates(t, taint) for t in tolerations):
-            return taint
-    return None
-
-
-def matches_selector(node: Node, node_selector: Mapping[str, str]) -> bool:
-    labels = node.labels
-    return all(labels.get(key) == value for key, value in node_selector.items())
-
-
-def _expression_holds(node: Node, expression: tuple[str, str, tuple[str, ...]]) -> bool:
-    key, operator, values = expression
-    if key == NODE_NAME_FIELD:
-        value: str | None = node.name
-    else:
-        value = node.labels.get(key)
-    if operator == "In":
-        return value is not None and value in values
-    if operator == "NotIn":
-        return value is None or value not in values
-    if operator == "Exists":
-        return value is not None
-    if operator == "DoesNotExist":
-        return value is None
-    if operator in ("Gt", "Lt"):
-        if value is None or len(values) != 1:
-            return False
-        try:
-            have, bound = int(value), int(values[0])
-        except ValueError:
-            return False
-        return have > bound if operator == "Gt" else have < bound
-    return False
-
-
-def matches_node_affinity(node: Node, terms: Any) -> bool:
-    """Kubernetes' required node affinity: some term whose expressions all hold (no terms:
-    every node; an empty term: no node). ``terms`` as :func:`~flotilla.scheduling.model.node_affinity_terms`
-    accepts them."""
-    terms = _normal_affinity(terms)
-    if not terms:
-        return True
-    return any(term and all(_expression_holds(node, e) for e in term) for term in terms)
-
-
-def _normal_affinity(terms: Any) -> tuple:
-    if not terms:
-        return ()
-    if type(terms) is tuple and all(type(t) is tuple and all(type(e) is tuple for e in t) for t in terms):
-        return terms
-    return node_affinity_terms(terms)
-
-
-def _format_taint(taint: Mapping[str, Any]) -> str:
-    key, value, effect = taint.get("key") or "", taint.get("value") or "", taint.get("effect") or ""
-    return f"{key}={value}:{effect}" if value else f"{key}:{effect}"
-
-
-Constraint = tuple[frozenset, frozenset, tuple]
-"""A job's placement constraints, hashable: (selector items, tolerations as item tuples,
-required node affinity in normal form)."""
-
-Shape = tuple[tuple[tuple[str, int], ...], Constraint, str]
-"""A job's shape: positive requests (sorted), constraint, priority class."""
-
 Restriction = tuple[str, str] | None
 """``(label, value)``: only nodes with that label value (a gang's node uniformity label)."""
-
-_NO_CONSTRAINT: Constraint = (frozenset(), frozenset(), ())
-
-
-def job_constraint(job: QueuedJob) -> Constraint:
-    selector, tolerations, affinity = job.node_selector, job.tolerations, job.node_affinity
-    if not selector and not tolerations and not affinity:
-        return _NO_CONSTRAINT
-    return (
-        frozenset(selector.items()),
-        frozenset(tuple(sorted(t.items())) for t in tolerations),
-        _normal_affinity(affinity),
-    )
-
-
-def job_shape(job: QueuedJob) -> Shape:
-    requests = tuple(sorted((name, q) for name, q in job.requests.items() if q > 0))
-    return (requests, job_constraint(job), job.priority_class)
 
 
 def fits(requests: Mapping[str, int], available: Mapping[str, int]) -> bool:
@@ -199,18 +96,6 @@ def fits(requests: Mapping[str, int], available: Mapping[str, int]) -> bool:
         if quantity > available.get(name, 0):
             return False
     return True
-
-
-@dataclass(slots=True)
-class NodeDbStats:
-    """Work done by a :class:`NodeDb`: searches of an index, jobs answered from the unfit-shape
-    cache, nodes whose free resources were checked against a job, and searches for resources
-    to take by preemption."""
-
-    node_searches: int = 0
-    shape_cache_hits: int = 0
-    nodes_examined: int = 0
-    preemption_searches: int = 0
 
 
 class _Bound(NamedTuple):
@@ -224,9 +109,26 @@ class _NodeState:
     node: Node
     free: dict[str, int]
     key: tuple
-    jobs: dict[str, _Bound] | None = None
-    pre: dict[int, dict[str, int]] | None = None
-    level_keys: dict[int, tuple] | None = None
+    jobs: dict[str, _Bound]
+    """The bound jobs (tracking dbs only; empty otherwise)."""
+    pre: dict[int, dict[str, int]]
+    """Per level, the summed requests of the preemptible jobs bound at it (tracking dbs only)."""
+    level_keys: dict[int, tuple]
+    """Per urgency level searched, the node's key in that level's indexes."""
+
+
+_UNTRACKED: tuple[dict[str, _Bound], dict[int, dict[str, int]], dict[int, tuple]] = ({}, {}, {})
+"""The ``jobs``, ``pre`` and ``level_keys`` every node of a db that does not track jobs shares
+(empty, never written: only tracking code paths write them), so that such a db, the common
+case, allocates nothing per node for tracking."""
+
+
+def _add_preemptible(pre: dict[int, dict[str, int]], level: int, requests: Mapping[str, int]) -> None:
+    """Count a preemptible job's requests in its level's sum."""
+    bucket = pre.get(level)
+    if bucket is None:
+        bucket = pre[level] = {}
+    add_into(bucket, requests)
 
 
 @dataclass(slots=True)
@@ -248,11 +150,6 @@ def _key_function(resources: tuple[str, ...]) -> Callable[[str, Mapping[str, int
         r0, r1, r2 = resources
         return lambda node_id, free: (free.get(r0, 0), free.get(r1, 0), free.get(r2, 0), node_id)
     return lambda node_id, free: (*(free.get(name, 0) for name in resources), node_id)
-
-
-def _add_into(target: dict[str, int], requests: Mapping[str, int], sign: int) -> None:
-    for name, quantity in requests.items():
-        target[name] = target.get(name, 0) + sign * quantity
 
 
 class NodeDb:
@@ -282,10 +179,8 @@ class NodeDb:
         self._nodes: dict[str, _NodeState] = {}
         for node in nodes:
             if not node.unschedulable:  # a later node with the same id replaces an earlier one
-                state = _NodeState(node, dict(node.allocatable), ())
-                if self.tracking:
-                    state.jobs, state.pre, state.level_keys = {}, {}, {}
-                self._nodes[node.id] = state
+                tracked = ({}, {}, {}) if self.tracking else _UNTRACKED
+                self._nodes[node.id] = _NodeState(node, dict(node.allocatable), (), *tracked)
         self._node_of: dict[str, str] = {}
         self._log: list[tuple] | None = None
         for job in running:
@@ -293,19 +188,15 @@ class NodeDb:
             if state is None:
                 continue
             free = state.free
-            for name, quantity in job.requests.items():
+            for name, quantity in job.requests.items():  # add_into inlined: per running job
                 free[name] = free.get(name, 0) - quantity
             if job_priority is not None:
                 priority, preemptible = job_priority(job)
                 node_id = f"{job.executor}/{job.node}"
                 self._node_of[job.job_id] = node_id
-                state.jobs[job.job_id] = _Bound(job.requests, priority, preemptible)  # type: ignore[index]
+                state.jobs[job.job_id] = _Bound(job.requests, priority, preemptible)
                 if preemptible:
-                    bucket = state.pre.get(priority)  # type: ignore[union-attr]
-                    if bucket is None:
-                        bucket = state.pre[priority] = {}  # type: ignore[index]
-                    for name, quantity in job.requests.items():
-                        bucket[name] = bucket.get(name, 0) + quantity
+                    _add_preemptible(state.pre, priority, job.requests)
         for node_id, state in self._nodes.items():
             state.key = self._key(node_id, state.free)
         self._indexes: dict[tuple[Constraint, Restriction], _Index] = {}
@@ -336,14 +227,13 @@ class NodeDb:
         node_id = self._node_of.get(job_id)
         if node_id is None:
             return None
-        jobs = self._nodes[node_id].jobs
-        return node_id if jobs is not None and job_id in jobs else None
+        return node_id if job_id in self._nodes[node_id].jobs else None
 
     def is_evicted(self, job_id: str) -> bool:
         node_id = self._node_of.get(job_id)
         if node_id is None:
             return False
-        entry = self._nodes[node_id].jobs.get(job_id)  # type: ignore[union-attr]
+        entry = self._nodes[node_id].jobs.get(job_id)
         return entry is not None and entry.level < _EVICTED_BOUND
 
     def label_values(self, label: str) -> list[str]:
@@ -351,14 +241,6 @@ class NodeDb:
         return sorted({s.node.labels[label] for s in self._nodes.values() if label in s.node.labels})
 
     # --- placement ---------------------------------------------------------------------
-
-    def find_node(self, job: QueuedJob, restrict: Restriction = None) -> tuple[Node | None, str]:
-        """The best-fit node for ``job`` among free resources, or ``(None, reason)``.
-
-        Does not bind: call :meth:`bind` to take the resources.
-        """
-        node, reason, _ = self.place(job, restrict=restrict)
-        return node, reason
 
     def place(
         self,
@@ -380,7 +262,7 @@ class NodeDb:
         if job.node_selector or job.tolerations or job.node_affinity:
             constraint = job_constraint(job)
         else:
-            constraint = _NO_CONSTRAINT
+            constraint = NO_CONSTRAINT
         key = None
         if unfit:
             key = (tuple(requests.items()), constraint, restrict, priority, fair, tuple(levels))
@@ -404,6 +286,8 @@ class NodeDb:
                         self._set_entry(node_id, victim, None)
                     return self._nodes[node_id].node, "", victims
             for level in levels:
+                if not self.tracking:  # level searches record level keys on the nodes
+                    raise ValueError("urgency-based preemption needs a NodeDb that tracks jobs")
                 self.stats.preemption_searches += 1
                 node_id = self._search_level(constraint, restrict, level, index, requests)
                 if node_id is not None:
@@ -466,7 +350,7 @@ class NodeDb:
         :meth:`drop`, but any job may claim them by preemption."""
         for job_id in job_ids:
             node_id = self._node_of[job_id]
-            entry = self._nodes[node_id].jobs[job_id]  # type: ignore[index]
+            entry = self._nodes[node_id].jobs[job_id]
             self._set_entry(node_id, job_id, _Bound(entry.requests, EVICTED_LEVEL + entry.level, True))
         self._unfit.clear()
 
@@ -482,10 +366,10 @@ class NodeDb:
         cycle then sorts out any oversubscription). False if it does not fit."""
         node_id = self._node_of[job_id]
         state = self._nodes[node_id]
-        entry = state.jobs[job_id]  # type: ignore[index]
+        entry = state.jobs[job_id]
         free = state.free
         # Every evicted job (itself included) and the preemptible jobs below it count as room.
-        below = [requests for level, requests in state.pre.items() if level < priority]  # type: ignore[union-attr]
+        below = [requests for level, requests in state.pre.items() if level < priority]
         for name, quantity in entry.requests.items():
             available = free.get(name, 0)
             for requests in below:
@@ -498,7 +382,7 @@ class NodeDb:
     def drop(self, job_id: str) -> Mapping[str, int]:
         """Remove a tracked job from its node (a preemption) and return its requests."""
         node_id = self._node_of[job_id]
-        entry = self._nodes[node_id].jobs[job_id]  # type: ignore[index]
+        entry = self._nodes[node_id].jobs[job_id]
         self._set_entry(node_id, job_id, None)
         if not _evicted(entry.level):
             self._unfit.clear()
@@ -511,7 +395,7 @@ class NodeDb:
     def culprit(self, node_id: str) -> str:
         """The first job still bound among those that oversubscribed the node ("" if none)."""
         culprits = self.oversubscribed.get(node_id) or []
-        jobs = self._nodes[node_id].jobs or {}
+        jobs = self._nodes[node_id].jobs
         return next((job_id for job_id in culprits if job_id in jobs), culprits[0] if culprits else "")
 
     def oversubscribed_victims(self, node_id: str) -> list[str]:
@@ -524,7 +408,7 @@ class NodeDb:
             return []
         entries = [
             (job_id, entry)
-            for job_id, entry in state.jobs.items()  # type: ignore[union-attr]
+            for job_id, entry in state.jobs.items()
             if entry.preemptible and not _evicted(entry.level)
         ]
         over: set[int] = set()
@@ -532,7 +416,7 @@ class NodeDb:
             if all(v >= 0 for v in available.values()):
                 break
             over.add(level)
-            _add_into(available, state.pre.get(level, {}), +1)  # type: ignore[union-attr]
+            add_into(available, state.pre.get(level, {}), +1)
         return [job_id for job_id, entry in entries if entry.level in over]
 
     # --- transactions ------------------------------------------------------------------
@@ -557,9 +441,9 @@ class NodeDb:
         """Free resources plus those of the preemptible jobs, evicted or not, of priority
         ``level`` or below."""
         available = dict(state.free)
-        for job_level, requests in state.pre.items():  # type: ignore[union-attr]
+        for job_level, requests in state.pre.items():
             if job_level <= level and (job_level >= _EVICTED_BOUND or job_level - EVICTED_LEVEL <= level):
-                _add_into(available, requests, +1)
+                add_into(available, requests, +1)
         return available
 
     def _level_key(self, node_id: str, state: _NodeState, level: int) -> tuple:
@@ -568,7 +452,7 @@ class NodeDb:
     def _move(self, node_id: str, requests: Mapping[str, int], sign: int) -> None:
         state = self._nodes[node_id]
         free = state.free
-        for name, quantity in requests.items():
+        for name, quantity in requests.items():  # add_into inlined: per lease
             free[name] = free.get(name, 0) + sign * quantity
         if self._log is not None:
             self._log.append((self._move, node_id, requests, -sign))
@@ -588,37 +472,25 @@ class NodeDb:
         and the indexes right."""
         state = self._nodes[node_id]
         jobs, pre, free = state.jobs, state.pre, state.free
-        old = jobs.pop(job_id, None)  # type: ignore[union-attr]
+        old = jobs.pop(job_id, None)
         if self._log is not None:
             self._log.append((self._set_entry, node_id, job_id, old))
         if old is not None:
             if old.preemptible:
-                bucket = pre[old.level]  # type: ignore[index]
-                for name, quantity in old.requests.items():
-                    bucket[name] -= quantity
+                add_into(pre[old.level], old.requests, -1)
             if new is not None and new.requests is old.requests:  # a change of level only
                 if new.preemptible:
-                    bucket = pre.get(new.level)  # type: ignore[union-attr]
-                    if bucket is None:
-                        bucket = pre[new.level] = {}  # type: ignore[index]
-                    for name, quantity in new.requests.items():
-                        bucket[name] = bucket.get(name, 0) + quantity
-                jobs[job_id] = new  # type: ignore[index]
+                    _add_preemptible(pre, new.level, new.requests)
+                jobs[job_id] = new
                 if state.level_keys:
                     self._refresh_levels(node_id, state)
                 return
-            for name, quantity in old.requests.items():
-                free[name] = free.get(name, 0) + quantity
+            add_into(free, old.requests)
         if new is not None:
-            for name, quantity in new.requests.items():
-                free[name] = free.get(name, 0) - quantity
+            add_into(free, new.requests, -1)
             if new.preemptible:
-                bucket = pre.get(new.level)  # type: ignore[union-attr]
-                if bucket is None:
-                    bucket = pre[new.level] = {}  # type: ignore[index]
-                for name, quantity in new.requests.items():
-                    bucket[name] = bucket.get(name, 0) + quantity
-            jobs[job_id] = new  # type: ignore[index]
+                _add_preemptible(pre, new.level, new.requests)
+            jobs[job_id] = new
         old_key, new_key = state.key, self._key(node_id, free)
         if new_key != old_key:
             for index in self._indexes_of[node_id]:
@@ -631,14 +503,14 @@ class NodeDb:
 
     def _refresh_levels(self, node_id: str, state: _NodeState) -> None:
         level_keys = state.level_keys
-        for level, old in level_keys.items():  # type: ignore[union-attr]
+        for level, old in level_keys.items():
             new = self._level_key(node_id, state, level)
             if new != old:
                 for index in self._level_indexes_of[node_id][level]:
                     keys = index.keys
                     del keys[bisect_left(keys, old)]
                     insort(keys, new)
-                level_keys[level] = new  # type: ignore[index]
+                level_keys[level] = new
 
     def _search(self, index: _Index, requests: Mapping[str, int]) -> str | None:
         keys = index.keys
@@ -672,9 +544,9 @@ class NodeDb:
             keys = []
             for node_id in base.eligible:
                 state = self._nodes[node_id]
-                key = state.level_keys.get(level)  # type: ignore[union-attr]
+                key = state.level_keys.get(level)
                 if key is None:
-                    key = state.level_keys[level] = self._level_key(node_id, state, level)  # type: ignore[index]
+                    key = state.level_keys[level] = self._level_key(node_id, state, level)
                 keys.append(key)
                 self._level_indexes_of.setdefault(node_id, {}).setdefault(level, [])
             keys.sort()
@@ -710,14 +582,14 @@ class NodeDb:
             if node_id not in eligible:
                 continue
             state = nodes[node_id]
-            entry = state.jobs.get(job_id)  # type: ignore[union-attr]
+            entry = state.jobs.get(job_id)
             if entry is None or not _evicted(entry.level) or entry.level - EVICTED_LEVEL > priority:
                 continue
             room = available.get(node_id)
             if room is None:
                 room = available[node_id] = dict(state.free)
                 victims[node_id] = []
-            _add_into(room, entry.requests, +1)
+            add_into(room, entry.requests, +1)
             victims[node_id].append(job_id)
             self.stats.nodes_examined += 1
             if fits(requests, room):
@@ -742,9 +614,9 @@ class NodeDb:
             reason = NO_NODE_MATCHES_AFFINITY
         elif not tolerated:
             taint = untolerated_taint(affine[0].node, job.tolerations)
-            reason = f"{TAINT_NOT_TOLERATED}: {_format_taint(taint or {})}"
-        elif not eligible:
-            reason = f"no eligible node has label {restrict[0]}={restrict[1]}"  # type: ignore[index]
+            reason = f"{TAINT_NOT_TOLERATED}: {format_taint(taint or {})}"
+        elif restrict is not None and not eligible:
+            reason = f"no eligible node has label {restrict[0]}={restrict[1]}"
         else:
             reason = ""
         index = _Index(sorted(s.key for s in eligible), reason, frozenset(s.node.id for s in eligible))

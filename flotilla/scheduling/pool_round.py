@@ -11,39 +11,77 @@ urgency-based placement oversubscribed are sorted out.
 
 Performance: the node database tracks jobs only when a queue is evicted or urgency-based
 preemption is possible; a run of unfit jobs of one shape in a queue is reported in one sweep
-(:meth:`Pool._sweep_unfit`); the main loop keeps what it uses in locals.
+(:func:`~flotilla.scheduling.queue_items.sweep_unfit`); the main loop keeps what it uses in locals.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from heapq import heapify, heappop, heappush, heappushpop
-from itertools import repeat
-from operator import attrgetter
-from typing import TYPE_CHECKING
+from typing import NamedTuple
 
+from flotilla.resources import add_into
+
+from .context import NewJob, SchedulingContext
+from .eligibility import job_constraint
 from .eviction import evict, evicted_runs
 from .fair_share import adjusted_fair_shares, dominant_share, fair_shares, lazy_demands, total_capacity
 from .model import Lease, Node, PoolStats, PriorityClass, QueuedJob, RunningJob
-from .node_db import NodeDb, job_constraint
-from .queue_items import Gang, QueueState, add_requests, fair_share_ratio, job_order
+from .node_db import NodeDb
+from .queue_items import Gang, QueueState, fair_share_ratio, job_order, sweep_unfit
 
-if TYPE_CHECKING:
-    from .cycle_context import Cycle
-
-_JOB_ID = attrgetter("job_id")
 _EPSILON = 1e-9  # float slack when comparing a queue's cost with its protected share
+
+
+class _Rank(NamedTuple):
+    """A priority class's urgency, and whether its jobs may be preempted."""
+
+    priority: int
+    preemptible: bool
+
+
+_UNRANKED = _Rank(0, False)  # an unknown class: never preempted
+
+
+class _PlacedMember(NamedTuple):
+    """A gang member placed (and bound) inside a gang's transaction: its node, the evicted jobs
+    whose room it took and whether it oversubscribed the node (urgency-based preemption)."""
+
+    job: QueuedJob
+    node: Node
+    victims: list[str]
+    urgent: bool
+
+
+class _Victim(NamedTuple):
+    """A job taken off an oversubscribed node, to be rebound if it still fits: the node, the job
+    that oversubscribed it, the job, its priority class and its queue's state."""
+
+    node_id: str
+    culprit: str
+    job: RunningJob | QueuedJob
+    priority_class: PriorityClass | None
+    queue: QueueState
+
+    @property
+    def priority(self) -> int:
+        return self.priority_class.priority if self.priority_class is not None else 0
 
 
 class Pool:
     """The scheduling of one pool: eviction, the fair-share loop and the oversubscription pass."""
 
     def __init__(
-        self, cycle: Cycle, name: str, nodes: list[Node], runs: list[RunningJob], items: dict[str, list]
+        self,
+        context: SchedulingContext,
+        name: str,
+        nodes: list[Node],
+        runs: list[RunningJob],
+        items: dict[str, list],
     ) -> None:
-        self.cycle = cycle
+        self.context = context
         self.name = name
-        self.config = config = cycle.config
+        self.config = config = context.config
         self.resources = config.resources
         self.nodes = nodes
         self.runs = runs
@@ -52,10 +90,10 @@ class Pool:
         self.total = total_capacity(nodes)
         self.leases: list[Lease] = []
         self.withdrawn: set[str] = set()
-        self.new_jobs: dict[str, tuple[QueueState, QueuedJob, PriorityClass, Gang | None]] = {}
+        self.new_jobs: dict[str, NewJob] = {}
         self.runs_by_id: dict[str, RunningJob] = {}
         self.gang_unfit: dict[tuple, str] = {}
-        self.scheduled: dict[str, int] = dict(cycle.scheduled.get(name, {}))
+        self.scheduled: dict[str, int] = dict(context.scheduled.get(name, {}))
         self.fraction_limits = {
             r: f * self.total.get(r, 0) for r, f in config.maximum_resource_fraction_to_schedule.items()
         }
@@ -66,21 +104,21 @@ class Pool:
                     r: f * self.total.get(r, 0) for r, f in pc.maximum_resource_fraction_per_queue.items()
                 }
 
-    def _class_of(self, name: str) -> tuple[int, bool]:
-        pc = self.cycle.priority_class(name)
-        return (pc.priority, pc.preemptible) if pc is not None else (0, False)
+    def _class_of(self, name: str) -> _Rank:
+        pc = self.context.priority_class(name)
+        return _Rank(pc.priority, pc.preemptible) if pc is not None else _UNRANKED
 
     def run_class(self, run: RunningJob) -> tuple[int, bool]:
         """A running job's priority and whether it may be preempted (never if its queue is
         unknown: Armada does not preempt what it cannot account for)."""
         priority, preemptible = self._class_of(run.priority_class)
-        return priority, preemptible and run.queue in self.cycle.known
+        return priority, preemptible and run.queue in self.context.known
 
     # --- set-up ------------------------------------------------------------------------
 
     def run(self) -> dict[str, str]:
-        cycle, config, resources, total = self.cycle, self.config, self.resources, self.total
-        known = cycle.known
+        context, config, resources, total = self.context, self.config, self.resources, self.total
+        known = context.known
         alloc: dict[str, dict[str, int]] = {}
         by_class: dict[str, dict[str, dict[str, int]]] = {}
         for run in self.runs:
@@ -90,19 +128,21 @@ class Pool:
                 if queue not in known:
                     continue
                 held = alloc[queue] = dict.fromkeys(resources, 0)
-            for name, quantity in run.requests.items():
+            for name, quantity in run.requests.items():  # add_into inlined: per running job
                 held[name] = held.get(name, 0) + quantity
             if self.class_limits:
-                pc = cycle.priority_class(run.priority_class)
+                pc = context.priority_class(run.priority_class)
                 if pc is not None and pc.name in self.class_limits:
-                    add_requests(by_class.setdefault(run.queue, {}).setdefault(pc.name, {}), run.requests)
+                    add_into(by_class.setdefault(run.queue, {}).setdefault(pc.name, {}), run.requests)
         active = set(alloc) | {name for name, items in self.items.items() if items}
-        shares = fair_shares(cycle.queues, active)
+        shares = fair_shares(context.queues, active)
         adjusted = adjusted_fair_shares(shares, lazy_demands(alloc, self.items, total, resources))
 
         # Only queues above their protected share can lose jobs; only their preemptible jobs on
         # schedulable nodes are looked at (nothing per job when nothing is preemptible).
-        preemptible = {name for name in {run.priority_class for run in self.runs} if self._class_of(name)[1]}
+        preemptible = {
+            name for name in {run.priority_class for run in self.runs} if self._class_of(name).preemptible
+        }
         evicted: list[RunningJob] = []
         protected = config.protected_fraction_of_fair_share
         over_at_start = {
@@ -130,7 +170,7 @@ class Pool:
             )
         if evicted:
             self.runs_by_id = {run.job_id: run for run in evicted}
-            evict(self.node_db, evicted, states, cycle.priority_class)
+            evict(self.node_db, evicted, states, context.priority_class)
         for name, items in self.items.items():
             if items:
                 state = states[name]
@@ -149,19 +189,19 @@ class Pool:
             self._resolve_oversubscribed()
 
         db_stats = self.node_db.stats
-        counters = cycle.counters
-        counters["searches"] += db_stats.node_searches
-        counters["hits"] += db_stats.shape_cache_hits
-        counters["examined"] += db_stats.nodes_examined
-        counters["evicted"] += len(evicted)
-        cycle.leases.extend(lease for lease in self.leases if lease.job_id not in self.withdrawn)
+        work = context.work
+        work.node_searches += db_stats.node_searches
+        work.shape_cache_hits += db_stats.shape_cache_hits
+        work.nodes_examined += db_stats.nodes_examined
+        work.jobs_evicted += len(evicted)
+        context.leases.extend(lease for lease in self.leases if lease.job_id not in self.withdrawn)
         costs = {name: dominant_share(state.alloc, total, resources) for name, state in states.items()}
-        cycle.pool_stats[self.name] = PoolStats(
+        context.pool_stats[self.name] = PoolStats(
             fair_shares=dict(shares), adjusted_fair_shares=adjusted, costs=costs
         )
         # A queue that got new leases and ended above its protected share while another queue
         # waits will be evicted next cycle and its room perhaps taken: let cycle._settle do it now.
-        if self.leases and cycle.any_preemptible and any(s.waiting for s in states.values()):
+        if self.leases and context.any_preemptible and any(s.waiting for s in states.values()):
             over = {
                 name
                 for name, cost in costs.items()
@@ -170,7 +210,7 @@ class Pool:
             if any(states[name].gained for name in over) and any(
                 s.waiting and name not in over for name, s in states.items()
             ):
-                cycle.unsettled = True
+                context.unsettled = True
         return self.unschedulable
 
     def _urgency_levels(self, running_classes: set[str]) -> dict[int, tuple[int, ...]]:
@@ -179,10 +219,10 @@ class Pool:
         pending: dict[str, PriorityClass] = {}
         for name, items in self.items.items():
             if items:
-                pending.update(self.cycle.queue_classes.get(name, {}))
+                pending.update(self.context.queue_classes.get(name, {}))
         if not pending:
             return {}
-        lower = {self._class_of(name)[0] for name in running_classes}
+        lower = {self._class_of(name).priority for name in running_classes}
         lower.update(pc.priority for pc in pending.values() if pc.preemptible)
         preemptible = sorted({pc.priority for pc in self.config.priority_classes.values() if pc.preemptible})
         floor = min(lower, default=None)
@@ -206,11 +246,13 @@ class Pool:
             if s.end
         ]
         heapify(heap)
-        cycle = self.cycle
+        context = self.context
         node_db = self.node_db
         place, bind = node_db.place, node_db.bind
         tracking, fair, levels_of = node_db.tracking, self.fair, self.levels_of
-        resolve = cycle.class_cache.__getitem__  # every queued job's class was resolved up front
+        # Every queued job's class was resolved up front, and jobs of unknown classes rejected.
+        known_classes = {name: pc for name, pc in context.class_cache.items() if pc is not None}
+        resolve = known_classes.__getitem__
         leases, unschedulable = self.leases, self.unschedulable
         fraction_limits, class_limits = self.fraction_limits, self.class_limits
         pool = self.name
@@ -228,7 +270,7 @@ class Pool:
             changed = True
             kind = type(item)
             if kind is QueuedJob:
-                if cycle.cap_left <= 0:
+                if context.cap_left <= 0:
                     state.pos -= 1
                     heap = self._stop_new()
                     state = None
@@ -249,7 +291,7 @@ class Pool:
                     state.waiting = True
                     # Nothing changed, so the queue's next jobs of the same shape get the same
                     # answer and the queue stays first: sweep them without the heap.
-                    swept = self._sweep_unfit(state, item, reason)
+                    swept = sweep_unfit(state, item, reason)
                     if swept:
                         considered += swept
                         node_db.stats.shape_cache_hits += swept
@@ -263,27 +305,27 @@ class Pool:
                             priority=pc.priority,
                             preemptible=pc.preemptible,
                         )
-                        self.new_jobs[item.job_id] = (state, item, pc, None)
+                        self.new_jobs[item.job_id] = NewJob(state, item, pc, None)
                         if victims:
                             self._preempt_to_fair_share(victims, item)
                     else:
                         bind(node_id, requests)
                     leases.append(Lease(item.job_id, item.queue, node.executor, node.name, pool))
                     state.gained = True
-                    cycle.cap_left -= 1
+                    context.cap_left -= 1
                     alloc = state.alloc
-                    for name, quantity in requests.items():
+                    for name, quantity in requests.items():  # add_into inlined: per lease
                         alloc[name] = alloc.get(name, 0) + quantity
                     if fraction_limits:
-                        add_requests(self.scheduled, requests)
+                        add_into(self.scheduled, requests)
                     if pc.name in class_limits:
-                        add_requests(state.by_class.setdefault(pc.name, {}), requests)
+                        add_into(state.by_class.setdefault(pc.name, {}), requests)
             elif kind is RunningJob:
                 self._rebind(state, item)
             elif item.evicted:
                 self._rebind_gang(state, item)
             else:
-                if cycle.cap_left < len(item.members):
+                if context.cap_left < len(item.members):
                     state.pos -= 1
                     heap = self._stop_new()
                     state = None
@@ -298,53 +340,12 @@ class Pool:
                     entry = (state.ratio, 0 if state.pos < state.evicted else 1, state.name)
                     top = heappushpop(heap, entry)
                     if top is not entry:
-                        state = states[top[2]]
-                        state.ratio = top[0]
+                        top_ratio, _, top_name = top
+                        state = states[top_name]
+                        state.ratio = top_ratio
             else:
                 state = None
-        cycle.counters["considered"] += considered
-
-    @staticmethod
-    def _sweep_unfit(state: QueueState, job: QueuedJob, reason: str) -> int:
-        """Report unschedulable the run of jobs after ``job`` in its queue that have its shape
-        (requests, class and constraints); how many."""
-        items, start, end = state.items, state.pos, state.end
-        if start >= end:
-            return 0
-        requests, name = job.requests, job.priority_class
-        selector, tolerations, affinity = job.node_selector, job.tolerations, job.node_affinity
-        i = start
-        if not selector and not tolerations and not affinity:
-            while i < end:
-                other = items[i]
-                if (
-                    type(other) is not QueuedJob
-                    or other.priority_class != name
-                    or (other.requests is not requests and other.requests != requests)
-                    or other.node_selector
-                    or other.tolerations
-                    or other.node_affinity
-                ):
-                    break
-                i += 1
-        else:
-            while i < end:
-                other = items[i]
-                if (
-                    type(other) is not QueuedJob
-                    or other.priority_class != name
-                    or other.requests != requests
-                    or other.node_selector != selector
-                    or other.tolerations != tolerations
-                    or other.node_affinity != affinity
-                ):
-                    break
-                i += 1
-        if i == start:
-            return 0
-        state.sweep_target.update(zip(map(_JOB_ID, items[start:i]), repeat(reason)))
-        state.pos = i
-        return i - start
+        context.work.jobs_considered += considered
 
     def _stop_new(self) -> list[tuple[float, int, str]]:
         """The lease cap is reached: only evicted jobs are still rebound."""
@@ -379,7 +380,7 @@ class Pool:
     def _preempt(self, run: RunningJob, reason: str, dropped: bool = False) -> None:
         if not dropped and self.node_db.node_of(run.job_id) is not None:
             self.node_db.drop(run.job_id)
-        self.cycle.preempted.setdefault(run.job_id, reason)
+        self.context.preempted.setdefault(run.job_id, reason)
 
     def _preempt_to_fair_share(self, victims: list[str], job: QueuedJob) -> None:
         """Preempt the evicted jobs whose resources ``job`` took (the node db dropped them)."""
@@ -393,14 +394,14 @@ class Pool:
     def _take(
         self, state: QueueState, requests: Mapping[str, int], pc: PriorityClass | None, sign: int
     ) -> None:
-        add_requests(state.alloc, requests, sign)
+        add_into(state.alloc, requests, sign)
         if pc is not None and pc.name in self.class_limits:
-            add_requests(state.by_class.setdefault(pc.name, {}), requests, sign)
+            add_into(state.by_class.setdefault(pc.name, {}), requests, sign)
 
     def _rebind(self, state: QueueState, run: RunningJob) -> None:
-        if run.job_id in self.cycle.preempted:  # its resources went to a job of a fairer queue
+        if run.job_id in self.context.preempted:  # its resources went to a job of a fairer queue
             return
-        pc = self.cycle.priority_class(run.priority_class)
+        pc = self.context.priority_class(run.priority_class)
         reason = self._class_limit_reason(state, pc) if pc is not None else ""
         if not reason and self.node_db.rebind(run.job_id, pc.priority if pc is not None else 0):
             self._take(state, run.requests, pc, +1)
@@ -418,7 +419,7 @@ class Pool:
         node_db = self.node_db
         pc = gang.priority_class
         reason = self._class_limit_reason(state, pc) if pc is not None else ""
-        taken = [m.job_id for m in gang.members if m.job_id in self.cycle.preempted]
+        taken = [m.job_id for m in gang.members if m.job_id in self.context.preempted]
         if taken:
             reason = f"member {taken[0]} preempted"
         if not reason:
@@ -494,17 +495,17 @@ class Pool:
         return True
 
     @staticmethod
-    def _disruption(placed: list[tuple[QueuedJob, Node, list[str], bool]]) -> int:
-        return sum(len(victims) + urgent for _, _, victims, urgent in placed)
+    def _disruption(placed: list[_PlacedMember]) -> int:
+        return sum(len(p.victims) + p.urgent for p in placed)
 
     def _place_members(
         self, gang: Gang, restrict: tuple[str, str] | None
-    ) -> tuple[list[tuple[QueuedJob, Node, list[str], bool]] | None, str]:
+    ) -> tuple[list[_PlacedMember] | None, str]:
         """Place and bind every member inside the caller's transaction; None and the first
         member's reason if one does not fit."""
         node_db, pc = self.node_db, gang.priority_class
         levels = self.levels_of.get(pc.priority, ())
-        placed = []
+        placed: list[_PlacedMember] = []
         for member in gang.members:
             node, reason, victims = node_db.place(
                 member, pc.priority, restrict=restrict, fair=self.fair, levels=levels
@@ -519,23 +520,21 @@ class Pool:
                 priority=pc.priority,
                 preemptible=pc.preemptible,
             )
-            placed.append((member, node, victims, len(node_db.oversubscribed) > before))
+            placed.append(_PlacedMember(member, node, victims, len(node_db.oversubscribed) > before))
         return placed, ""
 
-    def _lease_gang(
-        self, state: QueueState, gang: Gang, placed: list[tuple[QueuedJob, Node, list[str], bool]]
-    ) -> None:
+    def _lease_gang(self, state: QueueState, gang: Gang, placed: list[_PlacedMember]) -> None:
         pc = gang.priority_class
         for member, node, victims, _ in placed:
             self.leases.append(Lease(member.job_id, member.queue, node.executor, node.name, self.name))
-            self.new_jobs[member.job_id] = (state, member, pc, gang)
+            self.new_jobs[member.job_id] = NewJob(state, member, pc, gang)
             if victims:
                 self._preempt_to_fair_share(victims, member)
-        self.cycle.cap_left -= len(placed)
+        self.context.cap_left -= len(placed)
         state.gained = True
         self._take(state, gang.requests, pc, +1)
         if self.fraction_limits:
-            add_requests(self.scheduled, gang.requests)
+            add_into(self.scheduled, gang.requests)
 
     def _reject_gang(self, gang: Gang, reason: str, shape: tuple | None = None) -> None:
         self.states[gang.queue].waiting = True
@@ -549,35 +548,38 @@ class Pool:
     def _resolve_oversubscribed(self) -> None:
         """Evict the lower jobs of oversubscribed nodes and rebind them, higher priority
         classes first, then fairest queue first; preempt (or withdraw) what does not fit."""
-        node_db, cycle = self.node_db, self.cycle
+        node_db, context = self.node_db, self.context
         running = {run.job_id: run for run in self.runs}
-        victims: list[tuple[str, str, RunningJob | QueuedJob, PriorityClass | None, QueueState]] = []
+        victims: list[_Victim] = []
         for node_id in sorted(node_db.oversubscribed):
-            dropped = []
+            dropped: list[tuple[RunningJob | QueuedJob, PriorityClass | None, QueueState]] = []
             for job_id in node_db.oversubscribed_victims(node_id):
                 new = self.new_jobs.get(job_id)
+                job: RunningJob | QueuedJob
+                pc: PriorityClass | None
                 if new is not None:
-                    state, job, pc, _ = new
+                    state, job, pc = new.queue, new.job, new.priority_class
                 else:
                     job = running[job_id]
-                    pc = cycle.priority_class(job.priority_class)
-                    state = self.states.get(job.queue)
-                    if state is None:
+                    pc = context.priority_class(job.priority_class)
+                    found = self.states.get(job.queue)
+                    if found is None:
                         continue
+                    state = found
                 requests = node_db.drop(job_id)
                 self._take(state, requests, pc, -1)
                 dropped.append((job, pc, state))
             culprit = node_db.culprit(node_id)  # the first oversubscribing job still there
-            victims += [(node_id, culprit, job, pc, state) for job, pc, state in dropped]
-        victims.sort(key=lambda v: (v[4].name, job_order(v[2], v[3].priority if v[3] is not None else 0)))
-        by_queue: dict[str, list] = {}
+            victims += [_Victim(node_id, culprit, job, pc, state) for job, pc, state in dropped]
+        victims.sort(key=lambda v: (v.queue.name, job_order(v.job, v.priority)))
+        by_queue: dict[str, list[_Victim]] = {}
         for victim in victims:
-            by_queue.setdefault(victim[4].name, []).append(victim)
+            by_queue.setdefault(victim.queue.name, []).append(victim)
         positions = dict.fromkeys(by_queue, 0)
 
         def key(name: str) -> tuple[int, float, str]:
-            node_id, culprit, job, pc, state = by_queue[name][positions[name]]
-            return (-(pc.priority if pc is not None else 0), fair_share_ratio(state, job.requests), name)
+            victim = by_queue[name][positions[name]]
+            return (-victim.priority, fair_share_ratio(victim.queue, victim.job.requests), name)
 
         heap = [key(name) for name in by_queue]
         heapify(heap)
@@ -595,21 +597,22 @@ class Pool:
                     preemptible=pc.preemptible if pc is not None else False,
                 )
                 self._take(state, job.requests, pc, +1)
-            elif type(job) is RunningJob:
-                cycle.preempted.setdefault(job.job_id, f"preempted by higher priority job {culprit}")
+            elif isinstance(job, RunningJob):
+                context.preempted.setdefault(job.job_id, f"preempted by higher priority job {culprit}")
             else:
                 displaced.append((job, culprit))
             if positions[name] < len(by_queue[name]):
                 heappush(heap, key(name))
         for job, culprit in displaced:
-            gang = self.new_jobs[job.job_id][3]
-            for member in gang.members if gang is not None else (job,):
+            gang = self.new_jobs[job.job_id].gang
+            members: list[QueuedJob] = gang.members if gang is not None else [job]
+            for member in members:
                 if member.job_id in self.withdrawn:
                     continue
                 self.withdrawn.add(member.job_id)
-                self.new_jobs[member.job_id][0].waiting = True  # its queue waits again: settle
-                cycle.cap_left += 1
+                new = self.new_jobs[member.job_id]
+                new.queue.waiting = True  # its queue waits again: settle
+                context.cap_left += 1
                 self.unschedulable[member.job_id] = f"displaced by higher priority job {culprit}"
                 if member is not job and node_db.node_of(member.job_id) is not None:
-                    state = self.new_jobs[member.job_id][0]
-                    self._take(state, node_db.drop(member.job_id), gang.priority_class, -1)  # type: ignore[union-attr]
+                    self._take(new.queue, node_db.drop(member.job_id), new.priority_class, -1)

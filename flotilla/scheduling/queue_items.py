@@ -6,7 +6,8 @@ priority-class priority (higher first), then job ``priority`` (lower first), the
 ``submitted_at``, then ``job_id``. In a pool's round the items of a queue that has jobs evicted
 start with those (running jobs and evicted gangs), and a :class:`QueueState` follows the queue
 through the round: how far it has got, what it holds, and :func:`fair_share_ratio`, the key the
-round picks queues by.
+round picks queues by, and :func:`sweep_unfit`, which reports a run of unfit jobs of one shape
+at once.
 
 With millions of queued jobs sorting matters: :func:`sort_in_queue_order` sorts on a float key
 where priorities are uniform, and on a tuple only where they are not.
@@ -16,9 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from itertools import compress, islice
+from itertools import compress, islice, repeat
 from operator import attrgetter, eq
 from typing import Any
+
+from flotilla.resources import add_into
 
 from .model import PriorityClass, QueuedJob, RunningJob
 
@@ -102,23 +105,21 @@ def sort_in_queue_order(jobs: list[QueuedJob], classes: Mapping[str, PriorityCla
     priorities = {pc.priority for pc in classes.values() if pc is not None}
     if len(priorities) > 1:
         negated = {n: -pc.priority for n, pc in classes.items() if pc is not None}
-        _sort_jobs(jobs, lambda j, negated=negated: (negated[j.priority_class], j.priority, j.submitted_at))
+
+        def primary(job: QueuedJob) -> tuple[int, float, float]:
+            return (negated[job.priority_class], job.priority, job.submitted_at)
+
+        _sort_jobs(jobs, primary)
     elif len(set(map(_PRIORITY, jobs))) > 1:
         _sort_jobs(jobs, _PRIORITY_AND_TIME)
     else:
         _sort_jobs(jobs, _SUBMITTED_AT)
 
 
-def add_requests(target: dict[str, int], requests: Mapping[str, int], sign: int = 1) -> None:
-    """Add ``requests`` to ``target`` in place (``sign=-1`` takes them away)."""
-    for name, quantity in requests.items():
-        target[name] = target.get(name, 0) + sign * quantity
-
-
 def sum_requests(jobs: Iterable[QueuedJob | RunningJob]) -> dict[str, int]:
     total: dict[str, int] = {}
     for job in jobs:
-        add_requests(total, job.requests)
+        add_into(total, job.requests)
     return total
 
 
@@ -131,3 +132,45 @@ def fair_share_ratio(state: QueueState, requests: Mapping[str, int]) -> float:
         if value > best:
             best = value
     return best
+
+
+def sweep_unfit(state: QueueState, job: QueuedJob, reason: str) -> int:
+    """Report unschedulable the run of jobs after ``job`` in its queue that have its shape
+    (requests, class and constraints); how many."""
+    items, start, end = state.items, state.pos, state.end
+    if start >= end:
+        return 0
+    requests, name = job.requests, job.priority_class
+    selector, tolerations, affinity = job.node_selector, job.tolerations, job.node_affinity
+    i = start
+    if not selector and not tolerations and not affinity:
+        while i < end:
+            other = items[i]
+            if (
+                type(other) is not QueuedJob
+                or other.priority_class != name
+                or (other.requests is not requests and other.requests != requests)
+                or other.node_selector
+                or other.tolerations
+                or other.node_affinity
+            ):
+                break
+            i += 1
+    else:
+        while i < end:
+            other = items[i]
+            if (
+                type(other) is not QueuedJob
+                or other.priority_class != name
+                or other.requests != requests
+                or other.node_selector != selector
+                or other.tolerations != tolerations
+                or other.node_affinity != affinity
+            ):
+                break
+            i += 1
+    if i == start:
+        return 0
+    state.sweep_target.update(zip(map(_JOB_ID, items[start:i]), repeat(reason)))
+    state.pos = i
+    return i - start

@@ -19,21 +19,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from flotilla.armada_yaml import ArmadaFileError
+from flotilla.jobs.states import UNSUBMITTED
 from flotilla.scheduling import QueuedJob
 
 from .distributions import ShiftedExponential
 from .workload_file import JobTemplate, WorkloadSpec
-
-# Job states (``final_state`` in jobs.parquet).
-UNSUBMITTED = "unsubmitted"
-QUEUED = "queued"
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-REQUEUEING = "requeueing"  # preempted, not yet queued again (reported as queued)
 
 
 class SimJob:
@@ -66,19 +61,46 @@ class SimJob:
         "reason",
     )
 
+    # Set once by :func:`materialise`.
+    index: int
+    job_id: str
+    template: int
+    queue: str
+    job_set: str
+    priority_class: str
+    requests: dict[str, int]
+    runtime: float
+    gang_id: str
+    gang_cardinality: int
+    shares: tuple[float, ...]
+    # What has happened to it.
+    submit_time: float | None
+    first_scheduled: float | None
+    end_time: float | None
+    state: str
+    preemptions: int
+    node: str | None
+    pool: str | None
+    run: int
+    started: float
+    queued: QueuedJob | None
+    key: tuple[Any, int] | None
+    """Its place in its queue (order key, index) while it waits."""
+    reason: str | None
+
     def __init__(self) -> None:
-        self.submit_time: float | None = None
-        self.first_scheduled: float | None = None
-        self.end_time: float | None = None
+        self.submit_time = None
+        self.first_scheduled = None
+        self.end_time = None
         self.state = UNSUBMITTED
         self.preemptions = 0
-        self.node: str | None = None
-        self.pool: str | None = None
+        self.node = None
+        self.pool = None
         self.run = 0
         self.started = 0.0
-        self.queued: QueuedJob | None = None
-        self.key: tuple | None = None
-        self.reason: str | None = None
+        self.queued = None
+        self.key = None
+        self.reason = None
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ groups nodes by), and a pool's capacity is the sum of its nodes' allocatable res
 
 from __future__ import annotations
 
+from flotilla.resources import add_into
 from flotilla.scheduling import Node
 
 from .cluster_file import CLUSTER_LABEL, ClusterSpec
@@ -42,7 +43,6 @@ def pool_capacity(nodes: dict[str, list[Node]]) -> dict[str, dict[str, int]]:
     for pool, members in nodes.items():
         total: dict[str, int] = {}
         for node in members:
-            for name, quantity in node.allocatable.items():
-                total[name] = total.get(name, 0) + quantity
+            add_into(total, node.allocatable)
         capacity[pool] = total
     return capacity

@@ -14,9 +14,10 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pa_compute
 
+from flotilla.jobs.states import QUEUED, RUNNING, SUCCEEDED, UNSUBMITTED
 from flotilla.scheduling import dominant_share
 
-from .jobs import QUEUED, RUNNING, SUCCEEDED, UNSUBMITTED, SimJob, SimTemplate
+from .jobs import SimJob, SimTemplate
 from .results import GPU_RESOURCES, JOBS_SCHEMA, QUEUES_SCHEMA
 from .scheduler import SimulatedScheduler
 from .world import World

@@ -84,7 +84,7 @@ class SimulationResult:
 
     jobs: pa.Table
     queues: pa.Table
-    capacity: dict[str, dict[str, int]]
+    capacity: dict[str, dict[str, float]]
     resource_seconds: dict[str, dict[str, float]]
     end_time: float
     cycles: int

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import cast
 
+from flotilla.jobs.states import QUEUED
 from flotilla.scheduling import (
     CycleResult,
     Node,
@@ -30,7 +32,7 @@ from flotilla.scheduling import (
     schedule,
 )
 
-from .jobs import QUEUED, SimJob
+from .jobs import SimJob
 from .world import World
 
 MIN_PREFIX = 64
@@ -151,7 +153,8 @@ class SimulatedScheduler:
                 while last.gang_cardinality and k < n and jobs[waiting[k][1]].gang_id == last.gang_id:
                     k += 1
             shown[name] = k
-            queued.extend(jobs[i].queued for _, i in waiting[:k])
+            # A waiting job has its queued form (made when it is submitted).
+            queued.extend(cast("list[QueuedJob]", [jobs[i].queued for _, i in waiting[:k]]))
         return queued, shown
 
     def _needs_more(self, name: str, shown: int, result: CycleResult) -> bool:

@@ -29,11 +29,13 @@ from typing import Any
 
 import numpy as np
 
+from flotilla.jobs.states import QUEUED, REQUEUEING, RUNNING, SUCCEEDED
+from flotilla.resources import add_into
 from flotilla.scheduling import QueuedJob, RunningJob, job_order
 from flotilla.scheduling.config_file import SchedulingConfigSpec
 
 from .cluster_file import CLUSTER_LABEL, ClusterSpec
-from .jobs import QUEUED, REQUEUEING, RUNNING, SUCCEEDED, SimJob, SimTemplate
+from .jobs import SimJob, SimTemplate
 
 _END, _SUBMIT, _REQUEUE = 0, 1, 2
 
@@ -179,12 +181,14 @@ class World:
 
     def _enqueue(self, job: SimJob) -> None:
         job.state = QUEUED
+        assert job.key is not None  # set when the job is submitted
         insort(self.waiting[job.queue], job.key)
         counts = self.waiting_templates[job.queue]
         counts[job.template] = counts.get(job.template, 0) + 1
 
     def _dequeue(self, job: SimJob) -> None:
         waiting = self.waiting[job.queue]
+        assert job.key is not None  # set when the job is submitted
         position = bisect_left(waiting, job.key)
         if position < len(waiting) and waiting[position] == job.key:
             del waiting[position]
@@ -282,8 +286,7 @@ class World:
             pool=pool,
         )
         allocation = self.allocated[pool][job.queue]
-        for name, quantity in job.requests.items():
-            allocation[name] = allocation.get(name, 0) + quantity
+        add_into(allocation, job.requests)
         self.running_count[pool][job.queue] += 1
         pending = self.cluster.pending_delay
         delay = float(pending.sample(self._pending_rng, 1)[0]) if pending.mean > 0 else 0.0

@@ -1,13 +1,15 @@
 import pytest
 
 from flotilla.scheduling import (
-    FairShareState,
     Node,
     Queue,
+    QueuedJob,
+    RunningJob,
+    SchedulingConfig,
     adjusted_fair_shares,
     dominant_share,
     fair_shares,
-    pick_queue,
+    schedule,
     total_capacity,
 )
 
@@ -50,39 +52,24 @@ def test_inactive_queues_take_no_fair_share():
     assert fair_shares(queues, {"a", "b"}) == {"a": 0.5, "b": 0.5}
 
 
-def test_pick_queue_takes_smallest_cost_over_fair_share():
-    # b has the larger cost but twice the share: 0.3/0.5 = 0.6 < 0.2/0.25 = 0.8
-    shares = {"a": 0.25, "b": 0.5, "c": 0.25}
-    costs = {"a": 0.2, "b": 0.3, "c": 0.25}
-    assert pick_queue(["a", "b", "c"], costs, shares) == "b"
+def test_next_slot_goes_to_the_queue_furthest_below_its_fair_share_by_weight():
+    # b holds more (2 of 4 cpu against a's 1) but has twice a's weight: 0.5 / (2/3) < 0.25 / (1/3).
+    runs = [
+        RunningJob("ra", "a", "run-ra", "ex", "n", {"cpu": 1000}),
+        RunningJob("rb1", "b", "run-rb1", "ex", "n", {"cpu": 1000}),
+        RunningJob("rb2", "b", "run-rb2", "ex", "n", {"cpu": 1000}),
+    ]
+    queued = [QueuedJob(f"{q}-0", q, "s", 0, 0.0, {"cpu": 1000}) for q in ("a", "b")]
+    nodes = [Node("ex", "n", "default", {"cpu": 4000, "memory": 1000})]
+    result = schedule(queued, runs, nodes, [Queue("a", 2.0), Queue("b", 1.0)], SchedulingConfig())
+    assert [lease.job_id for lease in result.leases] == ["b-0"]
 
 
-def test_pick_queue_breaks_ties_by_name():
-    shares = {"b": 0.5, "a": 0.5}
-    assert pick_queue(["b", "a"], {"a": 0.1, "b": 0.1}, shares) == "a"
-
-
-def test_pick_queue_of_no_candidates_is_none():
-    assert pick_queue([], {}, {}) is None
-
-
-def test_state_pops_queue_furthest_below_share_and_tracks_allocation():
-    state = FairShareState(
-        [Queue("a"), Queue("b")],
-        {"a", "b"},
-        {"cpu": 4000, "memory": 4000},
-        RESOURCES,
-        allocations={"a": {"cpu": 2000}},
-    )
-    state.push("a")
-    state.push("b")
-    assert state.pop() == "b"
-    state.allocate("b", {"cpu": 3000})
-    assert state.costs["b"] == 0.75
-    state.push("b")
-    assert state.pop() == "a"
-    assert state.pop() == "b"
-    assert state.pop() is None
+def test_on_an_exact_tie_the_queue_whose_name_sorts_first_goes_first():
+    queued = [QueuedJob(f"{q}-0", q, "s", 0, 0.0, {"cpu": 1000}) for q in ("b", "a")]
+    nodes = [Node("ex", "n", "default", {"cpu": 1000, "memory": 1000})]
+    result = schedule(queued, [], nodes, [Queue("b"), Queue("a")], SchedulingConfig())
+    assert [lease.job_id for lease in result.leases] == ["a-0"]
 
 
 def test_queue_rejects_non_positive_priority_factor():
