@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -341,6 +342,14 @@ class KRaftKafka:
                 if match:
                     return match.group(1)
         return None
+
+    def kill(self) -> None:
+        """SIGKILL the node's process group, as a crash would (its log dir stays as it was)."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM the node's process group (controlled shutdown), SIGKILL after ``grace``s. Idempotent."""
