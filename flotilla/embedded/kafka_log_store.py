@@ -71,17 +71,18 @@ def scan_segment(path: Path, *, check_crc: bool = True) -> Segment:
 
 
 def _recovery_points(log_dir: Path) -> dict[str, int]:
-    """Kafka's recovery-point-offset-checkpoint: version, count, then ``topic partition offset``."""
+    """Kafka's recovery-point-offset-checkpoint: version, count, then ``topic partition offset``.
+
+    A crash can leave it empty; Kafka then recovers every segment from the start (no loss),
+    and so this check takes it as naming no partition."""
     path = log_dir / "recovery-point-offset-checkpoint"
-    if not path.is_file():
-        return {}
-    lines = path.read_text().splitlines()
     try:
+        lines = path.read_text().splitlines()
         count = int(lines[1])
         entries = [line.split() for line in lines[2 : 2 + count]]
         return {f"{topic}-{partition}": int(offset) for topic, partition, offset in entries}
-    except (IndexError, ValueError) as exc:
-        raise DataDirRefused(PART, path, f"unreadable checkpoint ({exc})") from exc
+    except (OSError, IndexError, ValueError):
+        return {}
 
 
 def check_partition(directory: Path, recovery_point: int) -> None:

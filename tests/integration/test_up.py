@@ -6,14 +6,15 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from flotilla.embedded.ports import free_port
+from tests.integration.up_process import postmaster_pid, read_until
+from tests.integration.up_process import start_up as start_up_in
+from tests.integration.up_process import up_env as base_env
 
 pytestmark = pytest.mark.integration
 
@@ -21,39 +22,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def up_env(tmp_path: Path, api_port: int | None = None) -> dict[str, str]:
-    return {
-        **os.environ,
-        "FLOTILLA_KAFKA_EMBEDDED_PORT": str(free_port()),
-        "FLOTILLA_API_PORT": str(api_port or free_port()),
-        "FLOTILLA_EXECUTOR_ID": "up-test",
-    }
+    return base_env(api_port)
 
 
 def start_up(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "flotilla", "up", "--data-dir", str(tmp_path / "data")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-
-
-def read_until(process: subprocess.Popen[str], marker: str, timeout: float = 120) -> str:
-    seen = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            break
-        seen.append(line)
-        if marker in line:
-            return "".join(seen)
-    raise AssertionError(f"{marker!r} not printed; output:\n{''.join(seen)}")
-
-
-def postmaster_pid(data_dir: Path) -> int:
-    return int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+    return start_up_in(tmp_path / "data", env)
 
 
 def test_up_then_sigterm_leaves_no_process_behind(tmp_path: Path):
@@ -63,7 +36,7 @@ def test_up_then_sigterm_leaves_no_process_behind(tmp_path: Path):
         assert part in output
     started = psutil.Process(up.pid).children(recursive=True)
     started.append(psutil.Process(postmaster_pid(tmp_path / "data")))
-    assert len(started) >= 5  # tansu, worker, api, executor, postgres
+    assert len(started) >= 5  # kafka, worker, api, executor, postgres
 
     up.send_signal(signal.SIGTERM)
 

@@ -131,3 +131,11 @@ def test_a_sound_store_passes(tmp_path: Path):
     segment(log_dir / "t-1", 0)
 
     check_kafka_log_store(log_dir)
+
+
+def test_an_empty_recovery_checkpoint_left_by_a_crash_names_no_partition(tmp_path: Path):
+    log_dir = store(tmp_path, {})
+    (log_dir / "recovery-point-offset-checkpoint").write_text("")
+    segment(log_dir / "t-0", 0, batch(0))
+
+    check_kafka_log_store(log_dir)
