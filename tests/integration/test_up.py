@@ -219,3 +219,21 @@ def test_up_refuses_a_data_dir_another_flotilla_up_holds(used_data_dir: Path, tm
 
     assert "flotilla up: lock: " in output and f"held by another flotilla up (pid {os.getpid()})" in output
     assert listing(data_dir) == before
+
+
+def test_up_runs_tansu_in_memory_when_asked_and_says_it_is_not_durable(tmp_path: Path):
+    up = start_up(tmp_path, base_env(FLOTILLA_KAFKA_EMBEDDED="tansu"))
+    try:
+        output = read_until(up, "flotilla up: ready")
+
+        assert "embedded Tansu broker" in output and "(in memory: not durable)" in output
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(120)
+
+
+def test_up_refuses_an_embedded_broker_it_does_not_know_and_writes_nothing(tmp_path: Path):
+    output = refused(tmp_path / "data", base_env(FLOTILLA_KAFKA_EMBEDDED="redpanda"))
+
+    assert "setting kafka.embedded='redpanda': expected kafka or tansu" in output
+    assert not (tmp_path / "data").exists()
