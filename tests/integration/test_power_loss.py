@@ -21,6 +21,7 @@ from tests.integration.up_process import power_loss, read_until, start_up, up_en
 pytestmark = pytest.mark.integration
 
 JOBS_PER_QUEUE = 5
+RUN_ENDS = {"lease_returned", "lease_expired", "failed"}
 RUN_SECONDS = 4
 
 
@@ -43,6 +44,14 @@ def assert_never_twice_at_once(marker: Path, killed_at: int) -> None:
             assert stamp < killed_at < following[1], f"{marker.name}: two runs at once: {entries}"
         if kind == "end":
             assert following is None or following[0] == "start", f"{marker.name}: {entries}"
+
+
+def assert_each_run_ended_before_the_next(job_id: str, sequence: list[str]) -> None:
+    leases = [i for i, kind in enumerate(sequence) if kind == "leased"]
+    for earlier, later in zip(leases, leases[1:], strict=False):
+        assert set(sequence[earlier:later]) & RUN_ENDS, (
+            f"{job_id}: leased again before its run ended: {sequence}"
+        )
 
 
 def ended(job_ids: list[str]):
@@ -88,13 +97,18 @@ def test_a_power_loss_while_jobs_run_loses_nothing_and_runs_no_job_twice_at_once
         output = read_until(up, "flotilla up: ready")
         client = ArmadaClient(grpc.insecure_channel(f"127.0.0.1:{env['FLOTILLA_API_PORT']}"))
         assert f"flotilla up: recovered 2 queues, {2 * JOBS_PER_QUEUE} jobs" in output
+        rerun = 0
         for (queue, job_set), job_ids in job_sets.items():
             after = collect(client, queue, job_set, ended(job_ids), timeout=240)
             assert {j: kinds(after, j)[-1] for j in job_ids} == dict.fromkeys(job_ids, "succeeded")
+            for job_id in job_ids:
+                assert_each_run_ended_before_the_next(job_id, kinds(after, job_id))
+                rerun += kinds(after, job_id).count("leased") > 1
             for job_id, events in before[(queue, job_set)].items():
                 replayed = [(kind, event.created.ToNanoseconds()) for kind, event in after[job_id]]
                 seen = [(kind, event.created.ToNanoseconds()) for kind, event in events]
                 assert replayed[: len(seen)] == seen, f"{job_id}: the stream before the loss is not replayed"
+        assert rerun > 0  # the runs live at the loss ended and their jobs ran again
         for marker in sorted(markers.iterdir()):
             assert_never_twice_at_once(marker, killed_at)
         assert len(list(markers.iterdir())) == 2 * JOBS_PER_QUEUE
