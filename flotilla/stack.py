@@ -151,11 +151,8 @@ class Stack:
         self.postgres: EmbeddedPostgres | None = None
         self.parts: dict[str, FlotillaProcess] = {}
         self.data_dir: DataDir | None = None
-
-    @property
-    def engine(self) -> str:
-        """What keeps the log, as the data dir's stamp records it."""
-        return "external" if self.settings.kafka.bootstrap else self.settings.kafka.embedded
+        # What keeps the log, as the data dir's stamp records it.
+        self.engine = "external" if settings.kafka.bootstrap else settings.kafka.embedded
 
     def start(self) -> None:
         if not self.settings.kafka.bootstrap and self.settings.kafka.embedded not in EMBEDDED_BROKERS:

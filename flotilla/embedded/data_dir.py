@@ -144,7 +144,7 @@ class DataDir:
             )
 
     def open(self) -> None:
-        """Check the stamp, take the lock, check free space; stamp a new dir."""
+        """Check the stamp, take the lock, check free space (the lock is released on a refusal)."""
         self.check_stamp()
         self.lock()
         try:
