@@ -1,8 +1,11 @@
-"""Apache Kafka in KRaft mode (one combined broker+controller node) for tests.
+"""Apache Kafka in KRaft mode (one combined broker+controller node): `flotilla up`'s embedded
+broker, and the real Kafka the tests run against.
 
-The jars come from ``scripts/install-kafka`` (Maven Central, no distribution tarball), so there
-are no ``bin/*.sh`` scripts: this module writes ``server.properties`` and a log4j2 config,
-formats the storage with ``kafka.tools.StorageTool`` and runs ``kafka.Kafka`` directly.
+The jars come from Maven Central (``flotilla.embedded.kafka_jars``, no distribution tarball),
+so there are no ``bin/*.sh`` scripts: this module writes ``server.properties`` and a log4j2
+config, formats the storage with ``kafka.tools.StorageTool`` once (a restart keeps the
+formatted log dir and its records) and runs ``kafka.Kafka`` directly, on the Java
+:func:`find_java` picks.
 """
 
 from __future__ import annotations
