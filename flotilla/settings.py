@@ -32,7 +32,13 @@ class SettingsError(ValueError):
 class KafkaSettings:
     bootstrap: str = ""
     """Bootstrap servers of an external Kafka. Empty: `flotilla up` starts the embedded broker."""
+    embedded: str = "kafka"
+    """The embedded broker: ``kafka`` (Apache Kafka in KRaft mode, its log under
+    ``<data_dir>/kafka``: durable) or ``tansu`` (Tansu in memory: everything on the log is
+    lost when it stops; for quick experiments)."""
     embedded_port: int = 9092
+    embedded_heap: str = "512m"
+    """Java heap (-Xmx) of the embedded Apache Kafka."""
     topic_prefix: str = "flotilla."
     partitions: int = 4
     session_timeout_ms: int = 10000
@@ -149,6 +155,8 @@ class ExecutorSettings:
 class Settings:
     data_dir: str = ".flotilla"
     log_level: str = "info"
+    min_free_mb: int = 256
+    """`flotilla up` refuses to start when the data dir's file system has less free space."""
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     postgres: PostgresSettings = field(default_factory=PostgresSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
@@ -204,7 +212,8 @@ def _apply(target: Any, values: Mapping[str, Any], prefix: str) -> None:
 
 def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    sections = {f.name for f in dataclasses.fields(Settings) if f.name not in ("data_dir", "log_level")}
+    top_level = ("data_dir", "log_level", "min_free_mb")
+    sections = {f.name for f in dataclasses.fields(Settings) if f.name not in top_level}
     for variable, value in environ.items():
         if not variable.startswith("FLOTILLA_"):
             continue
@@ -212,7 +221,7 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         section, _, name = rest.partition("_")
         if section in sections and name:
             values.setdefault(section, {})[name] = value
-        elif rest in ("data_dir", "log_level"):
+        elif rest in top_level:
             values[rest] = value
     return values
 
@@ -249,6 +258,7 @@ def to_environment(settings: Settings) -> dict[str, str]:
     env: dict[str, str] = {
         "FLOTILLA_DATA_DIR": settings.data_dir,
         "FLOTILLA_LOG_LEVEL": settings.log_level,
+        "FLOTILLA_MIN_FREE_MB": str(settings.min_free_mb),
     }
     for section in ("kafka", "postgres", "api", "lookout", "scheduler", "executor"):
         for f in dataclasses.fields(getattr(settings, section)):

