@@ -15,8 +15,9 @@ from kubernetes.client.exceptions import ApiException
 
 from flotilla.api.scheduling_reports import get_report
 from flotilla.jobfile import job_item_from_dict
+from tests.harness import kwok_stages
 from tests.integration.jobs import collect, job, kinds, new_queue, submit, wait_for
-from tests.integration.kube_cluster import armada_job, kwok_stages, pod_for, start_kube_executor
+from tests.integration.kube_jobs import armada_job, pod_for, start_kube_executor
 
 POD_LOG_LINES = list(getattr(kwok_stages, "POD_LOG_LINES", ()))
 
@@ -103,7 +104,7 @@ def test_the_logs_of_a_kubernetes_run_come_through_the_pod_log_api(kube, priorit
 
 
 def test_a_cordoned_kubernetes_node_takes_no_new_leases(kube, priority_classes, stack, binoculars):
-    if not kube.kwok or kwok_stages is None:
+    if not kube.kwok:
         pytest.skip("cordons a node of its own, which needs kwok's fake nodes")
     client = stack.client()
     node = f"flotilla-kwok-cordon-{uuid.uuid4().hex[:6]}"
