@@ -36,7 +36,9 @@ def watch_job_set(client, queue: str, job_set: str, exit_on_inactive: bool, time
             detail = ""
             if kind == "failed":
                 codes = ", ".join(f"{k}={v}" for k, v in event.exit_codes.items())
-                detail = f" exit codes: {codes} {event.reason[:200]}"
+                category = "/".join(c for c in (event.failure_category, event.failure_subcategory) if c)
+                detail = f" exit codes: {codes}" + (f" category: {category}" if category else "")
+                detail += f" {event.reason[:200]}"
             counts = Counter(states.values())
             summary = " ".join(f"{state}:{n}" for state, n in sorted(counts.items()))
             print(f"{time.monotonic() - started:7.1f}s {job_id} {shown}{detail}   [{summary}]", flush=True)

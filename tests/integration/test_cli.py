@@ -78,7 +78,7 @@ def test_watch_exits_non_zero_and_shows_the_exit_code_of_a_failed_job(stack, tmp
     watched = flotilla(stack, "watch", queue, "cli", "--exit-on-inactive", "--timeout", "60")
 
     assert watched.returncode == 1
-    assert "exit codes: main=7" in watched.stdout
+    assert "exit codes: main=7 category: uncategorized" in watched.stdout
 
 
 def test_cancel_and_reprioritize_commands_act_on_a_job_set(stack, tmp_path: Path):
