@@ -124,6 +124,15 @@ class Replay:
     queues: dict[str, QueueDefinition] = field(default_factory=dict)
     reports: dict[str, SchedulingReport] = field(default_factory=dict)
 
+    def add(self, offset: int, event: JobEvent) -> None:
+        """Fold one event of the events topic, read at ``offset`` of its partition."""
+        self.raw.setdefault(event.job_id, []).append(event)
+        after = apply(self.jobs.get(event.job_id), event)
+        if after is None:
+            return
+        self.jobs[event.job_id] = after
+        self.accepted.setdefault((event.queue, event.job_set), []).append((offset, event))
+
     def reason(self, job_id: str) -> str:
         """The scheduler's latest reason for a queued job's current attempt ("" if none)."""
         job, report = self.jobs.get(job_id), self.reports.get(job_id)
@@ -136,13 +145,7 @@ def replay(settings: Settings) -> Replay:
     bootstrap = settings.kafka.bootstrap
     result = Replay()
     for record in read_topic(bootstrap, settings.topic(EVENTS_TOPIC)):
-        event = decode_job_event(record.value)
-        result.raw.setdefault(event.job_id, []).append(event)
-        after = apply(result.jobs.get(event.job_id), event)
-        if after is None:
-            continue
-        result.jobs[event.job_id] = after
-        result.accepted.setdefault((event.queue, event.job_set), []).append((record.offset, event))
+        result.add(record.offset, decode_job_event(record.value))
     for record in read_topic(bootstrap, settings.topic(QUEUES_TOPIC)):
         queue = decode_queue(record.value)
         current = result.queues.get(queue.name)
