@@ -29,7 +29,7 @@ import psutil
 
 from flotilla.embedded.errors import ComponentFailed
 from flotilla.embedded.kafka_kraft import KRaftKafka, default_kafka_home
-from flotilla.embedded.ports import free_port
+from flotilla.embedded.ports import free_port, free_ports
 from flotilla.embedded.postgres import EmbeddedPostgres
 from flotilla.executor.local_backend import PGIDS_FILE
 from flotilla.lookout.database import check_connection
@@ -82,7 +82,6 @@ def fault_settings(root: Path, bootstrap: str, dsn: str) -> Settings:
                 "heartbeat_interval_ms": 500,
             },
             "postgres": {"dsn": dsn},
-            "api": {"port": free_port()},
             "scheduler": {
                 "app_id": f"faults-{uuid.uuid4().hex[:8]}",
                 "interval_seconds": 0.3,
@@ -109,9 +108,13 @@ class KRaftDeployment:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.kafka = KRaftKafka(default_kafka_home(), root / "kafka", free_port(), heap="512m")
+        kafka_port, controller_port, api_port = free_ports(3)  # distinct, unlike three free_port()s
+        self.kafka = KRaftKafka(
+            default_kafka_home(), root / "kafka", kafka_port, controller_port=controller_port, heap="512m"
+        )
         self.postgres = EmbeddedPostgres(root / "postgres")
         self.settings = fault_settings(root, self.kafka.bootstrap_servers, "")
+        self.settings.api.port = api_port
         self.log_dir = root / "logs"
         self.workers = [self._process("worker", f"worker-{n}", data_dir=f"worker-{n}") for n in "ab"]
         self.active_worker = 0
@@ -123,6 +126,10 @@ class KRaftDeployment:
         self.down: set[str] = set()  # "part" or "executor:<id>" while the harness holds it down
         self._quiet: list[tuple[str, float]] = []
         self._fresh: FlotillaProcess | None = None
+        # Parts ask the kernel to stop them when the thread that started them ends
+        # (PR_SET_PDEATHSIG follows the thread): the threads that start them in parallel live
+        # as long as the deployment.
+        self._starter = ThreadPoolExecutor(2 + len(EXECUTORS), thread_name_prefix="faults-start")
 
     def _process(
         self, part: str, name: str, data_dir: str = "", **sections: dict[str, Any]
@@ -168,9 +175,8 @@ class KRaftDeployment:
             lambda: self.api.start(timeout=240),
             *(functools.partial(self._start_executor, e) for e in self.executors),
         ]
-        with ThreadPoolExecutor(len(starts)) as pool:
-            for started in [pool.submit(start) for start in starts]:
-                started.result()
+        for started in [self._starter.submit(start) for start in starts]:
+            started.result()
 
     # --- faults -------------------------------------------------------------------------
 
@@ -297,3 +303,4 @@ class KRaftDeployment:
             self.postgres.stop()
         with contextlib.suppress(Exception):
             self.kafka.stop()
+        self._starter.shutdown()
