@@ -19,7 +19,11 @@ from pathlib import Path
 import pytest
 
 from flotilla.embedded.kafka_kraft import KRaftKafka
-from tests.harness.faults import run_faults
+from tests.harness.faults import armada_client, run_faults
+from tests.harness.faults_checks import Findings, check_processes
+from tests.harness.faults_evidence import read_process_records, recorded_command, replay
+from tests.harness.faults_stack import EXECUTORS, KRaftDeployment
+from tests.integration.jobs import all_terminal, job, new_queue, submit, watch
 
 pytestmark = pytest.mark.integration
 
@@ -67,3 +71,37 @@ def test_no_job_is_lost_or_run_twice_and_views_equal_replay_while_parts_are_kill
     assert set(run.faults) == set(parts)
     assert run.jobs >= run.acknowledged == 150
     assert run.ok, run.summary()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.xfail(
+    strict=True,
+    reason="the local executor's processes outlive its SIGKILL (each container has a session of "
+    "its own and nothing ends it when the executor dies), so after the lease expires the job runs "
+    "on another executor while its first process still runs (issue 10: none may survive)",
+)
+def test_the_processes_of_a_killed_executor_do_not_run_on_while_their_jobs_run_elsewhere(
+    fault_dir: Path, kraft_available: None
+):
+    deployment = KRaftDeployment(fault_dir / "outlive")
+    records = fault_dir / "processes.log"
+    try:
+        deployment.start()
+        client = armada_client(f"{deployment.settings.api.host}:{deployment.settings.api.port}")
+        queue = new_queue(client)
+        job_ids = submit(client, queue, "long", [job(recorded_command(records, 15), cpu="1")] * 3)
+        watch(client, queue, "long", lambda ev: all("running" in ev.get(j, []) for j in job_ids))
+        victim = replay(deployment.settings).jobs[job_ids[0]].executor
+
+        deployment.kill("executor", EXECUTORS.index(victim))
+        watch(client, queue, "long", all_terminal(job_ids), timeout=120)
+        deployment.restart(f"executor:{victim}")
+
+        log = replay(deployment.settings)
+        moved = [j for j in job_ids if log.jobs[j].runs[0].executor == victim]
+        assert moved and all(len(log.jobs[j].runs) == 2 for j in moved)  # expired, then run elsewhere
+        findings = Findings()
+        check_processes(log, read_process_records(records), deployment.quiet_moments(), findings)
+        assert findings.doubled == {}
+    finally:
+        deployment.stop()
