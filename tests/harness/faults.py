@@ -279,8 +279,14 @@ def run_faults(
         submitter.start()
         faults = plan(seed, rounds, parts, gap)
         for n, fault in enumerate(faults):
-            submitter.allow(jobs * (n + 1) // len(faults))  # this share is submitted around the kill
+            # Each fault has its share of the jobs, submitted around its kill: the kill waits
+            # for half of it, so that jobs are in every phase when it strikes.
+            share_start, share_end = jobs * n // len(faults), jobs * (n + 1) // len(faults)
+            submitter.allow(share_end)
             supervisor.wait(fault.gap_seconds)
+            halfway = (share_start + share_end) // 2
+            while len(submitter.acknowledged) < halfway and submitter.is_alive():
+                supervisor.wait(0.2)
             hit = deployment.kill(fault.part, fault.which)
             run.faults[fault.part] += 1
             supervisor.note(
