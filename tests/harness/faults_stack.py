@@ -21,6 +21,7 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
@@ -170,9 +171,9 @@ class KRaftDeployment:
         self._start_broker()
         self._start_postgres()
         # The parts need only the broker, not each other: start them together.
-        starts = [
-            lambda: self.workers[self.active_worker].start(timeout=240),
-            lambda: self.api.start(timeout=240),
+        starts: list[Callable[[], None]] = [
+            functools.partial(self.workers[self.active_worker].start, timeout=240),
+            functools.partial(self.api.start, timeout=240),
             *(functools.partial(self._start_executor, e) for e in self.executors),
         ]
         for started in [self._starter.submit(start) for start in starts]:
