@@ -107,6 +107,7 @@ class EmbeddedPostgres:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self.data_dir = self.data_dir.resolve()
             self._prune_stale_handles(ep)
+            self._forget_dead_server(ep)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 self._server = ep.get_server(self.data_dir, cleanup_mode="stop")
@@ -198,6 +199,21 @@ class EmbeddedPostgres:
             live = [pid for pid in pids if pid != os.getpid() and psutil.pid_exists(pid)]
             if live != pids:
                 disk_list.put(live)
+
+    def _forget_dead_server(self, ep: Any) -> None:
+        """The library keeps one server object per data dir for the life of this process and
+        hands it back from ``get_server`` even when its postmaster has died, which would make a
+        restart wait on a server that is not there: forget it, so a new one starts."""
+        instances = ep.postgres_server.PostgresServer._instances
+        server = instances.get(self.data_dir)
+        if server is None:
+            return
+        with contextlib.suppress(Exception):
+            if server.get_postmaster_info().is_running():
+                return
+        instances.pop(self.data_dir, None)
+        with contextlib.suppress(Exception):
+            atexit.unregister(server._cleanup)
 
     def _server_processes(self, server: Any) -> list[psutil.Process]:
         procs: list[psutil.Process] = []

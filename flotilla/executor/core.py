@@ -66,6 +66,9 @@ class ExecutorCore:
         self._tail = LogTail(settings, [settings.topic(EVENTS_TOPIC)], self._on_record)
         self._jobs: dict[str, JobState] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Runs that ran here and ended while the log still shows them active (their outcome
+        # is on its way back through the log): never started again.
+        self._ended: set[str] = set()
         self._run_nodes: dict[str, str] = {}
         self.slots: dict[str, RunSlots] = {}
         self._ready = False
@@ -87,8 +90,9 @@ class ExecutorCore:
         self._jobs[event.job_id] = after
         if not self._ready:
             return
-        if before is not None and before.run_id in self._tasks:
-            if after.run_id != before.run_id or not after.has_active_run:
+        if before is not None and (after.run_id != before.run_id or not after.has_active_run):
+            self._ended.discard(before.run_id)
+            if before.run_id in self._tasks:
                 lost = after.run_id != before.run_id or isinstance(event, (JobLeaseExpired, JobLeaseReturned))
                 if lost:
                     log.info("killing run %s: its lease is gone (%s)", before.run_id, event.type)
@@ -103,6 +107,7 @@ class ExecutorCore:
             after.has_active_run
             and after.executor == self.executor_id
             and after.run_id not in self._tasks
+            and after.run_id not in self._ended
             and not self._stopping
         ):
             self._start(after, adopt=False)
@@ -193,6 +198,8 @@ class ExecutorCore:
                 slots.release(run_id)
             self._tasks.pop(run_id, None)
             self._run_nodes.pop(run_id, None)
+            if self._holds(job.spec.job_id, run_id):
+                self._ended.add(run_id)
 
     # --- heartbeats ------------------------------------------------------------------
 

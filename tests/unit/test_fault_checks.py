@@ -1,0 +1,182 @@
+"""The fault suite's checks (tests/harness/faults_checks.py) find what they are for, and only that."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from flotilla.log.schema import (
+    JobLeased,
+    JobLeaseExpired,
+    JobQueued,
+    JobRunning,
+    JobSpec,
+    JobSubmitted,
+    JobSucceeded,
+    SchedulingReport,
+)
+from tests.harness.faults_checks import Findings, check_jobs, check_processes, check_runs_on_the_log
+from tests.harness.faults_evidence import ProcessRecord, Replay, read_process_records, recorded_command
+
+Q, S = "q", "s"
+
+
+def submitted(job_id: str, at: float = 1.0) -> JobSubmitted:
+    spec = JobSpec(job_id=job_id, queue=Q, job_set=S, priority=0, pod_spec={}, requests={})
+    return JobSubmitted(job_id=job_id, queue=Q, job_set=S, created=at, job=spec)
+
+
+def leased(job_id: str, run_id: str, at: float, executor: str = "a") -> JobLeased:
+    return JobLeased(
+        job_id=job_id, queue=Q, job_set=S, created=at, run_id=run_id, executor=executor, node="n"
+    )
+
+
+def running(job_id: str, run_id: str, at: float, executor: str = "a") -> JobRunning:
+    return JobRunning(job_id=job_id, queue=Q, job_set=S, created=at, run_id=run_id, executor=executor)
+
+
+def succeeded(job_id: str, run_id: str, at: float) -> JobSucceeded:
+    return JobSucceeded(job_id=job_id, queue=Q, job_set=S, created=at, run_id=run_id, executor="a")
+
+
+def expired(job_id: str, run_id: str, at: float) -> JobLeaseExpired:
+    return JobLeaseExpired(job_id=job_id, queue=Q, job_set=S, created=at, run_id=run_id, executor="a")
+
+
+def queued(job_id: str, at: float, attempt: int = 0) -> JobQueued:
+    return JobQueued(job_id=job_id, queue=Q, job_set=S, created=at, attempt=attempt)
+
+
+def log(*events) -> Replay:
+    replay = Replay()
+    for offset, event in enumerate(events):
+        replay.add(offset, event)
+    return replay
+
+
+def succeeded_job(job_id: str, run_id: str) -> list:
+    return [submitted(job_id), queued(job_id, 2), leased(job_id, run_id, 3), succeeded(job_id, run_id, 4)]
+
+
+def test_an_acknowledged_submit_missing_from_the_log_is_lost():
+    findings = Findings()
+    check_jobs(log(*succeeded_job("j1", "r1")), {"j1", "j2"}, findings)
+    assert findings.lost == ["j2"]
+    assert findings.outcomes == {"succeeded": 1}
+
+
+def test_a_queued_job_is_unfinished_unless_the_scheduler_gave_a_reason_for_its_attempt():
+    replay = log(submitted("j1"), queued("j1", 2), submitted("j2"), queued("j2", 2))
+    replay.reports["j2"] = SchedulingReport(
+        job_id="j2", queue=Q, job_set=S, created=3, attempt=0, reason="no node"
+    )
+    findings = Findings()
+    check_jobs(replay, {"j1", "j2"}, findings)
+    assert [u.split(":")[0] for u in findings.unfinished] == ["j1"]
+
+
+def test_a_job_that_is_still_running_is_unfinished():
+    findings = Findings()
+    check_jobs(log(submitted("j1"), queued("j1", 2), leased("j1", "r1", 3)), {"j1"}, findings)
+    assert findings.unfinished and not findings.ok
+
+
+def test_a_report_of_a_lease_the_log_refused_is_a_double_run():
+    # The second lease is refused (the job is leased already); an executor ran it all the same.
+    replay = log(*succeeded_job("j1", "r1")[:3], leased("j1", "r2", 3.5, "b"), running("j1", "r2", 3.6, "b"))
+    findings = Findings()
+    check_runs_on_the_log(replay, findings)
+    assert list(findings.doubled) == ["j1"]
+    assert "never granted" in findings.doubled["j1"][0]
+
+
+def test_a_run_started_after_a_later_run_was_leased_is_a_double_run():
+    replay = log(
+        submitted("j1"),
+        queued("j1", 2),
+        leased("j1", "r1", 3),
+        expired("j1", "r1", 4),
+        queued("j1", 4.1, attempt=1),
+        leased("j1", "r2", 5, "b"),
+        running("j1", "r1", 5.5),
+    )
+    findings = Findings()
+    check_runs_on_the_log(replay, findings)
+    assert "after run r2 was leased" in findings.doubled["j1"][0]
+
+
+def test_runs_one_after_the_other_on_the_log_are_no_double_run():
+    replay = log(
+        submitted("j1"),
+        queued("j1", 2),
+        leased("j1", "r1", 3),
+        running("j1", "r1", 3.5),
+        expired("j1", "r1", 4),
+        leased("j1", "r2", 5, "b"),
+        running("j1", "r2", 5.5, "b"),
+        succeeded("j1", "r2", 6),
+    )
+    findings = Findings()
+    check_runs_on_the_log(replay, findings)
+    assert findings.doubled == {}
+
+
+def two_runs() -> Replay:
+    return log(
+        submitted("j1"),
+        queued("j1", 2),
+        leased("j1", "r1", 3),
+        expired("j1", "r1", 4),
+        leased("j1", "r2", 5, "b"),
+        succeeded("j1", "r2", 9),
+    )
+
+
+def test_processes_of_two_runs_alive_at_once_are_a_double_run():
+    records = {"r1": ProcessRecord("r1", [3.5], [6.0]), "r2": ProcessRecord("r2", [5.5], [8.0])}
+    findings = Findings()
+    check_processes(two_runs(), records, [], findings)
+    assert "while run r1" in findings.doubled["j1"][0]
+
+
+def test_processes_one_after_the_other_are_no_double_run():
+    records = {"r1": ProcessRecord("r1", [3.5], [4.5]), "r2": ProcessRecord("r2", [5.5], [8.0])}
+    findings = Findings()
+    check_processes(two_runs(), records, [], findings)
+    assert findings.doubled == {}
+
+
+def test_a_killed_process_counts_as_alive_until_every_process_of_its_executor_was_dead():
+    records = {"r1": ProcessRecord("r1", [3.5], []), "r2": ProcessRecord("r2", [5.5], [8.0])}
+    quiet_before_r2 = Findings()
+    check_processes(two_runs(), records, [("a", 5.0)], quiet_before_r2)
+    assert quiet_before_r2.doubled == {}
+    quiet_after_r2 = Findings()
+    check_processes(two_runs(), records, [("b", 5.0), ("a", 6.0)], quiet_after_r2)
+    assert list(quiet_after_r2.doubled) == ["j1"]
+
+
+def test_a_run_whose_process_started_twice_is_reported():
+    records = {"r1": ProcessRecord("r1", [3.1, 3.3], [3.2, 3.4])}
+    findings = Findings()
+    check_processes(log(*succeeded_job("j1", "r1")), records, [], findings)
+    assert "started 2 times" in findings.doubled["j1"][0]
+
+
+def test_a_success_without_its_process_ending_is_reported():
+    findings = Findings()
+    check_processes(log(*succeeded_job("j1", "r1")), {"r1": ProcessRecord("r1", [3.1], [])}, [], findings)
+    assert "did not end" in findings.doubled["j1"][0]
+
+
+def test_a_recorded_command_writes_its_start_and_end_with_the_run_from_its_directory(tmp_path: Path):
+    records = tmp_path / "records"
+    run_dir = tmp_path / "run-7" / "work"
+    run_dir.mkdir(parents=True)
+    subprocess.run(recorded_command(records, 0.05), cwd=run_dir, check=True)
+    [record] = read_process_records(records).values()
+    assert record.run_id == "run-7"
+    assert len(record.starts) == len(record.ends) == 1
+    assert record.ends[0] - record.starts[0] >= 0.05
+    assert not record.terminated
