@@ -1,9 +1,9 @@
 """End-to-end load test: jobs through the whole system on a simulated cluster.
 
-    python bench/load.py [--jobs 100000] [--rate 500] [--nodes 1000] [--runtime 5] [--broker tansu|kafka]
+    python bench/load.py [--jobs 100000] [--rate 500] [--nodes 1000] [--runtime 5] [--broker kafka|tansu]
 
-Starts a broker (the embedded Tansu, or Apache Kafka in KRaft mode from the jars that
-scripts/install-kafka installs), a scheduler worker, the API and a simulated executor of
+Starts a broker (Apache Kafka in KRaft mode, the durable broker `flotilla up` embeds by
+default, from the jars that scripts/install-kafka installs; or the in-memory Tansu), a scheduler worker, the API and a simulated executor of
 ``--nodes`` nodes (32 CPU, 256 GiB each), submits ``--jobs`` jobs of 1 CPU / 4 GiB through
 the gRPC API at ``--rate`` jobs a second, and follows the log until every job has succeeded.
 Prints jobs per second from first submit to last success, and the p50/p99 latency from
@@ -193,7 +193,7 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--runtime", type=float, default=5.0, help="seconds each simulated job runs")
     parser.add_argument("--timeout", type=float, default=3600.0)
-    parser.add_argument("--broker", choices=("tansu", "kafka"), default="tansu")
+    parser.add_argument("--broker", choices=("kafka", "tansu"), default="kafka")
     parser.add_argument("--partitions", type=int, default=4, help="partitions of the events topic")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--logs", type=Path, help="keep each part's log in this directory")
