@@ -97,7 +97,8 @@ def check_processes(
 ) -> None:
     """From the jobs' own records: no two processes of one job alive at once. A process with no
     end line was SIGKILLed; it was certainly dead by the next moment at which every process its
-    executor had started was (the executor's restart, which kills them, or a power loss)."""
+    executor had started was (the harness saw none left after killing the executor, or the
+    executor's restart, which kills them, or a power loss)."""
     run_job: dict[str, tuple[str, str]] = {}
     for job_id, events in replay.raw.items():
         for event in events:

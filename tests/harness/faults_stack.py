@@ -40,6 +40,8 @@ from flotilla.stack import FlotillaProcess
 PARTS = ("broker", "worker", "api", "executor", "postgres", "stack")
 LEASE_TIMEOUT_SECONDS = 6.0
 EXECUTORS = ("exec-a", "exec-b")
+RUNS_END_SECONDS = 10.0
+"""How long a SIGKILLed executor's keeper has to end its runs' processes."""
 
 
 class Deployment(Protocol):
@@ -99,6 +101,32 @@ def _kill_group(pid: int | None) -> None:
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _descendants(pid: int | None) -> list[psutil.Process]:
+    if pid is None:
+        return []
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _processes_under(directory: Path) -> list[psutil.Process]:
+    """The live processes whose working directory is in ``directory``."""
+    found = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if Path(process.cwd()).is_relative_to(directory) and _alive(process):
+                found.append(process)
+    return found
 
 
 class KRaftDeployment:
@@ -195,7 +223,7 @@ class KRaftDeployment:
             self.api.kill()
         elif part == "executor":
             executor_id = EXECUTORS[which % len(EXECUTORS)]
-            self.executors[executor_id].kill()  # its jobs' processes live on, as they would
+            self._kill_executor(executor_id)
             part = f"executor:{executor_id}"
         elif part == "stack":
             self._power_loss()
@@ -203,6 +231,22 @@ class KRaftDeployment:
             raise ValueError(f"part {part!r}: expected one of {PARTS}")
         self.down.add(part)
         return part
+
+    def _kill_executor(self, executor_id: str) -> None:
+        """SIGKILL the executor, as a crash would. Its keeper is to end its runs' processes; the
+        moment none of them is seen alive is quiet (the checks take no word for it: without a
+        keeper they live on, and the next quiet moment is the executor's restart)."""
+        executor = self.executors[executor_id]
+        started = _descendants(executor.pid)  # its keeper too, which exits once it has killed
+        executor.kill()
+        work = Path(executor.settings.executor.work_dir)
+        deadline = time.monotonic() + RUNS_END_SECONDS
+        while time.monotonic() < deadline:
+            # Also by working directory: a run it started just before it died.
+            if not any(map(_alive, started)) and not _processes_under(work):
+                self._quiet.append((executor_id, time.time()))
+                return
+            time.sleep(0.05)
 
     def _kill_postgres(self) -> None:
         postmaster = self.postgres.pid
