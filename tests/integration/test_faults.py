@@ -68,13 +68,6 @@ def test_no_job_is_lost_or_run_twice_and_views_equal_replay_while_parts_are_kill
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(
-    strict=True,
-    reason="in the fault harness's deployment (two local executors started in parallel from "
-    "threads) the job's process of a SIGKILLed executor still runs to its end after the lease "
-    "expired and the job runs elsewhere; the executor's keeper kills them in "
-    "test_local_executor_limits.py's stack, the cause of the difference is not yet found",
-)
 def test_the_processes_of_a_killed_executor_do_not_run_on_while_their_jobs_run_elsewhere(
     fault_dir: Path, kraft_available: None
 ):
