@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from flotilla.api.jobs_service import job_state
 from flotilla.jobs.state import QUEUED, SUCCEEDED
 from flotilla.log.schema import TERMINAL_EVENT_TYPES, JobEvent
 from flotilla.settings import Settings
+from flotilla.tables.scheduler_tables import decode_queue_value
 from tests.harness.faults_evidence import ProcessRecord, Replay, as_json, changelog
 
 EXECUTOR_REPORTS = ("pending", "running", "succeeded", "failed")
@@ -195,13 +197,19 @@ def table_differences(settings: Settings, replay: Replay) -> list[str]:
             want = expected.get(job_id, {}) or {}
             fields = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
             differences.append(f"jobs table: job {job_id} differs in {fields or 'presence'}")
-    queues = changelog(settings, "queues")
-    expected_queues = {
-        name: {"name": q.name, "priority_factor": q.priority_factor, "cordoned": q.cordoned}
-        for name, q in replay.queues.items()
+    # The queues table holds each queue's record as the log has it (its codec's decoder reads
+    # what the changelog holds), so it must equal the replay's last record per queue.
+    queues = {
+        name: decode_queue_value(json.dumps(value).encode())
+        for name, value in changelog(settings, "queues").items()
     }
-    if queues != expected_queues:
-        differences.append(f"queues table: {sorted(queues)}, replay {sorted(expected_queues)}")
+    if queues != replay.queues:
+        differing = sorted(
+            n for n in set(queues) | set(replay.queues) if queues.get(n) != replay.queues.get(n)
+        )
+        differences.append(
+            f"queues table: {sorted(queues)}, replay {sorted(replay.queues)}, differing {differing}"
+        )
     return differences
 
 

@@ -25,9 +25,10 @@ from flotilla.log.schema import (
     SCHEDULING_REPORTS_TOPIC,
     JobEvent,
     QueueDefinition,
+    RetryPolicy,
     SchedulingReport,
     decode_job_event,
-    decode_queue,
+    decode_queues_record,
     decode_scheduling_report,
 )
 from flotilla.settings import Settings
@@ -147,7 +148,9 @@ def replay(settings: Settings) -> Replay:
     for record in read_topic(bootstrap, settings.topic(EVENTS_TOPIC)):
         result.add(record.offset, decode_job_event(record.value))
     for record in read_topic(bootstrap, settings.topic(QUEUES_TOPIC)):
-        queue = decode_queue(record.value)
+        queue = decode_queues_record(record.value)
+        if isinstance(queue, RetryPolicy):
+            continue
         current = result.queues.get(queue.name)
         if current is not None and current.updated > queue.updated:
             continue
