@@ -129,18 +129,10 @@ class _Planner:
         self.out = InstructionSet()
 
     def job(self, job_id: str, **values: Any) -> None:
-        created = self.out.job_creates.get(job_id)
-        if created is not None:
-            created.update(values)
-        else:
-            self.out.job_updates.setdefault(job_id, {}).update(values)
+        _conflate(self.out.job_creates, self.out.job_updates, job_id, values)
 
     def run(self, run_id: str, **values: Any) -> None:
-        created = self.out.run_creates.get(run_id)
-        if created is not None:
-            created.update(values)
-        else:
-            self.out.run_updates.setdefault(run_id, {}).update(values)
+        _conflate(self.out.run_creates, self.out.run_updates, run_id, values)
 
     def move(self, job_id: str, cursor: JobCursor, state: int, at: float) -> None:
         deltas = self.out.count_deltas
@@ -242,6 +234,17 @@ class _Planner:
         known = self.out.reports.get(report.job_id)
         if known is None or known[1] <= report.created:
             self.out.reports[report.job_id] = (report.reason, report.created)
+
+
+def _conflate(
+    creates: dict[str, dict[str, Any]], updates: dict[str, dict[str, Any]], key: str, values: dict[str, Any]
+) -> None:
+    """Into the row the batch creates, if it creates one; else into the batch's one update of it."""
+    created = creates.get(key)
+    if created is not None:
+        created.update(values)
+    else:
+        updates.setdefault(key, {}).update(values)
 
 
 def _node(node: str) -> dict[str, str]:
