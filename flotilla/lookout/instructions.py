@@ -7,7 +7,12 @@ rows to create and the fields to update. It refuses exactly what the one fold
 has not seen submitted, anything after a terminal state, a report about a run that is not
 the job's latest, a second lease of a leased job or a lease of a run that already existed,
 a run moving backwards (``pending`` after ``running``). So a batch applied twice, or a
-record the log holds twice, changes nothing, and Lookout shows what the API shows.
+record the log holds twice, changes nothing, and Lookout shows what the API shows, except
+where the fold decides by state the database does not keep: a failed job that its retry
+policy queues again (the fold's ``attempt``) stays FAILED here and its next runs are not
+shown, and a lease after a cancel request (``cancel_requested``) is taken here. The fold
+itself cannot be called per event: it needs a job's whole ``JobState`` (spec, attempt,
+cancel request, every run, reprioritisation request ids), which the database does not hold.
 
 Updates carry only the fields their events set (``None`` is "not carried"); everything a job
 or run gets within one batch is conflated into one row, so the store writes each row once.
