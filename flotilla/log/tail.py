@@ -52,6 +52,18 @@ async def topic_partitions(
         await admin.close()
 
 
+def follower_consumer(settings: Settings) -> AIOKafkaConsumer:
+    """A consumer (not started) for a reader that assigns itself partitions and keeps its own
+    offsets: no group, no auto-commit, large fetches. The log tail and Lookout's ingester."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+
+
 class LogTail:
     def __init__(
         self,
@@ -69,13 +81,7 @@ class LogTail:
         self._gaps = OffsetGaps()
 
     async def start(self, timeout: float = 60.0) -> None:
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka.bootstrap,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=self._settings.kafka.fetch_max_wait_ms,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-        )
+        self._consumer = follower_consumer(self._settings)
         await self._consumer.start()
         partitions = await self._partitions(timeout)
         self._consumer.assign(partitions)

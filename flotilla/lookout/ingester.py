@@ -35,7 +35,7 @@ from flotilla.log.schema import (
     decode_job_event,
     decode_scheduling_report,
 )
-from flotilla.log.tail import topic_partitions
+from flotilla.log.tail import follower_consumer, topic_partitions
 from flotilla.log.topics import ensure_topics
 from flotilla.lookout.migrations import migrate
 from flotilla.lookout.store import BatchResult, LogRecord, Partition, prepare, write_batch
@@ -110,13 +110,7 @@ class Ingester:
 
     async def start(self) -> None:
         await ensure_topics(self.settings)
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka.bootstrap,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=self.settings.kafka.fetch_max_wait_ms,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-        )
+        self._consumer = follower_consumer(self.settings)
         await self._consumer.start()
         partitions = await topic_partitions(self.settings, [self._events_topic, self._reports_topic])
         self._consumer.assign(partitions)

@@ -7,7 +7,12 @@ rows to create and the fields to update. It refuses exactly what the one fold
 has not seen submitted, anything after a terminal state, a report about a run that is not
 the job's latest, a second lease of a leased job or a lease of a run that already existed,
 a run moving backwards (``pending`` after ``running``). So a batch applied twice, or a
-record the log holds twice, changes nothing, and Lookout shows what the API shows.
+record the log holds twice, changes nothing, and Lookout shows what the API shows, except
+where the fold decides by state the database does not keep: a failed job that its retry
+policy queues again (the fold's ``attempt``) stays FAILED here and its next runs are not
+shown, and a lease after a cancel request (``cancel_requested``) is taken here. The fold
+itself cannot be called per event: it needs a job's whole ``JobState`` (spec, attempt,
+cancel request, every run, reprioritisation request ids), which the database does not hold.
 
 Updates carry only the fields their events set (``None`` is "not carried"); everything a job
 or run gets within one batch is conflated into one row, so the store writes each row once.
@@ -129,18 +134,10 @@ class _Planner:
         self.out = InstructionSet()
 
     def job(self, job_id: str, **values: Any) -> None:
-        created = self.out.job_creates.get(job_id)
-        if created is not None:
-            created.update(values)
-        else:
-            self.out.job_updates.setdefault(job_id, {}).update(values)
+        _conflate(self.out.job_creates, self.out.job_updates, job_id, values)
 
     def run(self, run_id: str, **values: Any) -> None:
-        created = self.out.run_creates.get(run_id)
-        if created is not None:
-            created.update(values)
-        else:
-            self.out.run_updates.setdefault(run_id, {}).update(values)
+        _conflate(self.out.run_creates, self.out.run_updates, run_id, values)
 
     def move(self, job_id: str, cursor: JobCursor, state: int, at: float) -> None:
         deltas = self.out.count_deltas
@@ -242,6 +239,17 @@ class _Planner:
         known = self.out.reports.get(report.job_id)
         if known is None or known[1] <= report.created:
             self.out.reports[report.job_id] = (report.reason, report.created)
+
+
+def _conflate(
+    creates: dict[str, dict[str, Any]], updates: dict[str, dict[str, Any]], key: str, values: dict[str, Any]
+) -> None:
+    """Into the row the batch creates, if it creates one; else into the batch's one update of it."""
+    created = creates.get(key)
+    if created is not None:
+        created.update(values)
+    else:
+        updates.setdefault(key, {}).update(values)
 
 
 def _node(node: str) -> dict[str, str]:
