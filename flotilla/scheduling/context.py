@@ -16,8 +16,8 @@ what crosses from the cycle to a round; ``slots`` keep attribute access in the h
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from dataclasses import dataclass, field, fields
+from typing import Any, NamedTuple
 
 from .model import CycleStats, Lease, PoolStats, PriorityClass, Queue, QueuedJob, SchedulingConfig
 from .queue_items import Gang, QueueState
@@ -36,20 +36,16 @@ class WorkCounters:
 
     @classmethod
     def of(cls, stats: CycleStats) -> WorkCounters:
-        return cls(
-            stats.jobs_considered,
-            stats.node_searches,
-            stats.shape_cache_hits,
-            stats.nodes_examined,
-            stats.jobs_evicted,
-        )
+        return cls(**{f.name: getattr(stats, f.name) for f in fields(cls)})
 
     def add(self, other: WorkCounters) -> None:
-        self.jobs_considered += other.jobs_considered
-        self.node_searches += other.node_searches
-        self.shape_cache_hits += other.shape_cache_hits
-        self.nodes_examined += other.nodes_examined
-        self.jobs_evicted += other.jobs_evicted
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def counts(self) -> dict[str, Any]:
+        """The counters by name, as keyword arguments for the
+        :class:`~flotilla.scheduling.model.CycleStats` fields of the same names."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(slots=True, eq=False)

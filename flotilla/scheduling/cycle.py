@@ -146,14 +146,7 @@ def _settle(
         state_running += [RunningJob.from_lease(by_id[lease.job_id], lease) for lease in again.leases]
         state_queued = [job for job in state_queued if job.job_id not in new_ids]
         state_queued += [by_id.pop(job_id) for job_id in sorted(withdrawn)]
-    stats = replace(
-        stats,
-        jobs_considered=work.jobs_considered,
-        node_searches=work.node_searches,
-        shape_cache_hits=work.shape_cache_hits,
-        nodes_examined=work.nodes_examined,
-        jobs_evicted=work.jobs_evicted,
-    )
+    stats = replace(stats, **work.counts())
     return CycleResult(
         leases=leases,
         preemptions=list(preempted),

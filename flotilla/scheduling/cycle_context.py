@@ -126,16 +126,11 @@ class Cycle:
         self._preempt_whole_gangs()
 
         first = context.pool_stats.get(pools[0], PoolStats())
-        work = context.work
         stats = CycleStats(
-            jobs_considered=work.jobs_considered,
-            node_searches=work.node_searches,
-            shape_cache_hits=work.shape_cache_hits,
-            nodes_examined=work.nodes_examined,
+            **context.work.counts(),
             fair_shares=dict(first.fair_shares),
             costs=dict(first.costs),
             adjusted_fair_shares=dict(first.adjusted_fair_shares),
-            jobs_evicted=work.jobs_evicted,
             pools=dict(context.pool_stats),
         )
         return CycleResult(

@@ -225,8 +225,8 @@ class World:
         allocation = self.allocated[pool][job.queue]
         used = self.resource_seconds[pool]
         duration = when - job.started
+        add_into(allocation, job.requests, -1)
         for name, quantity in job.requests.items():
-            allocation[name] = allocation.get(name, 0) - quantity
             used[name] = used.get(name, 0.0) + quantity * duration
         self.running_count[pool][job.queue] -= 1
 

@@ -53,7 +53,8 @@ def test_inactive_queues_take_no_fair_share():
 
 
 def test_next_slot_goes_to_the_queue_furthest_below_its_fair_share_by_weight():
-    # b holds more (2 of 4 cpu against a's 1) but has twice a's weight: 0.5 / (2/3) < 0.25 / (1/3).
+    # b holds more (2 of 4 cpu against a's 1) but has twice a's weight (a's priority factor is 2):
+    # with the job added, b's cost over its share is (3/4) / (2/3) = 1.125, a's (2/4) / (1/3) = 1.5.
     runs = [
         RunningJob("ra", "a", "run-ra", "ex", "n", {"cpu": 1000}),
         RunningJob("rb1", "b", "run-rb1", "ex", "n", {"cpu": 1000}),
