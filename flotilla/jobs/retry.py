@@ -16,7 +16,6 @@ from flotilla.log.schema import JobFailed, RetryPolicy, RetryRule
 
 RETRY = "Retry"
 FAIL = "Fail"
-ACTIONS = (RETRY, FAIL)
 FAIL_FAST_ANNOTATION = "armadaproject.io/failFast"
 GANG_CARDINALITY_ANNOTATION = "armadaproject.io/gangCardinality"
 

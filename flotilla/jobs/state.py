@@ -128,6 +128,13 @@ def _update_run(job: JobState, **changes: Any) -> tuple[RunRecord, ...]:
     return tuple(replace(r, **changes) if r.run_id == job.run_id else r for r in job.runs)
 
 
+def _requeued(job: JobState, at: float, **changes: Any) -> JobState:
+    """``job`` queued again for a new run: it holds no run, and no preemption is pending."""
+    return replace(
+        job, state=QUEUED, run_id="", executor="", node="", preempt_requested=False, updated=at, **changes
+    )
+
+
 def apply(state: JobState | None, event: JobEvent) -> JobState | None:
     """The job's state after ``event``, or None when the event does not apply to it."""
     if isinstance(event, JobSubmitted):
@@ -140,20 +147,15 @@ def apply(state: JobState | None, event: JobEvent) -> JobState | None:
     if isinstance(event, JobQueued) and state.state == FAILED and event.attempt == state.attempt + 1:
         # The scheduler retries the failed run under the queue's retry policy
         # (flotilla.jobs.retry): the same job, queued again for a new run.
-        return replace(
+        return _requeued(
             state,
-            state=QUEUED,
+            at,
             attempt=event.attempt,
             retries=state.retries + 1,
-            run_id="",
-            executor="",
-            node="",
-            preempt_requested=False,
             reason="",
             exit_codes={},
             failure_category="",
             failure_subcategory="",
-            updated=at,
         )
     if state.terminal:
         return None
@@ -214,17 +216,7 @@ def apply(state: JobState | None, event: JobEvent) -> JobState | None:
         if not current_run or not state.has_active_run:
             return None
         run_state = LEASE_RETURNED if isinstance(event, JobLeaseReturned) else LEASE_EXPIRED
-        return replace(
-            state,
-            state=QUEUED,
-            attempt=state.attempt + 1,
-            run_id="",
-            executor="",
-            node="",
-            preempt_requested=False,
-            runs=_end_run(state, event, run_state),
-            updated=at,
-        )
+        return _requeued(state, at, attempt=state.attempt + 1, runs=_end_run(state, event, run_state))
     if isinstance(event, JobCancelling):
         if state.cancel_requested:
             return None

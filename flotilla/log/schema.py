@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 SCHEMA_VERSION = 1
 
@@ -460,54 +460,71 @@ def decode_job_event(raw: bytes) -> JobEvent:
         return cls(**data)
 
 
-def decode_queue(raw: bytes) -> QueueDefinition:
+def _queue(data: dict[str, Any]) -> QueueDefinition:
+    for name in ("user_owners", "group_owners", "permissions", "retry_policies", "labels_deprecated"):
+        data[name] = tuple(data.get(name, ()))
+    return QueueDefinition(**data)
+
+
+def _retry_policy(data: dict[str, Any]) -> RetryPolicy:
+    data["rules"] = tuple(RetryRule(**r) for r in data.get("rules", ()))
+    return RetryPolicy(**data)
+
+
+def _heartbeat(data: dict[str, Any]) -> ExecutorHeartbeat:
+    nodes = tuple(NodeReport(**{**n, "taints": tuple(n.get("taints", ()))}) for n in data.get("nodes", ()))
+    return ExecutorHeartbeat(
+        executor=data["executor"],
+        created=data["created"],
+        nodes=nodes,
+        runs=data.get("runs", {}),
+        endpoint=data.get("endpoint", ""),
+    )
+
+
+_RecordT = TypeVar("_RecordT")
+
+
+def _decode_record(
+    raw: bytes, expected: str, builders: Mapping[str, Callable[[dict[str, Any]], _RecordT]]
+) -> _RecordT:
+    """The record of one of ``builders``' types that ``raw`` holds; ``expected`` names what
+    the caller takes, for the error when the record is of another type."""
     data = _envelope(raw)
-    if data.pop("type", None) != "queue":
-        raise SchemaError("not a queue record")
-    with _fields_of("queue"):
-        for name in ("user_owners", "group_owners", "permissions", "retry_policies", "labels_deprecated"):
-            data[name] = tuple(data.get(name, ()))
-        return QueueDefinition(**data)
+    kind = data.pop("type", None)
+    build = builders.get(kind) if isinstance(kind, str) else None
+    if build is None:
+        raise SchemaError(f"not a {expected}: type={kind!r}")
+    with _fields_of(kind):
+        return build(data)
+
+
+_QUEUE = {"queue": _queue}
+_RETRY_POLICY = {"retry_policy": _retry_policy}
+_QUEUES_TOPIC: dict[str, Callable[[dict[str, Any]], QueueDefinition | RetryPolicy]] = {
+    **_QUEUE,
+    **_RETRY_POLICY,
+}
+_SCHEDULING_REPORT = {"scheduling_report": lambda data: SchedulingReport(**data)}
+_HEARTBEAT = {"heartbeat": _heartbeat}
+
+
+def decode_queue(raw: bytes) -> QueueDefinition:
+    return _decode_record(raw, "queue record", _QUEUE)
 
 
 def decode_retry_policy(raw: bytes) -> RetryPolicy:
-    data = _envelope(raw)
-    if data.pop("type", None) != "retry_policy":
-        raise SchemaError("not a retry policy record")
-    with _fields_of("retry_policy"):
-        data["rules"] = tuple(RetryRule(**r) for r in data.get("rules", ()))
-        return RetryPolicy(**data)
+    return _decode_record(raw, "retry policy record", _RETRY_POLICY)
 
 
 def decode_queues_record(raw: bytes) -> QueueDefinition | RetryPolicy:
     """A record of the queues topic: a queue or a retry policy."""
-    try:
-        kind = json.loads(raw).get("type")
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise SchemaError(f"record is not a JSON object: {exc}") from exc
-    return decode_retry_policy(raw) if kind == "retry_policy" else decode_queue(raw)
+    return _decode_record(raw, "queue or retry policy record", _QUEUES_TOPIC)
 
 
 def decode_scheduling_report(raw: bytes) -> SchedulingReport:
-    data = _envelope(raw)
-    if data.pop("type", None) != "scheduling_report":
-        raise SchemaError("not a scheduling report")
-    with _fields_of("scheduling_report"):
-        return SchedulingReport(**data)
+    return _decode_record(raw, "scheduling report", _SCHEDULING_REPORT)
 
 
 def decode_heartbeat(raw: bytes) -> ExecutorHeartbeat:
-    data = _envelope(raw)
-    if data.pop("type", None) != "heartbeat":
-        raise SchemaError("not a heartbeat record")
-    with _fields_of("heartbeat"):
-        nodes = tuple(
-            NodeReport(**{**n, "taints": tuple(n.get("taints", ()))}) for n in data.get("nodes", ())
-        )
-        return ExecutorHeartbeat(
-            executor=data["executor"],
-            created=data["created"],
-            nodes=nodes,
-            runs=data.get("runs", {}),
-            endpoint=data.get("endpoint", ""),
-        )
+    return _decode_record(raw, "heartbeat record", _HEARTBEAT)

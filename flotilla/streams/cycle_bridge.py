@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import TypedDict
 
 from flotilla.jobs.state import JobState
 from flotilla.log.schema import (
@@ -14,7 +15,6 @@ from flotilla.log.schema import (
     JobLeased,
     JobLeaseExpired,
     JobPreempted,
-    JobSpec,
     QueueDefinition,
 )
 from flotilla.scheduling import GANG_ID_ANNOTATION, CycleResult, Lease, Node, Queue, QueuedJob, RunningJob
@@ -44,11 +44,6 @@ def running_job(job: JobState, pool: str = "") -> RunningJob:
     )
 
 
-def leased_job(job: QueuedJob, lease: Lease, run_id: str) -> RunningJob:
-    """The running form of a job just leased, until the lease is folded back in."""
-    return RunningJob.from_lease(job, lease, run_id)
-
-
 def nodes_of(executor_id: str, heartbeat: ExecutorHeartbeat) -> list[Node]:
     """The nodes an executor's heartbeat reports, in the cycle's form."""
     return [Node.from_report(executor_id, n) for n in heartbeat.nodes]
@@ -71,16 +66,31 @@ def lease_event(job: QueuedJob, lease: Lease, run_id: str, at: float) -> JobLeas
     )
 
 
-def lease_expired_event(job: JobState, at: float) -> JobLeaseExpired:
-    """The end of a run whose executor has been silent for longer than the lease timeout."""
-    return JobLeaseExpired(
-        job_id=job.spec.job_id,
-        queue=job.spec.queue,
-        job_set=job.spec.job_set,
+class _RunEventFields(TypedDict):
+    job_id: str
+    queue: str
+    job_set: str
+    created: float
+    run_id: str
+    executor: str
+
+
+def _run_event_fields(job: JobState, at: float) -> _RunEventFields:
+    """The fields every event the leader writes about a job's current run starts with."""
+    spec = job.spec
+    return _RunEventFields(
+        job_id=spec.job_id,
+        queue=spec.queue,
+        job_set=spec.job_set,
         created=at,
         run_id=job.run_id,
         executor=job.executor,
     )
+
+
+def lease_expired_event(job: JobState, at: float) -> JobLeaseExpired:
+    """The end of a run whose executor has been silent for longer than the lease timeout."""
+    return JobLeaseExpired(**_run_event_fields(job, at))
 
 
 def preemption_events(result: CycleResult, jobs: dict[str, JobState], at: float) -> list[JobPreempted]:
@@ -92,13 +102,7 @@ def preemption_events(result: CycleResult, jobs: dict[str, JobState], at: float)
             continue
         events.append(
             JobPreempted(
-                job_id=job_id,
-                queue=job.spec.queue,
-                job_set=job.spec.job_set,
-                created=at,
-                run_id=job.run_id,
-                executor=job.executor,
-                reason=reasons.get(job_id, "preempted by the scheduler"),
+                **_run_event_fields(job, at), reason=reasons.get(job_id, "preempted by the scheduler")
             )
         )
     return events
@@ -110,15 +114,9 @@ def deadline_events(job_ids: Iterable[str], jobs: dict[str, JobState], at: float
         job = jobs.get(job_id)
         if job is None or not job.has_active_run:
             continue
-        spec: JobSpec = job.spec
         events.append(
             JobFailed(
-                job_id=job_id,
-                queue=spec.queue,
-                job_set=spec.job_set,
-                created=at,
-                run_id=job.run_id,
-                executor=job.executor,
+                **_run_event_fields(job, at),
                 node=job.node,
                 reason="DeadlineExceeded: the job ran longer than its deadline",
             )

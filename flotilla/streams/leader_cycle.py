@@ -35,7 +35,6 @@ from flotilla.streams.cycle_bridge import (
     deadline_events,
     lease_event,
     lease_expired_event,
-    leased_job,
     preemption_events,
     running_job,
 )
@@ -200,7 +199,7 @@ class LeaderCycle:
             job = by_id[lease.job_id]
             run_id = uuid.uuid4().hex
             decisions.append(lease_event(job, lease, run_id, self.clock.wall()))
-            self.in_flight.add(leased_job(job, lease, run_id))
+            self.in_flight.add(RunningJob.from_lease(job, lease, run_id))
         await self.writer.events(decisions)
         return result
 

@@ -14,6 +14,7 @@ from flotilla.tables.scheduler_tables import (
     HEARTBEATS,
     JOB_STATES,
     QUEUE_DEFINITIONS,
+    RETRY_POLICIES,
     create_tables,
 )
 from tests.unit.test_job_state import job_in, leased, queued, running, submitted
@@ -57,7 +58,13 @@ def test_the_executors_codec_reads_a_heartbeat_as_the_table_held_it_before_it_ha
 
 
 @pytest.mark.parametrize(
-    ("table", "codec"), [("jobs", JOB_STATES), ("queues", QUEUE_DEFINITIONS), ("executors", HEARTBEATS)]
+    ("table", "codec"),
+    [
+        ("jobs", JOB_STATES),
+        ("queues", QUEUE_DEFINITIONS),
+        ("executors", HEARTBEATS),
+        ("retry_policies", RETRY_POLICIES),
+    ],
 )
 def test_each_tables_changelog_topic_writes_and_reads_with_the_tables_codec(table, codec):
     app = faust.App(f"tables-test-{table}", broker="kafka://127.0.0.1:1", store="memory://")

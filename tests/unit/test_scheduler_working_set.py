@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from flotilla.jobs.state import apply
-from flotilla.scheduling import Lease
-from flotilla.streams.cycle_bridge import leased_job
+from flotilla.scheduling import Lease, RunningJob
 from flotilla.streams.working_set import ActiveJobs, InFlight
 from tests.unit.test_job_state import JOB_ID, cancelling, job_in, leased, queued, submitted
 
@@ -54,7 +53,9 @@ def test_a_lease_of_a_job_whose_queued_event_is_still_on_its_way_stays_in_flight
     active.update(state)
     active.anticipate(apply(state, queued()))
     job = active.queued[JOB_ID]
-    in_flight.add(leased_job(job, Lease(JOB_ID, job.queue, "exec-a", "node-1", "default"), "run-1"))
+    in_flight.add(
+        RunningJob.from_lease(job, Lease(JOB_ID, job.queue, "exec-a", "node-1", "default"), "run-1")
+    )
 
     in_flight.settle(active.jobs)
 
@@ -65,7 +66,9 @@ def test_a_lease_the_jobs_caught_up_with_leaves_flight():
     active, in_flight = loaded(), InFlight()
     active.update(job_in(submitted(), queued()))
     job = active.queued[JOB_ID]
-    in_flight.add(leased_job(job, Lease(JOB_ID, job.queue, "exec-a", "node-1", "default"), "run-1"))
+    in_flight.add(
+        RunningJob.from_lease(job, Lease(JOB_ID, job.queue, "exec-a", "node-1", "default"), "run-1")
+    )
     active.update(job_in(submitted(), queued(), leased("run-1")))
 
     in_flight.settle(active.jobs)
