@@ -42,7 +42,7 @@ class Segment:
     torn_tail_at: int | None  # byte position of an incomplete last batch
 
 
-def scan_segment(path: Path, *, check_crc: bool = True) -> Segment:
+def scan_segment(path: Path) -> Segment:
     """Walk the batches of one ``.log`` segment; DataDirRefused at the first corrupt one."""
     end = int(path.stem)
     data = path.read_bytes()
@@ -61,10 +61,9 @@ def scan_segment(path: Path, *, check_crc: bool = True) -> Segment:
             raise DataDirRefused(
                 PART, path, f"batch at byte {position} goes back to offset {base} after {end}"
             )
-        if check_crc:
-            batch = memoryview(data)[position + CRC_START : position + LOG_OVERHEAD + length]
-            if calc_crc32c(batch) != crc:
-                raise DataDirRefused(PART, path, f"batch at byte {position} (offset {base}) fails its CRC")
+        batch = memoryview(data)[position + CRC_START : position + LOG_OVERHEAD + length]
+        if calc_crc32c(batch) != crc:
+            raise DataDirRefused(PART, path, f"batch at byte {position} (offset {base}) fails its CRC")
         end = base + last_delta + 1
         position += LOG_OVERHEAD + length
     return Segment(path, end, None)
