@@ -133,7 +133,7 @@ def install_kafka_jars(
     home.mkdir(parents=True, exist_ok=True)
     total = sum(jar.size for jar in JARS)
     say(
-        f"kafka     fetching Apache Kafka {KAFKA_VERSION} ({len(JARS)} jars, {total / 2**20:.0f} MB) into {libs}"
+        f"kafka     fetching Apache Kafka {KAFKA_VERSION} ({len(JARS)} jars, {total / 2**20:.0f} MiB) into {libs}"
     )
     work = Path(tempfile.mkdtemp(prefix=".install.", dir=home))
     try:

@@ -23,6 +23,7 @@ import uuid
 from pathlib import Path
 
 from flotilla.embedded.errors import ComponentFailed
+from flotilla.embedded.kafka_jars import KAFKA_VERSION
 from flotilla.embedded.ports import free_port
 from flotilla.embedded.tansu import (
     log_tail,
@@ -34,10 +35,8 @@ from flotilla.embedded.tansu import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_KAFKA_VERSION", "KRaftKafka", "default_kafka_home", "find_java"]
+__all__ = ["KRaftKafka", "default_kafka_home", "find_java"]
 
-# Keep in sync with KAFKA_VERSION in scripts/install-kafka.
-DEFAULT_KAFKA_VERSION = "4.1.1"
 MIN_JAVA = 17
 
 _LOG4J2 = """\
@@ -64,7 +63,7 @@ def default_kafka_home(version: str | None = None) -> Path:
     env = os.environ.get("FLOTILLA_KAFKA_HOME")
     if env:
         return Path(env).expanduser()
-    version = version or os.environ.get("FLOTILLA_KAFKA_VERSION") or DEFAULT_KAFKA_VERSION
+    version = version or os.environ.get("FLOTILLA_KAFKA_VERSION") or KAFKA_VERSION
     return Path.home() / ".cache" / "flotilla" / f"kafka-{version}"
 
 
@@ -167,7 +166,7 @@ class KRaftKafka:
             return "java not found"
         major = _java_major(java)
         if major is not None and major < MIN_JAVA:
-            return f"java {major} found at {java}; Kafka {DEFAULT_KAFKA_VERSION} needs Java {MIN_JAVA}+"
+            return f"java {major} found at {java}; Kafka {KAFKA_VERSION} needs Java {MIN_JAVA}+"
         home = Path(home).expanduser() if home is not None else default_kafka_home()
         libs = _libs_dir(home)
         if not any(libs.glob("kafka_2.13-*.jar")):

@@ -16,6 +16,8 @@ refuses to start on one that is damaged, naming the file and what it found:
 
 from __future__ import annotations
 
+import mmap
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +44,20 @@ class Segment:
     torn_tail_at: int | None  # byte position of an incomplete last batch
 
 
-def scan_segment(path: Path, *, check_crc: bool = True) -> Segment:
-    """Walk the batches of one ``.log`` segment; DataDirRefused at the first corrupt one."""
+def scan_segment(path: Path) -> Segment:
+    """Walk the batches of one ``.log`` segment; DataDirRefused at the first corrupt one.
+
+    The segment is mapped, not read: a segment may be as large as Kafka's ``segment.bytes``
+    (1 GiB by default), and only the batch being checked needs to be in memory."""
+    with open(path, "rb") as file:
+        if os.fstat(file.fileno()).st_size == 0:
+            return Segment(path, int(path.stem), None)
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return _walk(path, data)
+
+
+def _walk(path: Path, data: mmap.mmap) -> Segment:
     end = int(path.stem)
-    data = path.read_bytes()
     position = 0
     while position < len(data):
         if len(data) - position < BATCH_HEADER.size:
@@ -61,10 +73,8 @@ def scan_segment(path: Path, *, check_crc: bool = True) -> Segment:
             raise DataDirRefused(
                 PART, path, f"batch at byte {position} goes back to offset {base} after {end}"
             )
-        if check_crc:
-            batch = memoryview(data)[position + CRC_START : position + LOG_OVERHEAD + length]
-            if calc_crc32c(batch) != crc:
-                raise DataDirRefused(PART, path, f"batch at byte {position} (offset {base}) fails its CRC")
+        if calc_crc32c(data[position + CRC_START : position + LOG_OVERHEAD + length]) != crc:
+            raise DataDirRefused(PART, path, f"batch at byte {position} (offset {base}) fails its CRC")
         end = base + last_delta + 1
         position += LOG_OVERHEAD + length
     return Segment(path, end, None)

@@ -273,15 +273,6 @@ class ContainerCgroup:
                 return int(value)
         return 0
 
-    def memory_usage(self) -> int:
-        """Bytes charged to the container now."""
-        memory = self._support.memory
-        if memory is None:
-            return 0
-        name = "memory.current" if memory.version == 2 else "memory.usage_in_bytes"
-        value = _read(self.dirs[memory] / name).strip()
-        return int(value) if value.isdigit() else 0
-
 
 # --- killing and removing ---------------------------------------------------------------
 

@@ -235,7 +235,7 @@ class ExecutorCore:
     async def _announce(self) -> None:
         """A heartbeat now, outside the heartbeat thread's schedule: a cordon changed the nodes."""
         self._publish_nodes()
-        await self._writer.heartbeat(self.heartbeat())
+        await self._heartbeats.beat_now()
 
     async def _follow_cluster(self) -> None:
         while True:

@@ -41,7 +41,6 @@ from flotilla.resources import parse_quantity
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "cgroup", "rlimit")
-OOM_KILLED = "OOMKilled"
 REFUSED_ALLOCATION = re.compile(
     r"memory exhausted|cannot allocate memory|out of memory|MemoryError|bad_alloc|failed to allocate",
     re.IGNORECASE,

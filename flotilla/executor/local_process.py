@@ -53,8 +53,9 @@ from typing import Any
 import psutil
 
 from flotilla.executor.cgroups import cgroup_name, kill_tree, remove_tree
+from flotilla.executor.failure_categories import OOM_KILLED
 from flotilla.executor.local_keeper import PGIDS_FILE
-from flotilla.executor.local_limits import OOM_KILLED, ContainerGuard, ContainerLimits, LimitEnforcer
+from flotilla.executor.local_limits import ContainerGuard, ContainerLimits, LimitEnforcer
 
 log = logging.getLogger(__name__)
 

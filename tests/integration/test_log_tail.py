@@ -39,8 +39,9 @@ async def test_catch_up_reaches_the_last_record_written_before_it_was_called(bro
     await producer.start()
     await tail.start()
     try:
-        # Rounds of a few records and of one per partition: Tansu's ListOffsets answers the
-        # base offset of a partition's newest batch, so a single-record batch is where it errs.
+        # Rounds of many records and of one per partition: Tansu's ListOffsets answers the
+        # base offset (plus one) of a partition's newest batch, so a batch of many records is
+        # where it errs (bench/list_offsets.py).
         for round_ in range(40):
             count = PARTITIONS if round_ % 2 else 250
             sent = [
