@@ -69,6 +69,7 @@ def collect(
     stream = client.get_job_events_stream(queue=queue, job_set_id=job_set)
     timer = threading.Timer(timeout, lambda: client.unwatch_events(stream))
     timer.start()
+    ended: Exception | None = None
     try:
         for message in stream:
             kind = message.message.WhichOneof("events")
@@ -76,12 +77,12 @@ def collect(
             events[event.job_id].append((kind, event))
             if until(events):
                 return dict(events)
-    except Exception:
-        pass
+    except Exception as exc:  # the timer's unwatch ends the stream with an error too
+        ended = exc
     finally:
         timer.cancel()
         client.unwatch_events(stream)
-    raise AssertionError(f"condition not met within {timeout}s; events so far: {_kinds(events)}")
+    raise AssertionError(f"condition not met within {timeout}s; events so far: {_kinds(events)}") from ended
 
 
 def _kinds(events: dict[str, list[tuple[str, Any]]]) -> dict[str, list[str]]:

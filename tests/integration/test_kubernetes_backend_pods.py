@@ -67,10 +67,11 @@ async def test_nodes_offer_what_pods_flotilla_did_not_start_leave_free(kube):
             task = asyncio.create_task(backend.run(job, reports))
             await reports.until(PENDING)
             # A foreign pod made after the run's pod: once the capacity counts it, a refresh
-            # has seen the run's pod too.
-            kube.api.create_namespaced_pod(kube.namespace, foreign_pod(fence, "100m"))
+            # has seen the run's pod too. Its cpu is not the run's (100m), so that a capacity
+            # that wrongly counts the run differs from the right one whichever came first.
+            kube.api.create_namespaced_pod(kube.namespace, foreign_pod(fence, "30m"))
             await eventually(lambda: cpu() != before - 250, what="the fence pod's cpu taken off")
-            assert cpu() == before - 350, "a pod of Flotilla's own is counted by the scheduler, not here"
+            assert cpu() == before - 280, "a pod of Flotilla's own is counted by the scheduler, not here"
             await backend.stop_run(job.run_id, grace_seconds=0)
             await asyncio.wait_for(task, 60)
         finally:

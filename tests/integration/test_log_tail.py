@@ -8,29 +8,19 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from flotilla.log.tail import LogTail
 from flotilla.settings import load_settings
+from tests.harness.topics import create_topic
 
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 4
 
 
-async def create_topic(bootstrap: str) -> str:
-    topic = f"tail-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])
-    finally:
-        await admin.close()
-    return topic
-
-
 async def test_catch_up_reaches_the_last_record_written_before_it_was_called(broker: str):
-    topic = await create_topic(broker)
+    topic = f"tail-{uuid.uuid4().hex[:8]}"
+    await create_topic(broker, topic, PARTITIONS)
     seen: list[bytes] = []
     tail = LogTail(
         load_settings(overrides={"kafka": {"bootstrap": broker}}, environ={}), [topic], seen.append

@@ -39,7 +39,7 @@ def test_a_job_no_node_can_take_reports_the_requirement_that_did_not_fit(stack, 
 
 def test_a_queue_report_counts_its_queued_jobs_by_reason(stack, client):
     queue = new_queue(client)
-    job_ids = submit(client, queue, "reports", [job(["sleep", "60"], node_selector=NO_NODE)] * 3)
+    submit(client, queue, "reports", [job(["sleep", "60"], node_selector=NO_NODE)] * 3)
     try:
         with grpc.insecure_channel(stack.url) as channel:
             report = wait_for(
@@ -56,7 +56,6 @@ def test_a_queue_report_counts_its_queued_jobs_by_reason(stack, client):
         assert report == {"queue": queue, "queued": 3, "reasons": {"no node matches node selector": 3}}
     finally:
         client.cancel_jobset(queue=queue, job_set_id="reports", filter_states=[])
-    assert len(job_ids) == 3
 
 
 def test_a_leased_job_has_no_reason(stack, client):

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from flotilla.embedded.kafka_kraft import KRaftKafka
+from tests.harness.topics import create_topic
 from tests.integration.faust_table_worker import PARTITIONS
 
 pytestmark = pytest.mark.integration
@@ -70,15 +70,6 @@ class TableWorker:
         return seen
 
 
-async def create_source(bootstrap: str, topic: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])
-    finally:
-        await admin.close()
-
-
 async def fill_source(bootstrap: str, topic: str) -> dict[str, str]:
     entries = {f"key-{i}": f"value-{i}-{uuid.uuid4().hex[:6]}" for i in range(KEYS)}
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
@@ -106,7 +97,7 @@ async def committed_total(bootstrap: str, group: str, topic: str) -> int:
 def filled(worker: TableWorker) -> dict[str, str]:
     """Start the worker, fill the table, and wait until the source's offsets are committed, so
     that after a restart the table's content can only come from its changelog."""
-    asyncio.run(create_source(worker.bootstrap, worker.source))
+    asyncio.run(create_topic(worker.bootstrap, worker.source, PARTITIONS))
     worker.start()
     worker.table(0)  # recovered (nothing yet) and running
     entries = asyncio.run(fill_source(worker.bootstrap, worker.source))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from flotilla.log.schema import (
     JobLeased,
@@ -122,6 +125,18 @@ def test_runs_one_after_the_other_on_the_log_are_no_double_run():
     assert findings.doubled == {}
 
 
+@pytest.mark.parametrize("first_ended", [5.5, 0.0], ids=["after the lease", "never"])
+def test_a_run_granted_before_the_earlier_run_ended_is_a_double_run(first_ended: float):
+    # The fold refuses such a lease (r2 at 5); the check stands guard over the fold itself.
+    replay = two_runs()
+    job = replay.jobs["j1"]
+    first, second = job.runs
+    replay.jobs["j1"] = replace(job, runs=(replace(first, finished_at=first_ended), second))
+    findings = Findings()
+    check_runs_on_the_log(replay, findings)
+    assert findings.doubled["j1"] == ["log: run r2 leased before run r1 ended"]
+
+
 def two_runs() -> Replay:
     return log(
         submitted("j1"),
@@ -155,6 +170,28 @@ def test_a_killed_process_counts_as_alive_until_every_process_of_its_executor_wa
     quiet_after_r2 = Findings()
     check_processes(two_runs(), records, [("b", 5.0), ("a", 6.0)], quiet_after_r2)
     assert list(quiet_after_r2.doubled) == ["j1"]
+
+
+def test_a_process_stays_alive_until_the_latest_end_of_the_processes_before_it():
+    # r2 started and ended while r1 was alive; r3 started after r2 ended but before r1 did.
+    replay = log(*two_runs().raw["j1"], leased("j1", "r3", 9.5, "c"))
+    records = {
+        "r1": ProcessRecord("r1", [3.5], [10.5]),
+        "r2": ProcessRecord("r2", [5.5], [6.0]),
+        "r3": ProcessRecord("r3", [9.6], [11.0]),
+    }
+    findings = Findings()
+    check_processes(replay, records, [], findings)
+    doubled = findings.doubled["j1"]
+    assert [e.split(" started at ")[0] for e in doubled] == ["processes: run r2", "processes: run r3"]
+    assert all(" while run r1 " in e for e in doubled)
+
+
+def test_a_process_of_a_run_that_was_never_leased_is_reported():
+    records = {"r1": ProcessRecord("r1", [3.1], [3.9]), "r9": ProcessRecord("r9", [3.5], [4.0])}
+    findings = Findings()
+    check_processes(log(*succeeded_job("j1", "r1")), records, [], findings)
+    assert findings.doubled == {"r9": ["processes: a process ran for run r9, which was never leased"]}
 
 
 def test_a_run_whose_process_started_twice_is_reported():

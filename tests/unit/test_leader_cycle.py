@@ -197,3 +197,15 @@ def test_a_scheduling_report_is_written_only_when_a_jobs_reason_changes():
     leader.cycle(heard, queues=[Queue("q", cordoned=True)])
 
     assert [r.reason for r in leader.writer.written_reports] == [NO_NODE_MATCHES_SELECTOR, QUEUE_CORDONED]
+
+
+def test_a_leader_again_writes_the_reasons_it_wrote_before_it_stepped_down():
+    # Another leader may have written other reasons for the job meanwhile.
+    leader = Leader(queued("a", node_selector={"zone": "nowhere"}))
+    heard = heartbeat(at=leader.clock.now)
+    leader.cycle(heard)
+
+    leader.step_down()
+    leader.cycle(heard)
+
+    assert [r.reason for r in leader.writer.written_reports] == [NO_NODE_MATCHES_SELECTOR] * 2
