@@ -12,6 +12,7 @@ import grpc
 from armada_client.armada import submit_pb2, submit_pb2_grpc
 from google.protobuf import empty_pb2
 
+from flotilla.api.aborts import abort
 from flotilla.api.job_view import JobView
 from flotilla.api.validation import ValidationError
 from flotilla.jobs.retry import FAIL, RETRY
@@ -90,8 +91,7 @@ class RetryPolicyService(submit_pb2_grpc.RetryPolicyServiceServicer):
         try:
             return retry_policy(request)
         except ValidationError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            raise  # abort raises; this keeps the type checker informed
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
     async def CreateRetryPolicy(self, request, context):  # noqa: N802 - gRPC method names
         policy = await self._validated(request, context)
@@ -124,8 +124,7 @@ class RetryPolicyService(submit_pb2_grpc.RetryPolicyServiceServicer):
     async def GetRetryPolicy(self, request, context):  # noqa: N802
         policy = await self._find(request.name, context)
         if policy is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"retry policy {request.name!r} does not exist")
-        assert policy is not None  # context.abort raises
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"retry policy {request.name!r} does not exist")
         return retry_policy_message(policy)
 
     async def GetRetryPolicies(self, request, context):  # noqa: N802
