@@ -13,6 +13,7 @@ import bisect
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from aiokafka import ConsumerRecord
 
@@ -52,6 +53,19 @@ class JobSetHistory:
         self.changed = asyncio.Event()
 
 
+_Definition = TypeVar("_Definition", QueueDefinition, RetryPolicy)
+
+
+def _keep_newest(held: dict[str, _Definition], definition: _Definition) -> None:
+    current = held.get(definition.name)
+    if current is not None and current.updated > definition.updated:
+        return
+    if definition.deleted:
+        held.pop(definition.name, None)
+    else:
+        held[definition.name] = definition
+
+
 class JobView:
     def __init__(self, settings: Settings) -> None:
         self._events_topic = settings.topic(EVENTS_TOPIC)
@@ -87,11 +101,7 @@ class JobView:
 
     def on_record(self, record: ConsumerRecord) -> None:
         if record.topic == self._queues_topic:
-            definition = decode_queues_record(record.value)
-            if isinstance(definition, RetryPolicy):
-                self.apply_retry_policy(definition)
-            else:
-                self.apply_queue(definition)
+            self.apply_definition(decode_queues_record(record.value))
             return
         if record.topic == self._reports_topic:
             self.apply_report(decode_scheduling_report(record.value))
@@ -110,23 +120,13 @@ class JobView:
         history = self.job_sets.setdefault((event.queue, event.job_set), JobSetHistory())
         history.append(record.offset, event)
 
-    def apply_queue(self, queue: QueueDefinition) -> None:
-        current = self.queues.get(queue.name)
-        if current is not None and current.updated > queue.updated:
-            return
-        if queue.deleted:
-            self.queues.pop(queue.name, None)
+    def apply_definition(self, definition: QueueDefinition | RetryPolicy) -> None:
+        """Keep a queue or retry policy unless a newer one of that name is already held (the
+        services apply their own writes before the tail reads them back)."""
+        if isinstance(definition, RetryPolicy):
+            _keep_newest(self.retry_policies, definition)
         else:
-            self.queues[queue.name] = queue
-
-    def apply_retry_policy(self, policy: RetryPolicy) -> None:
-        current = self.retry_policies.get(policy.name)
-        if current is not None and current.updated > policy.updated:
-            return
-        if policy.deleted:
-            self.retry_policies.pop(policy.name, None)
-        else:
-            self.retry_policies[policy.name] = policy
+            _keep_newest(self.queues, definition)
 
     def apply_report(self, report: SchedulingReport) -> None:
         # Reports and events are on different topics, so a report can be read before the

@@ -81,7 +81,7 @@ class QueueService(submit_pb2_grpc.QueueServiceServicer):
 
     async def _write(self, definition: QueueDefinition) -> None:
         await self._writer.queue(definition)
-        self._view.apply_queue(definition)  # read-your-writes for this API instance
+        self._view.apply_definition(definition)  # read-your-writes for this API instance
 
     async def _check(self, queue: submit_pb2.Queue) -> None:
         """ValidationError for a bad queue, or one naming retry policies that do not exist

@@ -85,7 +85,7 @@ class RetryPolicyService(submit_pb2_grpc.RetryPolicyServiceServicer):
 
     async def _write(self, policy: RetryPolicy) -> None:
         await self._writer.retry_policy(policy)
-        self._view.apply_retry_policy(policy)  # read-your-writes for this API instance
+        self._view.apply_definition(policy)  # read-your-writes for this API instance
 
     async def _validated(self, request, context) -> RetryPolicy:
         try:
