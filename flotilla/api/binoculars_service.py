@@ -42,7 +42,7 @@ class BinocularsService(binoculars_pb2_grpc.BinocularsServicer):
         if not job.runs:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id!r} has not run yet")
         executor = job.runs[-1].executor
-        heartbeat = self._view.executors.get(executor)
+        heartbeat = self._view.executor(executor)
         if heartbeat is None or not heartbeat.endpoint:
             await abort(
                 context,

@@ -79,10 +79,10 @@ class JobView:
         self.job_sets: dict[tuple[str, str], JobSetHistory] = {}
         self.reports: dict[str, SchedulingReport] = {}
         # Each executor's latest heartbeat (its pools, nodes and Binoculars endpoint), kept as
-        # written and decoded when asked for: a large cluster's heartbeat takes tens of
+        # written and decoded when first asked for: a large cluster's heartbeat takes tens of
         # milliseconds to decode, and only Binoculars and active queues read them.
         self._heartbeats: dict[bytes, bytes] = {}
-        self._decoded: dict[bytes, tuple[bytes, ExecutorHeartbeat]] = {}
+        self._decoded: dict[bytes, ExecutorHeartbeat] = {}
         self._tail = LogTail(
             settings,
             [self._events_topic, self._queues_topic, self._reports_topic, self._executors_topic],
@@ -108,7 +108,9 @@ class JobView:
             return
         if record.topic == self._executors_topic:
             # One partition keyed by executor: the last record of a key is its latest heartbeat.
-            self._heartbeats[record.key or b""] = record.value
+            key = record.key or b""
+            self._heartbeats[key] = record.value
+            self._decoded.pop(key, None)
             return
         event = decode_job_event(record.value)
         after = apply(self.jobs.get(event.job_id), event)
@@ -154,21 +156,22 @@ class JobView:
             return []
         return [self.jobs[j] for j in sorted(history.job_ids)]
 
-    @property
-    def executors(self) -> dict[str, ExecutorHeartbeat]:
-        """Executor id -> its latest heartbeat."""
-        decoded = {}
-        for key, raw in self._heartbeats.items():
-            seen = self._decoded.get(key)
-            if seen is None or seen[0] is not raw:
-                seen = self._decoded[key] = (raw, decode_heartbeat(raw))
-            decoded[seen[1].executor] = seen[1]
-        return decoded
+    def _decoded_heartbeat(self, key: bytes) -> ExecutorHeartbeat:
+        heartbeat = self._decoded.get(key)
+        if heartbeat is None:
+            heartbeat = self._decoded[key] = decode_heartbeat(self._heartbeats[key])
+        return heartbeat
+
+    def executor(self, name: str) -> ExecutorHeartbeat | None:
+        """The executor's latest heartbeat (None if it has sent none)."""
+        key = name.encode()
+        return self._decoded_heartbeat(key) if key in self._heartbeats else None
 
     def live_executors(self) -> list[ExecutorHeartbeat]:
         """Executors heard from within the lease timeout (the scheduler's test of liveness)."""
         horizon = time.time() - self._lease_timeout
-        return [h for h in self.executors.values() if h.created >= horizon]
+        heartbeats = [self._decoded_heartbeat(key) for key in self._heartbeats]
+        return [h for h in heartbeats if h.created >= horizon]
 
     def executor_of_node(self, node: str) -> ExecutorHeartbeat | None:
         """The live executor that reports ``node`` (the newest, should two claim it)."""
