@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from aiokafka import ConsumerRecord
 
-from flotilla.jobs.state import QUEUED, SUBMITTED, JobState, apply
+from flotilla.jobs.state import QUEUED, SUBMITTED, JobState, RunRecord, apply
 from flotilla.log.schema import (
     EVENTS_TOPIC,
     EXECUTORS_TOPIC,
@@ -83,6 +83,7 @@ class JobView:
         # milliseconds to decode, and only Binoculars and active queues read them.
         self._heartbeats: dict[bytes, bytes] = {}
         self._decoded: dict[bytes, ExecutorHeartbeat] = {}
+        self._job_of_run: dict[str, str] = {}
         self._tail = LogTail(
             settings,
             [self._events_topic, self._queues_topic, self._reports_topic, self._executors_topic],
@@ -117,6 +118,8 @@ class JobView:
         if after is None:
             return
         self.jobs[event.job_id] = after
+        if after.run_id:
+            self._job_of_run[after.run_id] = event.job_id
         if after.state not in (SUBMITTED, QUEUED):
             self.reports.pop(event.job_id, None)
         history = self.job_sets.setdefault((event.queue, event.job_set), JobSetHistory())
@@ -166,6 +169,14 @@ class JobView:
         """The executor's latest heartbeat (None if it has sent none)."""
         key = name.encode()
         return self._decoded_heartbeat(key) if key in self._heartbeats else None
+
+    def find_run(self, run_id: str) -> tuple[JobState, RunRecord] | None:
+        """The job that ran ``run_id``, and that run (None for a run no job has had)."""
+        job_id = self._job_of_run.get(run_id)
+        if job_id is None:
+            return None
+        job = self.jobs[job_id]
+        return job, next(r for r in job.runs if r.run_id == run_id)
 
     def live_executors(self) -> list[ExecutorHeartbeat]:
         """Executors heard from within the lease timeout (the scheduler's test of liveness)."""

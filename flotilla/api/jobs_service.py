@@ -109,12 +109,12 @@ class JobsService(job_pb2_grpc.JobsServicer):
 
     async def GetJobRunDetails(self, request, context):  # noqa: N802
         await self._view.catch_up()
-        wanted = set(request.run_ids)
         found = {}
-        for job in self._view.jobs.values():
-            for run in job.runs:
-                if run.run_id in wanted:
-                    found[run.run_id] = _run_details(run, job.spec.job_id)
+        for run_id in request.run_ids:
+            known = self._view.find_run(run_id)
+            if known is not None:
+                job, run = known
+                found[run_id] = _run_details(run, job.spec.job_id)
         return job_pb2.JobRunDetailsResponse(job_run_details=found)
 
     async def GetJobErrors(self, request, context):  # noqa: N802
