@@ -33,10 +33,7 @@ class BinocularsService(binoculars_pb2_grpc.BinocularsServicer):
     async def Logs(self, request, context):  # noqa: N802 - gRPC method names
         if not request.job_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_id: must not be empty")
-        job = self._view.jobs.get(request.job_id)
-        if job is None:
-            await self._view.catch_up()
-            job = self._view.jobs.get(request.job_id)
+        job = await self._view.find_job(request.job_id)
         if job is None:
             await abort(context, grpc.StatusCode.NOT_FOUND, f"job {request.job_id!r} does not exist")
         if not job.runs:

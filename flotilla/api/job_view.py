@@ -54,6 +54,7 @@ class JobSetHistory:
 
 
 _Definition = TypeVar("_Definition", QueueDefinition, RetryPolicy)
+_Held = TypeVar("_Held")
 
 
 def _keep_newest(held: dict[str, _Definition], definition: _Definition) -> None:
@@ -99,6 +100,22 @@ class JobView:
 
     async def catch_up(self) -> None:
         await self._tail.catch_up()
+
+    async def find_job(self, job_id: str) -> JobState | None:
+        """The job, reading the log to its end first when it is not in view yet (so that a
+        client finds the job it has just submitted)."""
+        return await self._find(self.jobs, job_id)
+
+    async def find_queue(self, name: str) -> QueueDefinition | None:
+        return await self._find(self.queues, name)
+
+    async def find_retry_policy(self, name: str) -> RetryPolicy | None:
+        return await self._find(self.retry_policies, name)
+
+    async def _find(self, held: dict[str, _Held], key: str) -> _Held | None:
+        if key not in held:
+            await self.catch_up()
+        return held.get(key)
 
     def on_record(self, record: ConsumerRecord) -> None:
         if record.topic == self._queues_topic:

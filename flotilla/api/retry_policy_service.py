@@ -79,9 +79,7 @@ class RetryPolicyService(submit_pb2_grpc.RetryPolicyServiceServicer):
     async def _find(self, name: str, context) -> RetryPolicy | None:
         if not name:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "name: a retry policy name is required")
-        if name not in self._view.retry_policies:
-            await self._view.catch_up()
-        return self._view.retry_policies.get(name)
+        return await self._view.find_retry_policy(name)
 
     async def _write(self, policy: RetryPolicy) -> None:
         await self._writer.retry_policy(policy)

@@ -42,16 +42,11 @@ class SubmitService(submit_pb2_grpc.SubmitServicer):
     async def _require_queue(self, name: str, context: grpc.aio.ServicerContext) -> None:
         if not name:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "queue: must not be empty")
-        if name not in self._view.queues:
-            await self._view.catch_up()
-        if name not in self._view.queues:
+        if await self._view.find_queue(name) is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"queue {name!r} does not exist")
 
     async def _job(self, job_id: str, queue: str, job_set: str, context) -> JobState:
-        job = self._view.jobs.get(job_id)
-        if job is None:
-            await self._view.catch_up()
-            job = self._view.jobs.get(job_id)
+        job = await self._view.find_job(job_id)
         if job is None or job.spec.queue != queue or job.spec.job_set != job_set:
             await abort(
                 context,
