@@ -144,12 +144,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     import grpc
 
     from flotilla.api.scheduling_reports import get_report
+    from flotilla.jobs.states import QUEUED
 
     url = args.url or f"{_settings(args).api.host}:{_settings(args).api.port}"
     with grpc.insecure_channel(url) as channel:
         if args.kind == "job":
             report = get_report(channel, "GetJobReport", {"job_id": args.name})
-            reason = report["reason"] or ("(not reported yet)" if report["state"] == "queued" else "-")
+            reason = report["reason"] or ("(not reported yet)" if report["state"] == QUEUED else "-")
             print(f"{report['job_id']}\t{report['state']}\t{reason}")
         else:
             report = get_report(channel, "GetQueueReport", {"queue": args.name})

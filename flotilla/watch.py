@@ -7,7 +7,7 @@ import threading
 import time
 from collections import Counter
 
-TERMINAL = {"succeeded", "failed", "cancelled", "preempted"}
+from flotilla.jobs.states import FAILED, TERMINAL_STATES
 
 
 def _event_kind(message) -> str:
@@ -30,7 +30,7 @@ def watch_job_set(client, queue: str, job_set: str, exit_on_inactive: bool, time
             job_id = event.job_id
             if kind in ("cancelling", "reprioritizing", "reprioritized", "preempting"):
                 shown = kind
-            else:
+            else:  # Armada names these events for the state they put the job in
                 states[job_id] = kind
                 shown = kind
             detail = ""
@@ -42,11 +42,11 @@ def watch_job_set(client, queue: str, job_set: str, exit_on_inactive: bool, time
             counts = Counter(states.values())
             summary = " ".join(f"{state}:{n}" for state, n in sorted(counts.items()))
             print(f"{time.monotonic() - started:7.1f}s {job_id} {shown}{detail}   [{summary}]", flush=True)
-            if exit_on_inactive and states and all(s in TERMINAL for s in states.values()):
+            if exit_on_inactive and states and all(s in TERMINAL_STATES for s in states.values()):
                 break
     except Exception as exc:  # the stream ends with an error when cancelled by the timeout
         if not timeout:
             raise
         print(f"flotilla watch: stopped after {timeout:g}s ({type(exc).__name__})", file=sys.stderr)
         return 1
-    return 1 if any(s == "failed" for s in states.values()) else 0
+    return 1 if any(s == FAILED for s in states.values()) else 0

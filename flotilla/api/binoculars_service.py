@@ -7,6 +7,7 @@ from __future__ import annotations
 import grpc
 from armada_client.armada import binoculars_pb2_grpc
 
+from flotilla.api.aborts import abort
 from flotilla.api.job_view import JobView
 
 FORWARD_TIMEOUT_SECONDS = 30.0
@@ -27,27 +28,24 @@ class BinocularsService(binoculars_pb2_grpc.BinocularsServicer):
         try:
             return await getattr(self._stub(endpoint), method)(request, timeout=FORWARD_TIMEOUT_SECONDS)
         except grpc.aio.AioRpcError as exc:
-            await context.abort(exc.code(), exc.details() or "")
+            await abort(context, exc.code(), exc.details() or "")
 
     async def Logs(self, request, context):  # noqa: N802 - gRPC method names
         if not request.job_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_id: must not be empty")
-        job = self._view.jobs.get(request.job_id)
+        job = await self._view.find_job(request.job_id)
         if job is None:
-            await self._view.catch_up()
-            job = self._view.jobs.get(request.job_id)
-        if job is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id!r} does not exist")
-        assert job is not None  # context.abort raises
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"job {request.job_id!r} does not exist")
         if not job.runs:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id!r} has not run yet")
         executor = job.runs[-1].executor
-        heartbeat = self._view.executors.get(executor)
+        heartbeat = self._view.executor(executor)
         if heartbeat is None or not heartbeat.endpoint:
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE, f"executor {executor!r} of job {request.job_id!r} serves no logs"
+            await abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                f"executor {executor!r} of job {request.job_id!r} serves no logs",
             )
-        assert heartbeat is not None
         return await self._forward("Logs", heartbeat.endpoint, request, context)
 
     async def Cordon(self, request, context):  # noqa: N802
@@ -56,8 +54,9 @@ class BinocularsService(binoculars_pb2_grpc.BinocularsServicer):
         await self._view.catch_up()
         heartbeat = self._view.executor_of_node(request.node_name)
         if heartbeat is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no live executor has node {request.node_name!r}")
-        assert heartbeat is not None
+            await abort(
+                context, grpc.StatusCode.NOT_FOUND, f"no live executor has node {request.node_name!r}"
+            )
         if not heartbeat.endpoint:
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE, f"executor {heartbeat.executor!r} cannot cordon nodes"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from armada_client.armada import submit_pb2
 
 from flotilla.jobs.state import JobState
+from flotilla.jobs.states import LEASED, PENDING, QUEUED, RUNNING, SUBMITTED
 from flotilla.log.schema import JobCancelling, JobPreempting, now
 
 # Who a request comes from until the API authenticates callers (issue 13): Armada's name for
@@ -16,10 +17,10 @@ ANONYMOUS = "anonymous"
 # Armada's active job states (the ones a job can be cancelled in by queue), as Flotilla's
 # states; Armada's QUEUED covers a job Flotilla has not yet acknowledged as queued.
 ACTIVE_FILTER_STATES = {
-    submit_pb2.QUEUED: frozenset({"submitted", "queued"}),
-    submit_pb2.LEASED: frozenset({"leased"}),
-    submit_pb2.PENDING: frozenset({"pending"}),
-    submit_pb2.RUNNING: frozenset({"running"}),
+    submit_pb2.QUEUED: frozenset({SUBMITTED, QUEUED}),
+    submit_pb2.LEASED: frozenset({LEASED}),
+    submit_pb2.PENDING: frozenset({PENDING}),
+    submit_pb2.RUNNING: frozenset({RUNNING}),
 }
 
 

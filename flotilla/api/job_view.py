@@ -13,10 +13,11 @@ import bisect
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from aiokafka import ConsumerRecord
 
-from flotilla.jobs.state import QUEUED, SUBMITTED, JobState, apply
+from flotilla.jobs.state import QUEUED, SUBMITTED, JobState, RunRecord, apply
 from flotilla.log.schema import (
     EVENTS_TOPIC,
     EXECUTORS_TOPIC,
@@ -52,6 +53,20 @@ class JobSetHistory:
         self.changed = asyncio.Event()
 
 
+_Definition = TypeVar("_Definition", QueueDefinition, RetryPolicy)
+_Held = TypeVar("_Held")
+
+
+def _keep_newest(held: dict[str, _Definition], definition: _Definition) -> None:
+    current = held.get(definition.name)
+    if current is not None and current.updated > definition.updated:
+        return
+    if definition.deleted:
+        held.pop(definition.name, None)
+    else:
+        held[definition.name] = definition
+
+
 class JobView:
     def __init__(self, settings: Settings) -> None:
         self._events_topic = settings.topic(EVENTS_TOPIC)
@@ -65,10 +80,11 @@ class JobView:
         self.job_sets: dict[tuple[str, str], JobSetHistory] = {}
         self.reports: dict[str, SchedulingReport] = {}
         # Each executor's latest heartbeat (its pools, nodes and Binoculars endpoint), kept as
-        # written and decoded when asked for: a large cluster's heartbeat takes tens of
+        # written and decoded when first asked for: a large cluster's heartbeat takes tens of
         # milliseconds to decode, and only Binoculars and active queues read them.
         self._heartbeats: dict[bytes, bytes] = {}
-        self._decoded: dict[bytes, tuple[bytes, ExecutorHeartbeat]] = {}
+        self._decoded: dict[bytes, ExecutorHeartbeat] = {}
+        self._job_of_run: dict[str, str] = {}
         self._tail = LogTail(
             settings,
             [self._events_topic, self._queues_topic, self._reports_topic, self._executors_topic],
@@ -85,48 +101,54 @@ class JobView:
     async def catch_up(self) -> None:
         await self._tail.catch_up()
 
+    async def find_job(self, job_id: str) -> JobState | None:
+        """The job, reading the log to its end first when it is not in view yet (so that a
+        client finds the job it has just submitted)."""
+        return await self._find(self.jobs, job_id)
+
+    async def find_queue(self, name: str) -> QueueDefinition | None:
+        return await self._find(self.queues, name)
+
+    async def find_retry_policy(self, name: str) -> RetryPolicy | None:
+        return await self._find(self.retry_policies, name)
+
+    async def _find(self, held: dict[str, _Held], key: str) -> _Held | None:
+        if key not in held:
+            await self.catch_up()
+        return held.get(key)
+
     def on_record(self, record: ConsumerRecord) -> None:
         if record.topic == self._queues_topic:
-            definition = decode_queues_record(record.value)
-            if isinstance(definition, RetryPolicy):
-                self.apply_retry_policy(definition)
-            else:
-                self.apply_queue(definition)
+            self.apply_definition(decode_queues_record(record.value))
             return
         if record.topic == self._reports_topic:
             self.apply_report(decode_scheduling_report(record.value))
             return
         if record.topic == self._executors_topic:
             # One partition keyed by executor: the last record of a key is its latest heartbeat.
-            self._heartbeats[record.key or b""] = record.value
+            key = record.key or b""
+            self._heartbeats[key] = record.value
+            self._decoded.pop(key, None)
             return
         event = decode_job_event(record.value)
         after = apply(self.jobs.get(event.job_id), event)
         if after is None:
             return
         self.jobs[event.job_id] = after
+        if after.run_id:
+            self._job_of_run[after.run_id] = event.job_id
         if after.state not in (SUBMITTED, QUEUED):
             self.reports.pop(event.job_id, None)
         history = self.job_sets.setdefault((event.queue, event.job_set), JobSetHistory())
         history.append(record.offset, event)
 
-    def apply_queue(self, queue: QueueDefinition) -> None:
-        current = self.queues.get(queue.name)
-        if current is not None and current.updated > queue.updated:
-            return
-        if queue.deleted:
-            self.queues.pop(queue.name, None)
+    def apply_definition(self, definition: QueueDefinition | RetryPolicy) -> None:
+        """Keep a queue or retry policy unless a newer one of that name is already held (the
+        services apply their own writes before the tail reads them back)."""
+        if isinstance(definition, RetryPolicy):
+            _keep_newest(self.retry_policies, definition)
         else:
-            self.queues[queue.name] = queue
-
-    def apply_retry_policy(self, policy: RetryPolicy) -> None:
-        current = self.retry_policies.get(policy.name)
-        if current is not None and current.updated > policy.updated:
-            return
-        if policy.deleted:
-            self.retry_policies.pop(policy.name, None)
-        else:
-            self.retry_policies[policy.name] = policy
+            _keep_newest(self.queues, definition)
 
     def apply_report(self, report: SchedulingReport) -> None:
         # Reports and events are on different topics, so a report can be read before the
@@ -154,21 +176,30 @@ class JobView:
             return []
         return [self.jobs[j] for j in sorted(history.job_ids)]
 
-    @property
-    def executors(self) -> dict[str, ExecutorHeartbeat]:
-        """Executor id -> its latest heartbeat."""
-        decoded = {}
-        for key, raw in self._heartbeats.items():
-            seen = self._decoded.get(key)
-            if seen is None or seen[0] is not raw:
-                seen = self._decoded[key] = (raw, decode_heartbeat(raw))
-            decoded[seen[1].executor] = seen[1]
-        return decoded
+    def _decoded_heartbeat(self, key: bytes) -> ExecutorHeartbeat:
+        heartbeat = self._decoded.get(key)
+        if heartbeat is None:
+            heartbeat = self._decoded[key] = decode_heartbeat(self._heartbeats[key])
+        return heartbeat
+
+    def executor(self, name: str) -> ExecutorHeartbeat | None:
+        """The executor's latest heartbeat (None if it has sent none)."""
+        key = name.encode()
+        return self._decoded_heartbeat(key) if key in self._heartbeats else None
+
+    def find_run(self, run_id: str) -> tuple[JobState, RunRecord] | None:
+        """The job that ran ``run_id``, and that run (None for a run no job has had)."""
+        job_id = self._job_of_run.get(run_id)
+        if job_id is None:
+            return None
+        job = self.jobs[job_id]
+        return job, next(r for r in job.runs if r.run_id == run_id)
 
     def live_executors(self) -> list[ExecutorHeartbeat]:
         """Executors heard from within the lease timeout (the scheduler's test of liveness)."""
         horizon = time.time() - self._lease_timeout
-        return [h for h in self.executors.values() if h.created >= horizon]
+        heartbeats = [self._decoded_heartbeat(key) for key in self._heartbeats]
+        return [h for h in heartbeats if h.created >= horizon]
 
     def executor_of_node(self, node: str) -> ExecutorHeartbeat | None:
         """The live executor that reports ``node`` (the newest, should two claim it)."""

@@ -10,29 +10,42 @@ from armada_client.armada import job_pb2, job_pb2_grpc, submit_pb2
 from flotilla.api.job_message import api_job, timestamp
 from flotilla.api.job_view import JobView
 from flotilla.jobs.state import JobState, RunRecord
+from flotilla.jobs.states import (
+    CANCELLED,
+    FAILED,
+    LEASE_EXPIRED,
+    LEASE_RETURNED,
+    LEASED,
+    PENDING,
+    PREEMPTED,
+    QUEUED,
+    RUNNING,
+    SUBMITTED,
+    SUCCEEDED,
+)
 
 _JOB_STATES = {
-    "submitted": submit_pb2.SUBMITTED,
-    "queued": submit_pb2.QUEUED,
-    "leased": submit_pb2.LEASED,
-    "pending": submit_pb2.PENDING,
-    "running": submit_pb2.RUNNING,
-    "succeeded": submit_pb2.SUCCEEDED,
-    "failed": submit_pb2.FAILED,
-    "cancelled": submit_pb2.CANCELLED,
-    "preempted": submit_pb2.PREEMPTED,
+    SUBMITTED: submit_pb2.SUBMITTED,
+    QUEUED: submit_pb2.QUEUED,
+    LEASED: submit_pb2.LEASED,
+    PENDING: submit_pb2.PENDING,
+    RUNNING: submit_pb2.RUNNING,
+    SUCCEEDED: submit_pb2.SUCCEEDED,
+    FAILED: submit_pb2.FAILED,
+    CANCELLED: submit_pb2.CANCELLED,
+    PREEMPTED: submit_pb2.PREEMPTED,
 }
 
 _RUN_STATES = {
-    "leased": job_pb2.RUN_STATE_LEASED,
-    "pending": job_pb2.RUN_STATE_PENDING,
-    "running": job_pb2.RUN_STATE_RUNNING,
-    "succeeded": job_pb2.RUN_STATE_SUCCEEDED,
-    "failed": job_pb2.RUN_STATE_FAILED,
-    "preempted": job_pb2.RUN_STATE_PREEMPTED,
-    "cancelled": job_pb2.RUN_STATE_CANCELLED,
-    "lease_expired": job_pb2.RUN_STATE_LEASE_EXPIRED,
-    "lease_returned": job_pb2.RUNS_STATE_LEASE_RETURNED,
+    LEASED: job_pb2.RUN_STATE_LEASED,
+    PENDING: job_pb2.RUN_STATE_PENDING,
+    RUNNING: job_pb2.RUN_STATE_RUNNING,
+    SUCCEEDED: job_pb2.RUN_STATE_SUCCEEDED,
+    FAILED: job_pb2.RUN_STATE_FAILED,
+    PREEMPTED: job_pb2.RUN_STATE_PREEMPTED,
+    CANCELLED: job_pb2.RUN_STATE_CANCELLED,
+    LEASE_EXPIRED: job_pb2.RUN_STATE_LEASE_EXPIRED,
+    LEASE_RETURNED: job_pb2.RUNS_STATE_LEASE_RETURNED,
 }
 
 
@@ -85,7 +98,7 @@ class JobsService(job_pb2_grpc.JobsServicer):
                 submitted_ts=timestamp(job.spec.submitted_at),
                 last_transition_ts=timestamp(job.updated),
                 latest_run_id=job.runs[-1].run_id if job.runs else "",
-                cancel_reason=job.cancel_reason if job.state == "cancelled" else "",
+                cancel_reason=job.cancel_reason if job.state == CANCELLED else "",
             )
             if request.expand_job_spec:
                 item.job_spec.CopyFrom(api_job(job.spec))
@@ -96,12 +109,12 @@ class JobsService(job_pb2_grpc.JobsServicer):
 
     async def GetJobRunDetails(self, request, context):  # noqa: N802
         await self._view.catch_up()
-        wanted = set(request.run_ids)
         found = {}
-        for job in self._view.jobs.values():
-            for run in job.runs:
-                if run.run_id in wanted:
-                    found[run.run_id] = _run_details(run, job.spec.job_id)
+        for run_id in request.run_ids:
+            known = self._view.find_run(run_id)
+            if known is not None:
+                job, run = known
+                found[run_id] = _run_details(run, job.spec.job_id)
         return job_pb2.JobRunDetailsResponse(job_run_details=found)
 
     async def GetJobErrors(self, request, context):  # noqa: N802
@@ -109,7 +122,7 @@ class JobsService(job_pb2_grpc.JobsServicer):
         errors = {}
         for job_id in request.job_ids:
             job = self._view.jobs.get(job_id)
-            if job is not None and job.state == "failed":
+            if job is not None and job.state == FAILED:
                 errors[job_id] = job.reason or json.dumps(job.exit_codes)
         return job_pb2.JobErrorsResponse(job_errors=errors)
 

@@ -74,14 +74,9 @@ class QueueService(submit_pb2_grpc.QueueServiceServicer):
         self._view = view
         self._writer = writer
 
-    async def _find(self, name: str) -> QueueDefinition | None:
-        if name not in self._view.queues:
-            await self._view.catch_up()
-        return self._view.queues.get(name)
-
     async def _write(self, definition: QueueDefinition) -> None:
         await self._writer.queue(definition)
-        self._view.apply_queue(definition)  # read-your-writes for this API instance
+        self._view.apply_definition(definition)  # read-your-writes for this API instance
 
     async def _check(self, queue: submit_pb2.Queue) -> None:
         """ValidationError for a bad queue, or one naming retry policies that do not exist
@@ -102,14 +97,14 @@ class QueueService(submit_pb2_grpc.QueueServiceServicer):
 
     async def CreateQueue(self, request, context):  # noqa: N802 - gRPC method names
         definition = await self._validated(_owned(request), context)
-        if await self._find(request.name) is not None:
+        if await self._view.find_queue(request.name) is not None:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"queue {request.name!r} already exists")
         await self._write(definition)
         return empty_pb2.Empty()
 
     async def UpdateQueue(self, request, context):  # noqa: N802
         definition = await self._validated(request, context)
-        if await self._find(request.name) is None:
+        if await self._view.find_queue(request.name) is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"queue {request.name!r} does not exist")
         await self._write(definition)
         return empty_pb2.Empty()
@@ -122,7 +117,7 @@ class QueueService(submit_pb2_grpc.QueueServiceServicer):
             except ValidationError as exc:
                 failed.append(submit_pb2.QueueCreateResponse(queue=queue, error=str(exc)))
                 continue
-            if await self._find(queue.name) is not None:
+            if await self._view.find_queue(queue.name) is not None:
                 failed.append(submit_pb2.QueueCreateResponse(queue=queue, error="queue already exists"))
                 continue
             await self._write(queue_definition(_owned(queue)))
@@ -136,7 +131,7 @@ class QueueService(submit_pb2_grpc.QueueServiceServicer):
             except ValidationError as exc:
                 failed.append(submit_pb2.QueueUpdateResponse(queue=queue, error=str(exc)))
                 continue
-            if await self._find(queue.name) is None:
+            if await self._view.find_queue(queue.name) is None:
                 failed.append(submit_pb2.QueueUpdateResponse(queue=queue, error="queue does not exist"))
                 continue
             await self._write(queue_definition(queue))
@@ -149,12 +144,12 @@ class QueueService(submit_pb2_grpc.QueueServiceServicer):
         known queues), as in Armada, whose scheduler reads queues from the same repository."""
         if not request.name:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "name: a queue name is required")
-        if await self._find(request.name) is not None:
+        if await self._view.find_queue(request.name) is not None:
             await self._write(QueueDefinition(name=request.name, deleted=True, updated=now()))
         return empty_pb2.Empty()
 
     async def GetQueue(self, request, context):  # noqa: N802
-        current = await self._find(request.name)
+        current = await self._view.find_queue(request.name)
         if current is None:
             await abort(context, grpc.StatusCode.NOT_FOUND, f"queue {request.name!r} does not exist")
         return queue_message(current)
@@ -166,7 +161,7 @@ class QueueService(submit_pb2_grpc.QueueServiceServicer):
         yield submit_pb2.StreamingQueueMessage(end=submit_pb2.EndMarker())
 
     async def _set_cordoned(self, name: str, cordoned: bool, context) -> empty_pb2.Empty:
-        current = await self._find(name)
+        current = await self._view.find_queue(name)
         if current is None:
             await abort(context, grpc.StatusCode.NOT_FOUND, f"queue {name!r} does not exist")
         await self._write(replace(current, cordoned=cordoned, updated=now()))
@@ -185,7 +180,7 @@ class QueueService(submit_pb2_grpc.QueueServiceServicer):
         A job's pool is its active run's: a queued job is in no pool yet."""
         if not name:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "name: a queue name is required")
-        if await self._find(name) is None:
+        if await self._view.find_queue(name) is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"queue {name!r} does not exist")
         await self._view.catch_up()
         return [

@@ -12,6 +12,7 @@ import grpc
 from armada_client.armada import submit_pb2, submit_pb2_grpc
 from google.protobuf import empty_pb2
 
+from flotilla.api.aborts import abort
 from flotilla.api.job_view import JobView
 from flotilla.api.validation import ValidationError
 from flotilla.jobs.retry import FAIL, RETRY
@@ -78,20 +79,17 @@ class RetryPolicyService(submit_pb2_grpc.RetryPolicyServiceServicer):
     async def _find(self, name: str, context) -> RetryPolicy | None:
         if not name:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "name: a retry policy name is required")
-        if name not in self._view.retry_policies:
-            await self._view.catch_up()
-        return self._view.retry_policies.get(name)
+        return await self._view.find_retry_policy(name)
 
     async def _write(self, policy: RetryPolicy) -> None:
         await self._writer.retry_policy(policy)
-        self._view.apply_retry_policy(policy)  # read-your-writes for this API instance
+        self._view.apply_definition(policy)  # read-your-writes for this API instance
 
     async def _validated(self, request, context) -> RetryPolicy:
         try:
             return retry_policy(request)
         except ValidationError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            raise  # abort raises; this keeps the type checker informed
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
     async def CreateRetryPolicy(self, request, context):  # noqa: N802 - gRPC method names
         policy = await self._validated(request, context)
@@ -124,8 +122,7 @@ class RetryPolicyService(submit_pb2_grpc.RetryPolicyServiceServicer):
     async def GetRetryPolicy(self, request, context):  # noqa: N802
         policy = await self._find(request.name, context)
         if policy is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"retry policy {request.name!r} does not exist")
-        assert policy is not None  # context.abort raises
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"retry policy {request.name!r} does not exist")
         return retry_policy_message(policy)
 
     async def GetRetryPolicies(self, request, context):  # noqa: N802

@@ -73,7 +73,7 @@ class SchedulingReports:
         await self._view.catch_up()
         if queue not in self._view.queues:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"queue {queue!r}: no such queue")
-        queued = [j for j in self._view.jobs.values() if j.spec.queue == queue and j.state == QUEUED]
+        queued = [j for j in self._view.jobs_in_queue(queue) if j.state == QUEUED]
         reasons = Counter(self._view.scheduling_reason(j.spec.job_id) for j in queued)
         return _response({"queue": queue, "queued": len(queued), "reasons": dict(reasons.most_common())})
 

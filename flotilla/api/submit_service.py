@@ -13,11 +13,12 @@ from armada_client.armada import health_pb2, submit_pb2, submit_pb2_grpc
 from google.protobuf import empty_pb2
 
 from flotilla.api.aborts import abort
-from flotilla.api.job_requests import ANONYMOUS, cancelling, preempting
+from flotilla.api.job_requests import ACTIVE_FILTER_STATES, ANONYMOUS, cancelling, preempting
 from flotilla.api.job_view import JobView
 from flotilla.api.queue_service import QueueService
 from flotilla.api.validation import SubmitRules, ValidationError, new_job_id, validate_submit_request
 from flotilla.jobs.state import JobState
+from flotilla.jobs.states import SUBMITTED
 from flotilla.log.schema import (
     JobEvent,
     JobReprioritizing,
@@ -26,14 +27,9 @@ from flotilla.log.schema import (
 )
 from flotilla.log.writer import LogWriter
 
-# Armada's JobState filter values, as our state names.
-_FILTER_STATES = {
-    submit_pb2.QUEUED: {"submitted", "queued"},
-    submit_pb2.SUBMITTED: {"submitted"},
-    submit_pb2.LEASED: {"leased"},
-    submit_pb2.PENDING: {"pending"},
-    submit_pb2.RUNNING: {"running"},
-}
+# Armada's JobState filter values of CancelJobSet, as our state names: the active states, and
+# SUBMITTED alone.
+_FILTER_STATES = {**ACTIVE_FILTER_STATES, submit_pb2.SUBMITTED: frozenset({SUBMITTED})}
 
 
 class SubmitService(submit_pb2_grpc.SubmitServicer):
@@ -46,16 +42,11 @@ class SubmitService(submit_pb2_grpc.SubmitServicer):
     async def _require_queue(self, name: str, context: grpc.aio.ServicerContext) -> None:
         if not name:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "queue: must not be empty")
-        if name not in self._view.queues:
-            await self._view.catch_up()
-        if name not in self._view.queues:
+        if await self._view.find_queue(name) is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"queue {name!r} does not exist")
 
     async def _job(self, job_id: str, queue: str, job_set: str, context) -> JobState:
-        job = self._view.jobs.get(job_id)
-        if job is None:
-            await self._view.catch_up()
-            job = self._view.jobs.get(job_id)
+        job = await self._view.find_job(job_id)
         if job is None or job.spec.queue != queue or job.spec.job_set != job_set:
             await abort(
                 context,

@@ -1,5 +1,5 @@
 """The rest of Armada's QueueService and Jobs services through the unmodified armada-client's
-generated stubs: preempt and cancel by queue, active queues, status by external job URI,
+generated stubs: preempt and cancel by queue, active queues, run details, status by external job URI,
 every field of a queue kept, deleting a queue with jobs, and the whole api.Job on submit."""
 
 from __future__ import annotations
@@ -121,6 +121,21 @@ def test_active_queues_name_the_queue_of_a_running_job_in_its_pool(client):
     assert queue in response.active_queues_by_pool["default"].queues
     assert idle not in response.active_queues_by_pool["default"].queues
     client.cancel_jobset(queue=queue, job_set_id="aq", filter_states=[])
+
+
+def test_job_run_details_name_the_job_of_each_known_run(client):
+    queue = new_queue(client)
+    [job_id] = submit(client, queue, "jrd", [job(["sleep", "300"])])
+    running(client, queue, "jrd", [job_id])
+    details = client.job_stub.GetJobDetails(job_pb2.JobDetailsRequest(job_ids=[job_id]))
+    run_id = details.job_details[job_id].latest_run_id
+
+    response = client.job_stub.GetJobRunDetails(job_pb2.JobRunDetailsRequest(run_ids=[run_id, "no-such-run"]))
+
+    assert list(response.job_run_details) == [run_id]
+    run = response.job_run_details[run_id]
+    assert (run.run_id, run.job_id, run.state) == (run_id, job_id, job_pb2.RUN_STATE_RUNNING)
+    client.cancel_jobset(queue=queue, job_set_id="jrd", filter_states=[])
 
 
 def test_job_status_by_external_job_uri_finds_the_jobs_submitted_with_it(client):
