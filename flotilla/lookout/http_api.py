@@ -26,6 +26,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from flotilla.lookout import queries
 from flotilla.lookout.api_requests import RequestError, parse_groups_request, parse_id, parse_jobs_request
 from flotilla.lookout.ingester import IngesterCounts
+from flotilla.lookout.web_ui import add_web_ui
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,7 @@ def make_app(
     app.router.add_get("/api/v1/version", get_version)
     app.router.add_get("/api/v1/ingester", ingester_status)
     app.router.add_get("/health", health)
+    add_web_ui(app)
     return app
 
 
