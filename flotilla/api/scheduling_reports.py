@@ -22,6 +22,7 @@ import grpc
 
 from flotilla.api.aborts import abort
 from flotilla.api.job_view import JobView
+from flotilla.api.json_services import add_json_service
 from flotilla.jobs.state import QUEUED
 
 SERVICE = "flotilla.SchedulingReports"
@@ -79,18 +80,8 @@ class SchedulingReports:
 
 
 def add_scheduling_reports_to_server(reports: SchedulingReports, server: grpc.aio.Server) -> None:
-    def method(handler):
-        # No deserializers: the handlers parse the JSON themselves, to answer bad input
-        # with INVALID_ARGUMENT rather than an opaque internal error.
-        return grpc.unary_unary_rpc_method_handler(handler)
-
-    server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                SERVICE,
-                {"GetJobReport": method(reports.job_report), "GetQueueReport": method(reports.queue_report)},
-            ),
-        )
+    add_json_service(
+        server, SERVICE, {"GetJobReport": reports.job_report, "GetQueueReport": reports.queue_report}
     )
 
 

@@ -1,5 +1,5 @@
 """The gRPC API process: Armada's Submit, QueueService, RetryPolicyService, Event, Jobs and
-Binoculars services, and Flotilla's scheduling reports."""
+Binoculars services, and Flotilla's scheduling reports and Lookout actions."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from flotilla.api.binoculars_service import BinocularsService
 from flotilla.api.event_service import EventService
 from flotilla.api.job_view import JobView
 from flotilla.api.jobs_service import JobsService
+from flotilla.api.lookout_service import LookoutService, add_lookout_service_to_server
 from flotilla.api.queue_service import QueueService
 from flotilla.api.retry_policy_service import RetryPolicyService
 from flotilla.api.scheduling_reports import SchedulingReports, add_scheduling_reports_to_server
@@ -70,6 +71,7 @@ class ApiServer:
         event_pb2_grpc.add_EventServicer_to_server(EventService(self.view), server)
         job_pb2_grpc.add_JobsServicer_to_server(JobsService(self.view), server)
         add_scheduling_reports_to_server(SchedulingReports(self.view), server)
+        add_lookout_service_to_server(LookoutService(self.view, self._writer), server)
         self._binoculars = BinocularsService(self.view)
         binoculars_pb2_grpc.add_BinocularsServicer_to_server(self._binoculars, server)
         try:

@@ -6,25 +6,25 @@ is sent only after the broker acknowledged every record (acks=all; invariant 6).
 
 from __future__ import annotations
 
-import uuid
-
 import grpc
 from armada_client.armada import health_pb2, submit_pb2, submit_pb2_grpc
 from google.protobuf import empty_pb2
 
 from flotilla.api.aborts import abort
-from flotilla.api.job_requests import ACTIVE_FILTER_STATES, ANONYMOUS, cancelling, preempting
+from flotilla.api.job_requests import (
+    ACTIVE_FILTER_STATES,
+    ANONYMOUS,
+    cancellations,
+    preemptions,
+    priority_problem,
+    reprioritizations,
+)
 from flotilla.api.job_view import JobView
 from flotilla.api.queue_service import QueueService
 from flotilla.api.validation import SubmitRules, ValidationError, new_job_id, validate_submit_request
 from flotilla.jobs.state import JobState
 from flotilla.jobs.states import SUBMITTED
-from flotilla.log.schema import (
-    JobEvent,
-    JobReprioritizing,
-    JobSubmitted,
-    now,
-)
+from flotilla.log.schema import JobSubmitted, now
 from flotilla.log.writer import LogWriter
 
 # Armada's JobState filter values of CancelJobSet, as our state names: the active states, and
@@ -78,9 +78,9 @@ class SubmitService(submit_pb2_grpc.SubmitServicer):
         if not ids:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_ids: name at least one job to cancel")
         jobs = [await self._job(i, request.queue, request.job_set_id, context) for i in ids]
-        live = [j for j in jobs if not j.terminal]
-        await self._writer.job_events(cancelling(j, request.reason) for j in live)
-        return submit_pb2.CancellationResult(cancelled_ids=[j.spec.job_id for j in live])
+        events = cancellations(jobs, request.reason)
+        await self._writer.job_events(events)
+        return submit_pb2.CancellationResult(cancelled_ids=[e.job_id for e in events])
 
     async def CancelJobSet(self, request, context):  # noqa: N802
         await self._require_queue(request.queue, context)
@@ -96,45 +96,24 @@ class SubmitService(submit_pb2_grpc.SubmitServicer):
                 )
             wanted |= _FILTER_STATES[state]
         await self._view.catch_up()
-        live = [
-            j
-            for j in self._view.jobs_in_set(request.queue, request.job_set_id)
-            if not j.terminal and (not wanted or j.state in wanted)
-        ]
-        await self._writer.job_events(cancelling(j, request.reason) for j in live)
+        jobs = self._view.jobs_in_set(request.queue, request.job_set_id)
+        await self._writer.job_events(
+            cancellations((j for j in jobs if not wanted or j.state in wanted), request.reason)
+        )
         return empty_pb2.Empty()
 
     async def ReprioritizeJobs(self, request, context):  # noqa: N802
         await self._require_queue(request.queue, context)
         if not request.job_set_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_set_id: must not be empty")
-        if request.new_priority < 0:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"new_priority: {request.new_priority} must not be negative"
-            )
+        if problem := priority_problem(request.new_priority):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         if request.job_ids:
             jobs = [await self._job(i, request.queue, request.job_set_id, context) for i in request.job_ids]
         else:
             await self._view.catch_up()
             jobs = self._view.jobs_in_set(request.queue, request.job_set_id)
-        results: dict[str, str] = {}
-        events: list[JobEvent] = []
-        for job in jobs:
-            if job.terminal:
-                results[job.spec.job_id] = f"job is {job.state}"
-                continue
-            results[job.spec.job_id] = ""
-            events.append(
-                JobReprioritizing(
-                    job_id=job.spec.job_id,
-                    queue=job.spec.queue,
-                    job_set=job.spec.job_set,
-                    created=now(),
-                    new_priority=request.new_priority,
-                    requestor=ANONYMOUS,
-                    request_id=uuid.uuid4().hex,
-                )
-            )
+        events, results = reprioritizations(jobs, request.new_priority)
         await self._writer.job_events(events)
         return submit_pb2.JobReprioritizeResponse(reprioritization_results=results)
 
@@ -143,7 +122,7 @@ class SubmitService(submit_pb2_grpc.SubmitServicer):
         if not request.job_ids:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_ids: name at least one job to preempt")
         jobs = [await self._job(i, request.queue, request.job_set_id, context) for i in request.job_ids]
-        await self._writer.job_events(preempting(j, request.reason) for j in jobs if j.has_active_run)
+        await self._writer.job_events(preemptions(jobs, request.reason))
         return empty_pb2.Empty()
 
     async def Health(self, request, context):  # noqa: N802

@@ -7,8 +7,9 @@ the field), 404 for an id the database does not have, 503 while Postgres cannot 
 statement timeout (``lookout.statement_timeout_ms``). Each request runs in one read-only
 transaction with that timeout.
 
-Beyond Armada's endpoints: ``jobSchedulingReport`` (why a queued job waits) and
-``GET /api/v1/ingester`` (how far the ingester is, and how many records it passed over).
+Beyond Armada's endpoints: ``jobSchedulingReport`` (why a queued job waits),
+``GET /api/v1/ingester`` (how far the ingester is, and how many records it passed over), and
+cancel, reprioritise and preempt by ids or filter (``flotilla.lookout.actions``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from aiohttp import web
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from flotilla.lookout import queries
+from flotilla.lookout import grpc_api, queries
 from flotilla.lookout.api_requests import RequestError, parse_groups_request, parse_id, parse_jobs_request
 from flotilla.lookout.ingester import IngesterCounts
 from flotilla.lookout.web_ui import add_web_ui
@@ -144,9 +145,17 @@ async def ingester_status(request: web.Request) -> web.Response:
 
 
 def make_app(
-    pool: AsyncConnectionPool, statement_timeout_ms: int, ingester: IngesterCounts | None = None
+    pool: AsyncConnectionPool,
+    statement_timeout_ms: int,
+    ingester: IngesterCounts | None = None,
+    api_address: str = "",
 ) -> web.Application:
+    """``api_address``: the gRPC API that Lookout's actions go through ("" for none)."""
+    from flotilla.lookout import actions  # noqa: PLC0415 - it builds on this module's request helpers
+
     app = web.Application(middlewares=[errors])
+    grpc_api.attach(app, api_address)
+    actions.add_routes(app)
     app[POOL] = pool
     app[TIMEOUT_MS] = statement_timeout_ms
     if ingester is not None:

@@ -99,7 +99,7 @@ def job_json(row: dict[str, Any], runs: list[dict[str, Any]], now: datetime) -> 
     }
 
 
-def _from(
+def filtered_from(
     filters: list[Filter], active_job_sets: bool, group_on_run: bool = False
 ) -> tuple[sql.Composable, list[Any]]:
     """FROM and WHERE of the filtered jobs (``j``), joined to their latest run (``r``) when a
@@ -126,7 +126,7 @@ def _keyset(order: Order, after: tuple[Any, str] | None) -> tuple[sql.Composable
 
 
 async def jobs(connection: AsyncConnection, request: JobsRequest) -> dict[str, Any]:
-    source, params = _from(request.filters, request.active_job_sets)
+    source, params = filtered_from(request.filters, request.active_job_sets)
     keyset, keyset_params = _keyset(request.order, request.after)
     direction = sql.SQL("DESC" if request.order.descending else "ASC")
     order = sql.SQL("j.job_id {}").format(direction)
@@ -211,7 +211,7 @@ async def groups(connection: AsyncConnection, request: GroupsRequest) -> dict[st
             name = sql.SQL("(j.annotations ->> {})").format(sql.Literal(grouped.field))
         else:
             name = column(grouped.field)
-        source, params = _from(
+        source, params = filtered_from(
             request.filters,
             request.active_job_sets,
             not grouped.is_annotation and FIELDS[grouped.field].on_run,

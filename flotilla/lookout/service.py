@@ -105,7 +105,11 @@ async def serve(settings: Settings, dsn: str) -> None:
     await pool.open(wait=False)
     lookout = settings.lookout
     runner = await start_api(
-        make_app(pool, lookout.statement_timeout_ms, ingester.counts), lookout.host, lookout.port
+        make_app(
+            pool, lookout.statement_timeout_ms, ingester.counts, f"{settings.api.host}:{settings.api.port}"
+        ),
+        lookout.host,
+        lookout.port,
     )
     tasks = [
         asyncio.create_task(ingester.run(), name="lookout ingester"),
