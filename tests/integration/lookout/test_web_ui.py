@@ -1,0 +1,252 @@
+"""The Lookout web UI in a real browser: Debian's chromium, driven by Playwright, against the
+test stack (scheduler, gRPC API, local executor) and a Lookout part serving the built UI at
+``/``. Jobs come in through the unmodified armada-client; what an action does is checked in
+the gRPC event stream, where every client sees it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import urllib.parse
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from tests.integration.jobs import NOWHERE, collect, job, new_queue, submit, watch
+from tests.integration.lookout.running import lookout_jobs, lookout_part
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOT = Path(__file__).resolve().parents[3] / "docs" / "lookout.png"
+WAIT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def lookout_url(stack, postgres_server: str) -> Iterator[str]:
+    with lookout_part(stack, postgres_server, "lookout-ui") as url:
+        yield url
+
+
+@dataclass(frozen=True)
+class KnownJobs:
+    queue: str
+    succeeded: list[str]
+    failed: str
+    waiting: str
+
+    @property
+    def all(self) -> list[str]:
+        return [*self.succeeded, self.failed, self.waiting]
+
+
+def in_queue(queue: str) -> list[dict]:
+    return [{"field": "queue", "match": "exact", "value": queue}]
+
+
+@pytest.fixture(scope="module")
+async def known(stack, lookout_url: str) -> KnownJobs:
+    """In a new queue, job set ui-a: two jobs that succeed and one that fails with exit code
+    3; job set ui-b: one that waits on a node selector no node has. And a job in another
+    queue, so that a filter on the queue has something to leave out."""
+    client = stack.client()
+    queue = new_queue(client)
+    *ok, bad = submit(
+        client, queue, "ui-a", [job(["true"]), job(["true"]), job(["sh", "-c", "echo boom >&2; exit 3"])]
+    )
+    (waiting,) = submit(client, queue, "ui-b", [job(["true"], node_selector=NOWHERE)])
+    other = new_queue(client)
+    submit(client, other, "ui-other", [job(["true"])])
+    wanted = {**dict.fromkeys(ok, "SUCCEEDED"), bad: "FAILED", waiting: "QUEUED"}
+    await lookout_jobs(
+        lookout_url, in_queue(queue), lambda jobs: {j["jobId"]: j["state"] for j in jobs} == wanted
+    )
+    await lookout_jobs(lookout_url, in_queue(other), lambda jobs: len(jobs) == 1)
+    return KnownJobs(queue, ok, bad, waiting)
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    if not CHROMIUM.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Debian's chromium is required in CI: no {CHROMIUM} (apt-get install chromium)")
+        pytest.skip(f"no {CHROMIUM} (apt-get install chromium)")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--no-sandbox", "--disable-background-networking"],
+        )
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport={"width": 1400, "height": 820})
+    page = await context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    expect.set_options(timeout=WAIT_MS)
+    yield page
+    await context.close()
+
+
+def job_rows(page: Page):
+    return page.locator("tr[data-job-id]")
+
+
+async def shown_job_ids(page: Page) -> set[str]:
+    return set(await job_rows(page).evaluate_all("rows => rows.map(r => r.dataset.jobId)"))
+
+
+async def filter_column(page: Page, column: str, text: str) -> None:
+    box = page.get_by_label(f"{column} filter", exact=True)
+    await box.fill(text)
+    await box.press("Enter")
+
+
+async def test_submitted_jobs_appear_in_the_table(page: Page, lookout_url: str, known: KnownJobs) -> None:
+    await page.goto(f"{lookout_url}/")
+
+    for job_id in known.all:
+        await expect(page.locator(f'tr[data-job-id="{job_id}"]')).to_be_visible()
+    await expect(page.locator(f'tr[data-job-id="{known.failed}"] [data-state]')).to_have_text("failed")
+    await expect(page.locator(f'tr[data-job-id="{known.waiting}"]')).to_contain_text(known.queue)
+
+
+async def test_filters_narrow_the_table_and_a_reload_keeps_them(
+    page: Page, lookout_url: str, known: KnownJobs
+) -> None:
+    await page.goto(f"{lookout_url}/")
+    await expect(page.locator(f'tr[data-job-id="{known.waiting}"]')).to_be_visible()
+    assert len(await shown_job_ids(page)) > len(known.all)  # the other queue's job too
+
+    await filter_column(page, "Queue", known.queue)
+    await expect(job_rows(page)).to_have_count(len(known.all))
+    assert await shown_job_ids(page) == set(known.all)
+
+    await filter_column(page, "State", "failed")
+    await expect(job_rows(page)).to_have_count(1)
+    assert await shown_job_ids(page) == {known.failed}
+
+    await page.reload()
+    await expect(job_rows(page)).to_have_count(1)
+    assert await shown_job_ids(page) == {known.failed}
+    await expect(page.get_by_label("Queue filter", exact=True)).to_have_value(known.queue)
+
+
+async def test_grouping_by_job_set_counts_each_sets_states_and_opens_a_group_lazily(
+    page: Page, lookout_url: str, known: KnownJobs
+) -> None:
+    await page.goto(f"{lookout_url}/")
+    await filter_column(page, "Queue", known.queue)
+    await expect(job_rows(page)).to_have_count(len(known.all))
+
+    await page.get_by_label("Add a grouping").select_option("jobSet")
+
+    groups = page.locator("tr.group-row")
+    await expect(groups).to_have_count(2)
+    await expect(job_rows(page)).to_have_count(0)
+    first = page.locator('tr.group-row[data-group="ui-a"]')
+    await expect(first).to_contain_text("(3)")
+    await expect(first.locator('[data-state="SUCCEEDED"]')).to_have_text("succeeded 2")
+    await expect(first.locator('[data-state="FAILED"]')).to_have_text("failed 1")
+    await expect(page.locator('tr.group-row[data-group="ui-b"] [data-state="QUEUED"]')).to_have_text(
+        "queued 1"
+    )
+
+    await first.get_by_role("button", name="Job set: ui-a").click()
+    await expect(job_rows(page)).to_have_count(3)
+    assert await shown_job_ids(page) == {*known.succeeded, known.failed}
+
+
+async def test_a_job_opens_from_its_deep_link_after_a_reload(
+    page: Page, lookout_url: str, known: KnownJobs
+) -> None:
+    await page.goto(f"{lookout_url}/jobs/{known.failed}")
+    await page.reload()
+
+    sidebar = page.get_by_role("complementary", name="Job")
+    await expect(sidebar.locator(".job-id")).to_have_text(known.failed)
+    await expect(sidebar.locator("[data-state]").first).to_have_text("failed")
+    await sidebar.get_by_role("tab", name="Runs").click()
+    run = sidebar.locator("section.run")
+    await expect(run).to_contain_text("RUN_FAILED")
+    await expect(run.locator("dt:text-is('Exit code') + dd")).to_have_text("3")
+    await expect(run.locator("dt:text-is('Cluster') + dd")).to_have_text("local")
+    await expect(run.locator(".run-error")).to_contain_text("exit code 3")
+    await sidebar.get_by_role("tab", name="YAML").click()
+    await expect(sidebar.locator("pre.yaml")).to_contain_text(f"queue: {known.queue}")
+
+
+async def test_a_waiting_jobs_sidebar_says_why_it_waits(
+    page: Page, lookout_url: str, known: KnownJobs
+) -> None:
+    await page.goto(f"{lookout_url}/jobs/{known.waiting}")
+
+    await page.get_by_role("tab", name="Scheduling").click()
+
+    await expect(page.locator(".waiting-reason")).to_contain_text("no node matches node selector")
+
+
+async def test_the_job_sets_page_counts_each_job_sets_jobs_by_state(
+    page: Page, lookout_url: str, known: KnownJobs
+) -> None:
+    await page.goto(f"{lookout_url}/jobsets")
+
+    await page.get_by_label("Queue", exact=True).select_option(known.queue)
+
+    first = page.locator('tr[data-job-set="ui-a"]')
+    await expect(first.locator('[data-state="SUCCEEDED"]')).to_have_text("2")
+    await expect(first.locator('[data-state="FAILED"]')).to_have_text("1")
+    await expect(page.locator('tr[data-job-set="ui-b"] [data-state="QUEUED"]')).to_have_text("1")
+    await expect(page.locator("tr[data-job-set]")).to_have_count(2)
+
+
+async def test_cancelling_a_running_job_from_the_ui_ends_it_cancelled_in_the_event_stream(
+    stack, page: Page, lookout_url: str
+) -> None:
+    client = stack.client()
+    queue = new_queue(client)
+    (running,) = submit(client, queue, "ui-cancel", [job(["sleep", "300"])])
+    await asyncio.to_thread(watch, client, queue, "ui-cancel", lambda ev: "running" in ev.get(running, []))
+    await lookout_jobs(lookout_url, in_queue(queue), lambda jobs: [j["state"] for j in jobs] == ["RUNNING"])
+    await page.goto(f"{lookout_url}/")
+    await filter_column(page, "Queue", queue)
+    row = page.locator(f'tr[data-job-id="{running}"]')
+    await expect(row.locator("[data-state]")).to_have_text("running")
+
+    await row.get_by_role("checkbox").check()
+    await page.locator(".toolbar").get_by_role("button", name="Cancel").click()
+    dialog = page.get_by_role("dialog")
+    await dialog.get_by_label("Reason").fill("cancelled from the web UI")
+    await dialog.get_by_role("button", name="Cancel").click()
+
+    await expect(dialog.locator(".result")).to_have_text("1 jobs affected.")
+    events = await asyncio.to_thread(
+        collect, client, queue, "ui-cancel", lambda ev: "cancelled" in [k for k, _ in ev.get(running, [])]
+    )
+    (cancelled,) = [e for k, e in events[running] if k == "cancelled"]
+    assert cancelled.reason == "cancelled from the web UI"
+
+
+async def test_the_readme_screenshot_shows_groups_and_a_failed_jobs_run(
+    page: Page, lookout_url: str, known: KnownJobs
+) -> None:
+    view = {
+        "f": json.dumps(in_queue(known.queue)),
+        "g": "jobSet,state",
+        "e": json.dumps([["ui-a"], ["ui-a", "FAILED"]]),
+    }
+    await page.goto(f"{lookout_url}/jobs/{known.failed}?{urllib.parse.urlencode(view)}")
+    await page.get_by_role("tab", name="Runs").click()
+
+    await expect(page.locator(f'tr.job-row.open[data-job-id="{known.failed}"]')).to_be_visible()
+    await expect(page.locator(".run-error")).to_contain_text("exit code 3")
+    await expect(page.locator("tr.group-row")).to_have_count(4)  # ui-a > SUCCEEDED, FAILED; ui-b
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOT))
