@@ -162,6 +162,9 @@ async def test_a_bad_body_gets_400_naming_the_field_and_writes_nothing(stack, lo
         status, reply = await post(lookout_url, path, {**chooses, **body})
         assert status == 400 and reply["error"].startswith(f"{field}: "), (path, body, reply)
 
+    status, reply = await post(lookout_url, "/api/v1/jobs/cancel", {"jobIds": [target, "no-such-job"]})
+    assert status == 404 and reply["error"] == "jobIds: no job 'no-such-job'", reply
+
     # The fence: the marker's cancellation is in the job set's stream after anything the bad
     # requests could have written about the target.
     client.cancel_jobs(queue=queue, job_set_id="bad", job_id=marker)
