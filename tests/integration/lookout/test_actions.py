@@ -179,3 +179,12 @@ async def test_an_action_by_filter_answers_503_while_postgres_is_down() -> None:
         status, reply = await api.post("/api/v1/jobs/cancel", {"filters": in_set("q", "s")})
 
     assert status == 503 and "database is unavailable" in reply["error"]
+
+
+async def test_an_action_answers_503_while_the_grpc_api_is_down() -> None:
+    dead = f"host=127.0.0.1 port={free_port()} user=postgres dbname=postgres"
+    async with LookoutApi(dead, api_address=f"127.0.0.1:{free_port()}") as api:
+        status, reply = await api.post("/api/v1/jobs/cancel", {"jobIds": ["a-job"]})
+
+    assert status == 503 and "did not answer (UNAVAILABLE)" in reply["error"], reply
+    assert reply["jobsAffected"] == 0
