@@ -16,11 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import sys
 import tempfile
 import time
-import timeit
 from pathlib import Path
 
 import aiohttp
@@ -29,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.lookout import new_database, write_log  # noqa: E402
+from bench.scheduler import machine_speed_ms  # noqa: E402
 from flotilla.api.server import ApiServer  # noqa: E402
 from flotilla.embedded.ports import free_port  # noqa: E402
 from flotilla.embedded.postgres import EmbeddedPostgres  # noqa: E402
@@ -82,17 +81,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10000)
     args = parser.parse_args()
-    speed = min(timeit.repeat("sum(range(10**6))", number=10, repeat=5)) / 10 * 1000
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"sum(range(10**6)) {speed:.1f} ms, load average {os.getloadavg()[0]:.1f} (shared machine)"
+        f"{os.cpu_count()} cores, sum(range(10**6)) {machine_speed_ms():.1f} ms,"
+        f" load average {os.getloadavg()[0]:.1f} (a shared machine)"
     )
     with tempfile.TemporaryDirectory(prefix="lookout-actions-bench-") as tmp:
         workdir = Path(tmp)
-        server = EmbeddedPostgres(workdir / "pg")
-        server_dsn = server.start()
         broker = TansuBroker(port=free_port(), log_path=workdir / "tansu.log")
-        bootstrap = broker.start()
+        server = EmbeddedPostgres(workdir / "pg")
+        bootstrap, server_dsn = broker.start(), server.start()
         try:
             settings = load_settings(
                 overrides={
