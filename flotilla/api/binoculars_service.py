@@ -5,7 +5,7 @@ advertises in its heartbeats (``flotilla.executor.binoculars``); the answer come
 from __future__ import annotations
 
 import grpc
-from armada_client.armada import binoculars_pb2_grpc
+from armada_client.armada import binoculars_pb2, binoculars_pb2_grpc
 
 from flotilla.api.aborts import abort
 from flotilla.api.job_view import JobView
@@ -47,6 +47,10 @@ class BinocularsService(binoculars_pb2_grpc.BinocularsServicer):
                 f"executor {executor!r} of job {request.job_id!r} serves no logs",
             )
         return await self._forward("Logs", heartbeat.endpoint, request, context)
+
+    async def executor_logs(self, endpoint: str, request, context) -> binoculars_pb2.LogResponse:
+        """``Logs`` of the executor at ``endpoint`` (its error status, should it refuse)."""
+        return await self._forward("Logs", endpoint, request, context)
 
     async def Cordon(self, request, context):  # noqa: N802
         if not request.node_name:

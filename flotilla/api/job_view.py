@@ -41,13 +41,15 @@ from flotilla.settings import Settings
 class JobSetHistory:
     offsets: list[int] = field(default_factory=list)
     events: list[JobEvent] = field(default_factory=list)
-    job_ids: set[str] = field(default_factory=set)
+    positions: dict[str, list[int]] = field(default_factory=dict)
+    """Each job's events, as indices into ``events``: one job's timeline without a scan of its
+    job set's (a list per job, a few dozen bytes beside the events the history holds anyway)."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def append(self, offset: int, event: JobEvent) -> None:
         self.offsets.append(offset)
+        self.positions.setdefault(event.job_id, []).append(len(self.events))
         self.events.append(event)
-        self.job_ids.add(event.job_id)
         # Wake the current watchers and give later ones a fresh event to wait on.
         self.changed.set()
         self.changed = asyncio.Event()
@@ -174,7 +176,16 @@ class JobView:
         history = self.job_sets.get((queue, job_set))
         if history is None:
             return []
-        return [self.jobs[j] for j in sorted(history.job_ids)]
+        return [self.jobs[j] for j in sorted(history.positions)]
+
+    def job_events(self, job_id: str) -> list[JobEvent] | None:
+        """The job's accepted events in log order, which is their order in its life (None for
+        a job the view does not have)."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            return None
+        history = self.job_sets[(job.spec.queue, job.spec.job_set)]
+        return [history.events[i] for i in history.positions[job_id]]
 
     def _decoded_heartbeat(self, key: bytes) -> ExecutorHeartbeat:
         heartbeat = self._decoded.get(key)

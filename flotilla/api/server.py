@@ -71,9 +71,9 @@ class ApiServer:
         event_pb2_grpc.add_EventServicer_to_server(EventService(self.view), server)
         job_pb2_grpc.add_JobsServicer_to_server(JobsService(self.view), server)
         add_scheduling_reports_to_server(SchedulingReports(self.view), server)
-        add_lookout_service_to_server(LookoutService(self.view, self._writer), server)
         self._binoculars = BinocularsService(self.view)
         binoculars_pb2_grpc.add_BinocularsServicer_to_server(self._binoculars, server)
+        add_lookout_service_to_server(LookoutService(self.view, self._writer, self._binoculars), server)
         try:
             bound = server.add_insecure_port(self.address)
         except RuntimeError as exc:

@@ -155,7 +155,8 @@ def _handler(action: Action):
                 affected,
                 exc,
             )
-            return web.json_response({"error": str(exc), "jobsAffected": affected}, status=exc.status)
+            error = f"jobIds: {exc}" if exc.status == 404 else str(exc)
+            return web.json_response({"error": error, "jobsAffected": affected}, status=exc.status)
         log.info("lookout %s: %d jobs affected in %d batches", action.name, affected, batches)
         return web.json_response({"jobsAffected": affected})
 

@@ -9,7 +9,8 @@ transaction with that timeout.
 
 Beyond Armada's endpoints: ``jobSchedulingReport`` (why a queued job waits),
 ``GET /api/v1/ingester`` (how far the ingester is, and how many records it passed over), and
-cancel, reprioritise and preempt by ids or filter (``flotilla.lookout.actions``).
+cancel, reprioritise and preempt by ids or filter (``flotilla.lookout.actions``), a job's events
+and a run's logs (``flotilla.lookout.timeline``).
 """
 
 from __future__ import annotations
@@ -151,11 +152,12 @@ def make_app(
     api_address: str = "",
 ) -> web.Application:
     """``api_address``: the gRPC API that Lookout's actions go through ("" for none)."""
-    from flotilla.lookout import actions  # noqa: PLC0415 - it builds on this module's request helpers
+    from flotilla.lookout import actions, timeline  # noqa: PLC0415 - they build on this module's helpers
 
     app = web.Application(middlewares=[errors])
     grpc_api.attach(app, api_address)
     actions.add_routes(app)
+    timeline.add_routes(app)
     app[POOL] = pool
     app[TIMEOUT_MS] = statement_timeout_ms
     if ingester is not None:

@@ -11,16 +11,21 @@ from flotilla.lookout.http_api import connection_pool, make_app, start_api
 
 
 class LookoutApi:
-    def __init__(self, dsn: str, statement_timeout_ms: int = 10000) -> None:
+    def __init__(self, dsn: str, statement_timeout_ms: int = 10000, api_address: str = "") -> None:
         self.dsn = dsn
         self.statement_timeout_ms = statement_timeout_ms
+        self.api_address = api_address
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
 
     async def __aenter__(self) -> LookoutApi:
         self.pool = connection_pool(self.dsn)
         await self.pool.open(wait=False)
-        self.runner = await start_api(make_app(self.pool, self.statement_timeout_ms), "127.0.0.1", self.port)
+        self.runner = await start_api(
+            make_app(self.pool, self.statement_timeout_ms, api_address=self.api_address),
+            "127.0.0.1",
+            self.port,
+        )
         self.session = aiohttp.ClientSession()
         return self
 

@@ -162,6 +162,9 @@ async def test_a_bad_body_gets_400_naming_the_field_and_writes_nothing(stack, lo
         status, reply = await post(lookout_url, path, {**chooses, **body})
         assert status == 400 and reply["error"].startswith(f"{field}: "), (path, body, reply)
 
+    status, reply = await post(lookout_url, "/api/v1/jobs/cancel", {"jobIds": [target, "no-such-job"]})
+    assert status == 404 and reply["error"] == "jobIds: no job 'no-such-job'", reply
+
     # The fence: the marker's cancellation is in the job set's stream after anything the bad
     # requests could have written about the target.
     client.cancel_jobs(queue=queue, job_set_id="bad", job_id=marker)
@@ -176,3 +179,12 @@ async def test_an_action_by_filter_answers_503_while_postgres_is_down() -> None:
         status, reply = await api.post("/api/v1/jobs/cancel", {"filters": in_set("q", "s")})
 
     assert status == 503 and "database is unavailable" in reply["error"]
+
+
+async def test_an_action_answers_503_while_the_grpc_api_is_down() -> None:
+    dead = f"host=127.0.0.1 port={free_port()} user=postgres dbname=postgres"
+    async with LookoutApi(dead, api_address=f"127.0.0.1:{free_port()}") as api:
+        status, reply = await api.post("/api/v1/jobs/cancel", {"jobIds": ["a-job"]})
+
+    assert status == 503 and "did not answer (UNAVAILABLE)" in reply["error"], reply
+    assert reply["jobsAffected"] == 0
