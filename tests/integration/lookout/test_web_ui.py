@@ -193,6 +193,32 @@ async def test_a_waiting_jobs_sidebar_says_why_it_waits(
     await expect(page.locator(".waiting-reason")).to_contain_text("no node matches node selector")
 
 
+async def test_a_jobs_events_show_in_log_order_on_its_timeline(
+    page: Page, lookout_url: str, known: KnownJobs
+) -> None:
+    await page.goto(f"{lookout_url}/jobs/{known.failed}")
+
+    await page.get_by_role("tab", name="Events").click()
+
+    entries = page.locator("ol.timeline li")
+    await expect(entries.last).to_have_attribute("data-event", "failed")
+    kinds = await entries.evaluate_all("items => items.map(i => i.dataset.event)")
+    assert kinds[0] == "submitted" and kinds.index("leased") < kinds.index("running") < len(kinds) - 1
+    await expect(entries.filter(has_text="running").first).to_contain_text("run ")
+
+
+async def test_a_jobs_logs_show_what_its_container_wrote(stack, page: Page, lookout_url: str) -> None:
+    client = stack.client()
+    queue = new_queue(client)
+    (done,) = submit(client, queue, "ui-logs", [job(["sh", "-c", "echo hello from a container; echo bye"])])
+    await lookout_jobs(lookout_url, in_queue(queue), lambda jobs: [j["state"] for j in jobs] == ["SUCCEEDED"])
+    await page.goto(f"{lookout_url}/jobs/{done}")
+
+    await page.get_by_role("tab", name="Logs").click()
+
+    await expect(page.locator("pre.log-lines")).to_have_text("hello from a container\nbye")
+
+
 async def test_the_job_sets_page_counts_each_job_sets_jobs_by_state(
     page: Page, lookout_url: str, known: KnownJobs
 ) -> None:
