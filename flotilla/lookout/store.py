@@ -69,6 +69,8 @@ _JOB_COLUMNS = (
     "last_transition_time",
     "latest_run_id",
     "annotations",
+    "attempt",
+    "cancel_requested",
 )
 _JOB_UPDATE_COLUMNS = (
     "job_id",
@@ -79,6 +81,8 @@ _JOB_UPDATE_COLUMNS = (
     "cancelled",
     "cancel_reason",
     "cancel_user",
+    "attempt",
+    "cancel_requested",
 )
 _RUN_COLUMNS = (
     "run_id",
@@ -105,12 +109,14 @@ CREATE TEMP TABLE IF NOT EXISTS tmp_job (
     job_id text, queue text, owner text, namespace text, jobset text, cpu bigint, memory bigint,
     ephemeral_storage bigint, gpu bigint, priority double precision, priority_class text,
     submitted double precision, cancelled double precision, cancel_reason text, cancel_user text,
-    state smallint, last_transition_time double precision, latest_run_id text, annotations jsonb
+    state smallint, last_transition_time double precision, latest_run_id text, annotations jsonb,
+    attempt integer, cancel_requested boolean
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS tmp_job_spec (job_id text, spec bytea) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS tmp_job_update (
     job_id text, state smallint, last_transition_time double precision, latest_run_id text,
-    priority double precision, cancelled double precision, cancel_reason text, cancel_user text
+    priority double precision, cancelled double precision, cancel_reason text, cancel_user text,
+    attempt integer, cancel_requested boolean
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS tmp_run (
     run_id text, job_id text, cluster text, node text, pool text, leased double precision,
@@ -162,9 +168,11 @@ def _stored_offsets(cursor: psycopg.Cursor, topics: set[str]) -> dict[Partition,
 
 def _cursors(cursor: psycopg.Cursor, job_ids: list[str]) -> dict[str, JobCursor]:
     rows = cursor.execute(
-        "SELECT job_id, queue, jobset, state, latest_run_id FROM job WHERE job_id = ANY(%s)", (job_ids,)
+        "SELECT job_id, queue, jobset, state, latest_run_id, attempt, cancel_requested"
+        " FROM job WHERE job_id = ANY(%s)",
+        (job_ids,),
     ).fetchall()
-    return {job_id: JobCursor(queue, jobset, state, run) for job_id, queue, jobset, state, run in rows}
+    return {row[0]: JobCursor(*row[1:]) for row in rows}
 
 
 def write_batch(
@@ -237,6 +245,8 @@ def _write(cursor: psycopg.Cursor, out: InstructionSet) -> None:
     if out.run_updates:
         _copy(cursor, "tmp_run", _RUN_COLUMNS, ({"run_id": k, **v} for k, v in out.run_updates.items()))
         cursor.execute(_MERGE_RUN_UPDATES)
+    if out.job_error_deletes:
+        cursor.execute("DELETE FROM job_error WHERE job_id = ANY(%s)", (list(out.job_error_deletes),))
     if out.job_errors:
         cursor.execute(
             "INSERT INTO job_error (job_id, error) SELECT * FROM unnest(%s::text[], %s::text[])"
