@@ -31,6 +31,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from flotilla.log.schema import (
     JobCancelled,
     JobCancelling,
@@ -105,14 +107,24 @@ def job_row(spec: JobSpec, at: float) -> dict[str, Any]:
         "state": states.QUEUED,
         "last_transition_time": at,
         "latest_run_id": None,
-        "annotations": json.dumps(spec.annotations),
+        "annotations": _json(spec.annotations).decode(),
         "attempt": 0,
         "cancel_requested": False,
     }
 
 
+def _json(value: Any) -> bytes:
+    """Compact JSON; orjson is several times faster than ``json`` at it, and ``json`` takes
+    what orjson refuses (integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, separators=(",", ":"), default=record_fields).encode()
+
+
 def spec_bytes(spec: JobSpec) -> bytes:
-    return json.dumps(record_fields(spec), separators=(",", ":")).encode()
+    """The spec as JSON: every field of the message (orjson writes a dataclass's fields)."""
+    return _json(spec)
 
 
 def failure_details(event: JobFailed) -> dict[str, Any]:
