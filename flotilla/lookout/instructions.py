@@ -6,13 +6,18 @@ rows to create and the fields to update. It refuses exactly what the one fold
 (``flotilla.jobs.state.apply``) refuses for the fields Lookout keeps: an event for a job it
 has not seen submitted, anything after a terminal state, a report about a run that is not
 the job's latest, a second lease of a leased job or a lease of a run that already existed,
-a run moving backwards (``pending`` after ``running``). So a batch applied twice, or a
-record the log holds twice, changes nothing, and Lookout shows what the API shows, except
-where the fold decides by state the database does not keep: a failed job that its retry
-policy queues again (the fold's ``attempt``) stays FAILED here and its next runs are not
-shown, and a lease after a cancel request (``cancel_requested``) is taken here. The fold
-itself cannot be called per event: it needs a job's whole ``JobState`` (spec, attempt,
-cancel request, every run, reprioritisation request ids), which the database does not hold.
+a lease after a cancel request, a run moving backwards (``pending`` after ``running``); and
+it takes what the fold takes after a terminal state: a failed job that its retry policy
+queues again (``queued`` with the next ``attempt``) goes back to QUEUED for its next run.
+So a batch applied twice, or a record the log holds twice, changes nothing, and Lookout
+shows what the API shows. For that the job row keeps the two parts of the fold's state
+that decide these (``attempt``, counting requeues as the fold does, and
+``cancel_requested``). The fold itself cannot be called per event: it needs a job's whole
+``JobState`` (spec, every run, reprioritisation request ids), which the database does not
+hold. Two things it decides are left out, as the log never brings them: a lease before
+the job's first ``queued`` (Lookout has no SUBMITTED state; the scheduler queues a job
+before it leases it), and a repeated reprioritisation request id (its priority is written
+again).
 
 Updates carry only the fields their events set (``None`` is "not carried"); everything a job
 or run gets within one batch is conflated into one row, so the store writes each row once.
@@ -26,8 +31,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from flotilla.log.schema import (
     JobCancelled,
+    JobCancelling,
     JobEvent,
     JobFailed,
     JobLeased,
@@ -35,6 +43,7 @@ from flotilla.log.schema import (
     JobLeaseReturned,
     JobPending,
     JobPreempted,
+    JobQueued,
     JobReprioritized,
     JobRunning,
     JobSpec,
@@ -56,6 +65,8 @@ class JobCursor:
     jobset: str
     state: int
     latest_run_id: str | None
+    attempt: int = 0
+    cancel_requested: bool = False
 
 
 @dataclass
@@ -66,6 +77,8 @@ class InstructionSet:
     run_creates: dict[str, dict[str, Any]] = field(default_factory=dict)
     run_updates: dict[str, dict[str, Any]] = field(default_factory=dict)
     job_errors: dict[str, str] = field(default_factory=dict)
+    job_error_deletes: set[str] = field(default_factory=set)
+    """Jobs retried after a failure: the failure's error no longer describes them."""
     reports: dict[str, tuple[str, float]] = field(default_factory=dict)
     count_deltas: Counter[tuple[str, str, int]] = field(default_factory=Counter)
 
@@ -94,12 +107,24 @@ def job_row(spec: JobSpec, at: float) -> dict[str, Any]:
         "state": states.QUEUED,
         "last_transition_time": at,
         "latest_run_id": None,
-        "annotations": json.dumps(spec.annotations),
+        "annotations": _json(spec.annotations).decode(),
+        "attempt": 0,
+        "cancel_requested": False,
     }
 
 
+def _json(value: Any) -> bytes:
+    """Compact JSON; orjson is several times faster than ``json`` at it, and ``json`` takes
+    what orjson refuses (integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, separators=(",", ":"), default=record_fields).encode()
+
+
 def spec_bytes(spec: JobSpec) -> bytes:
-    return json.dumps(record_fields(spec), separators=(",", ":")).encode()
+    """The spec as JSON: every field of the message (orjson writes a dataclass's fields)."""
+    return _json(spec)
 
 
 def failure_details(event: JobFailed) -> dict[str, Any]:
@@ -164,15 +189,22 @@ class _Planner:
             self.submitted(event)
             return
         cursor = self.cursors.get(event.job_id)
-        if cursor is None or cursor.state in states.TERMINAL_STATES:
+        if cursor is None:
             return
         at = event.created
         job_id = event.job_id
+        if isinstance(event, JobQueued):
+            if cursor.state == states.FAILED and event.attempt == cursor.attempt + 1:
+                self.retried(job_id, cursor, event.attempt, at)
+            return
+        if cursor.state in states.TERMINAL_STATES:
+            return
         current = bool(event.run_id) and event.run_id == cursor.latest_run_id
         active = cursor.state in states.RUN_ACTIVE_STATES
         if isinstance(event, JobLeased):
             if (
                 cursor.state != states.QUEUED
+                or cursor.cancel_requested
                 or not event.run_id
                 or current
                 or event.run_id in self.known_runs
@@ -215,7 +247,13 @@ class _Planner:
                     self.end_run(cursor, states.RUN_LEASE_RETURNED, at, error=event.reason or None)
                 else:
                     self.end_run(cursor, states.RUN_LEASE_EXPIRED, at, error="lease expired")
+                cursor.attempt += 1
+                self.job(job_id, attempt=cursor.attempt)
                 self.move(job_id, cursor, states.QUEUED, at)
+        elif isinstance(event, JobCancelling):
+            if not cursor.cancel_requested:
+                cursor.cancel_requested = True
+                self.job(job_id, cancel_requested=True)
         elif isinstance(event, JobCancelled):
             if active:
                 self.end_run(cursor, states.RUN_CANCELLED, at)
@@ -232,8 +270,17 @@ class _Planner:
                 self.move(job_id, cursor, states.PREEMPTED, at)
         elif isinstance(event, JobReprioritized):
             self.job(job_id, priority=event.new_priority)
-        # queued, cancelling, reprioritizing and preempting requests change no row: their
-        # outcomes (leased, cancelled, reprioritized, preempted) do.
+        # reprioritizing and preempting requests change no row: their outcomes
+        # (reprioritized, preempted) do.
+
+    def retried(self, job_id: str, cursor: JobCursor, attempt: int, at: float) -> None:
+        """The failed job queued again by its retry policy: its failure is history (its run
+        keeps the error), and it is queued for a new run."""
+        cursor.attempt = attempt
+        self.job(job_id, attempt=attempt)
+        self.out.job_errors.pop(job_id, None)
+        self.out.job_error_deletes.add(job_id)
+        self.move(job_id, cursor, states.QUEUED, at)
 
     def report(self, report: SchedulingReport) -> None:
         known = self.out.reports.get(report.job_id)

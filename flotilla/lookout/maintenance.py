@@ -104,9 +104,13 @@ def repair(connection: psycopg.Connection, ended_before_seconds: float) -> int:
             " AND r.finished < now() - make_interval(secs => %s::float8)",
             (_RUN_ACTIVE, list(_RUN_OUTCOME), ended_before_seconds),
         )
+        # A run that lost its lease queues the job again, and counts as an attempt (as in
+        # the job fold), so that a later retry's attempt number still matches.
         repaired = connection.execute(
-            "UPDATE job SET state = changed.new_state, last_transition_time = changed.finished"
-            " FROM changed WHERE job.job_id = changed.job_id"
+            "UPDATE job SET state = changed.new_state, last_transition_time = changed.finished,"
+            " attempt = job.attempt + (changed.new_state = %s)::int"
+            " FROM changed WHERE job.job_id = changed.job_id",
+            (states.QUEUED,),
         ).rowcount
         connection.execute(_COUNTS_DELTA)
         connection.execute(_DROP_EMPTY_COUNTS)

@@ -125,6 +125,22 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "the job fold's attempt and cancel request on the job row",
+        # What the batch fold needs to agree with the job fold across batches: a retry is
+        # the queued event of the next attempt, and a lease after a cancel request is not
+        # taken. A job's attempt so far is its runs that ended by losing their lease; a
+        # database written before this version never kept the retries or cancel requests
+        # (its retried jobs stayed FAILED): `flotilla lookout rebuild` replays them.
+        """
+        ALTER TABLE job ADD COLUMN attempt integer NOT NULL DEFAULT 0,
+                        ADD COLUMN cancel_requested boolean NOT NULL DEFAULT false;
+        UPDATE job SET attempt = r.requeues
+        FROM (SELECT job_id, count(*) AS requeues FROM job_run
+              WHERE job_run_state IN (8, 9) GROUP BY job_id) r
+        WHERE job.job_id = r.job_id;
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -3,6 +3,8 @@ Armada operator's queries and the API's state names mean the same here."""
 
 from __future__ import annotations
 
+from flotilla.jobs import states as fold
+
 QUEUED = 1
 PENDING = 2
 RUNNING = 3
@@ -60,3 +62,28 @@ RUN_STATE_NAMES: dict[int, str] = {
 RUN_TERMINAL_STATES = frozenset(
     {RUN_SUCCEEDED, RUN_FAILED, RUN_PREEMPTED, RUN_LEASE_RETURNED, RUN_LEASE_EXPIRED, RUN_CANCELLED}
 )
+
+# The job fold's states (flotilla.jobs.states) as Lookout stores them: what the batch fold
+# must agree with. Lookout has no SUBMITTED: a job is shown QUEUED from its submission.
+FROM_JOB_FOLD: dict[str, int] = {
+    fold.SUBMITTED: QUEUED,
+    fold.QUEUED: QUEUED,
+    fold.LEASED: LEASED,
+    fold.PENDING: PENDING,
+    fold.RUNNING: RUNNING,
+    fold.SUCCEEDED: SUCCEEDED,
+    fold.FAILED: FAILED,
+    fold.CANCELLED: CANCELLED,
+    fold.PREEMPTED: PREEMPTED,
+}
+RUN_FROM_JOB_FOLD: dict[str, int] = {
+    fold.LEASED: RUN_LEASED,
+    fold.PENDING: RUN_PENDING,
+    fold.RUNNING: RUN_RUNNING,
+    fold.SUCCEEDED: RUN_SUCCEEDED,
+    fold.FAILED: RUN_FAILED,
+    fold.CANCELLED: RUN_CANCELLED,
+    fold.PREEMPTED: RUN_PREEMPTED,
+    fold.LEASE_RETURNED: RUN_LEASE_RETURNED,
+    fold.LEASE_EXPIRED: RUN_LEASE_EXPIRED,
+}

@@ -1,9 +1,10 @@
 """Writes one batch of log records to the Lookout database, in one transaction with the
 offsets it reached.
 
-Armada's store (``armada-docs/lookout-notes.md`` section 2): every kind of row is ``COPY``ed
-into a temporary table and merged from there, creates with ``ON CONFLICT DO NOTHING``,
-updates with ``coalesce(new, old)`` so that a row keeps every field the batch does not carry.
+Armada's store (``armada-docs/lookout-notes.md`` section 2), with one step fewer: rows the
+batch creates are ``COPY``ed straight into their tables (they are known to be absent, see
+``_write``), updates are ``COPY``ed into a temporary table and merged from there with
+``coalesce(new, old)``, so that a row keeps every field the batch does not carry.
 Which events apply is decided before the writes (``flotilla.lookout.instructions``) against
 the rows the batch touches, read in the same transaction.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -69,6 +71,8 @@ _JOB_COLUMNS = (
     "last_transition_time",
     "latest_run_id",
     "annotations",
+    "attempt",
+    "cancel_requested",
 )
 _JOB_UPDATE_COLUMNS = (
     "job_id",
@@ -79,6 +83,8 @@ _JOB_UPDATE_COLUMNS = (
     "cancelled",
     "cancel_reason",
     "cancel_user",
+    "attempt",
+    "cancel_requested",
 )
 _RUN_COLUMNS = (
     "run_id",
@@ -101,44 +107,26 @@ _RUN_COLUMNS = (
 _TIMES = {"submitted", "cancelled", "last_transition_time", "leased", "pending", "started", "finished"}
 
 _TEMP_TABLES = """
-CREATE TEMP TABLE IF NOT EXISTS tmp_job (
-    job_id text, queue text, owner text, namespace text, jobset text, cpu bigint, memory bigint,
-    ephemeral_storage bigint, gpu bigint, priority double precision, priority_class text,
-    submitted double precision, cancelled double precision, cancel_reason text, cancel_user text,
-    state smallint, last_transition_time double precision, latest_run_id text, annotations jsonb
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS tmp_job_spec (job_id text, spec bytea) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS tmp_job_update (
-    job_id text, state smallint, last_transition_time double precision, latest_run_id text,
-    priority double precision, cancelled double precision, cancel_reason text, cancel_user text
+    job_id text, state smallint, last_transition_time timestamptz, latest_run_id text,
+    priority double precision, cancelled timestamptz, cancel_reason text, cancel_user text,
+    attempt integer, cancel_requested boolean
 ) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS tmp_run (
-    run_id text, job_id text, cluster text, node text, pool text, leased double precision,
-    pending double precision, started double precision, finished double precision,
+CREATE TEMP TABLE IF NOT EXISTS tmp_run_update (
+    run_id text, job_id text, cluster text, node text, pool text, leased timestamptz,
+    pending timestamptz, started timestamptz, finished timestamptz,
     job_run_state smallint, error text, debug text, exit_code integer, failure_category text,
     failure_subcategory text, scheduler_termination_reason text
 ) ON COMMIT DELETE ROWS;
 """
 
 
-def _select(columns: Sequence[str], prefix: str = "") -> str:
-    return ", ".join(f"to_timestamp({prefix}{c})" if c in _TIMES else f"{prefix}{c}" for c in columns)
-
-
 def _coalesce(columns: Sequence[str], target: str) -> str:
-    return ", ".join(
-        f"{c} = coalesce({'to_timestamp(t.' + c + ')' if c in _TIMES else 't.' + c}, {target}.{c})"
-        for c in columns
-    )
+    return ", ".join(f"{c} = coalesce(t.{c}, {target}.{c})" for c in columns)
 
 
-_MERGE_JOBS = f"INSERT INTO job ({', '.join(_JOB_COLUMNS)}) SELECT {_select(_JOB_COLUMNS)} FROM tmp_job ON CONFLICT DO NOTHING"
-_MERGE_SPECS = (
-    "INSERT INTO job_spec (job_id, spec) SELECT job_id, spec FROM tmp_job_spec ON CONFLICT DO NOTHING"
-)
 _MERGE_JOB_UPDATES = f"UPDATE job SET {_coalesce(_JOB_UPDATE_COLUMNS[1:], 'job')} FROM tmp_job_update t WHERE job.job_id = t.job_id"
-_MERGE_RUNS = f"INSERT INTO job_run ({', '.join(_RUN_COLUMNS)}) SELECT {_select(_RUN_COLUMNS)} FROM tmp_run ON CONFLICT DO NOTHING"
-_MERGE_RUN_UPDATES = f"UPDATE job_run SET {_coalesce(_RUN_COLUMNS[2:], 'job_run')} FROM tmp_run t WHERE job_run.run_id = t.run_id"
+_MERGE_RUN_UPDATES = f"UPDATE job_run SET {_coalesce(_RUN_COLUMNS[2:], 'job_run')} FROM tmp_run_update t WHERE job_run.run_id = t.run_id"
 
 
 def prepare(connection: psycopg.Connection) -> None:
@@ -148,9 +136,18 @@ def prepare(connection: psycopg.Connection) -> None:
 
 
 def _copy(cursor: psycopg.Cursor, table: str, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
+    """COPY ``rows`` into ``table``; times (seconds since the epoch) become timestamps here,
+    in one place for creates and updates, so a time reads the same whichever wrote it."""
+    times = [i for i, c in enumerate(columns) if c in _TIMES]
+    stamp = datetime.fromtimestamp
     with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row([row.get(c) for c in columns])
+            values = [row.get(c) for c in columns]
+            for i in times:
+                seconds = values[i]
+                if seconds is not None:
+                    values[i] = stamp(seconds, UTC)
+            copy.write_row(values)
 
 
 def _stored_offsets(cursor: psycopg.Cursor, topics: set[str]) -> dict[Partition, int]:
@@ -162,9 +159,11 @@ def _stored_offsets(cursor: psycopg.Cursor, topics: set[str]) -> dict[Partition,
 
 def _cursors(cursor: psycopg.Cursor, job_ids: list[str]) -> dict[str, JobCursor]:
     rows = cursor.execute(
-        "SELECT job_id, queue, jobset, state, latest_run_id FROM job WHERE job_id = ANY(%s)", (job_ids,)
+        "SELECT job_id, queue, jobset, state, latest_run_id, attempt, cancel_requested"
+        " FROM job WHERE job_id = ANY(%s)",
+        (job_ids,),
     ).fetchall()
-    return {job_id: JobCursor(queue, jobset, state, run) for job_id, queue, jobset, state, run in rows}
+    return {row[0]: JobCursor(*row[1:]) for row in rows}
 
 
 def write_batch(
@@ -212,16 +211,18 @@ def write_batch(
 
 def _write(cursor: psycopg.Cursor, out: InstructionSet) -> None:
     # Phases in Armada's order: jobs and specs, then job updates and runs, then run updates.
+    # Creates are COPYed straight into their tables: the batch holds the writers' lock and
+    # planned against the rows it read, so every job and run it creates is absent (Armada's
+    # insert-if-absent from a temporary table costs a second copy of every row). Updates go
+    # through a temporary table and merge, each field only where the batch carries it.
     if out.job_creates:
-        _copy(cursor, "tmp_job", _JOB_COLUMNS, out.job_creates.values())
-        cursor.execute(_MERGE_JOBS)
+        _copy(cursor, "job", _JOB_COLUMNS, out.job_creates.values())
         _copy(
             cursor,
-            "tmp_job_spec",
+            "job_spec",
             ("job_id", "spec"),
             ({"job_id": k, "spec": v} for k, v in out.job_specs.items()),
         )
-        cursor.execute(_MERGE_SPECS)
     if out.job_updates:
         _copy(
             cursor,
@@ -231,12 +232,14 @@ def _write(cursor: psycopg.Cursor, out: InstructionSet) -> None:
         )
         cursor.execute(_MERGE_JOB_UPDATES)
     if out.run_creates:
-        _copy(cursor, "tmp_run", _RUN_COLUMNS, out.run_creates.values())
-        cursor.execute(_MERGE_RUNS)
-        cursor.execute("TRUNCATE tmp_run")
+        _copy(cursor, "job_run", _RUN_COLUMNS, out.run_creates.values())
     if out.run_updates:
-        _copy(cursor, "tmp_run", _RUN_COLUMNS, ({"run_id": k, **v} for k, v in out.run_updates.items()))
+        _copy(
+            cursor, "tmp_run_update", _RUN_COLUMNS, ({"run_id": k, **v} for k, v in out.run_updates.items())
+        )
         cursor.execute(_MERGE_RUN_UPDATES)
+    if out.job_error_deletes:
+        cursor.execute("DELETE FROM job_error WHERE job_id = ANY(%s)", (list(out.job_error_deletes),))
     if out.job_errors:
         cursor.execute(
             "INSERT INTO job_error (job_id, error) SELECT * FROM unnest(%s::text[], %s::text[])"

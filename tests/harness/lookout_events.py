@@ -9,6 +9,7 @@ from typing import Any
 from flotilla.log.schema import (
     ContainerExit,
     JobCancelled,
+    JobCancelling,
     JobEvent,
     JobFailed,
     JobLeased,
@@ -93,6 +94,10 @@ def lease_expired(job: JobSpec, run_id: str) -> JobLeaseExpired:
 
 def cancelled(job: JobSpec, run_id: str = "") -> JobCancelled:
     return JobCancelled(**common(job, run_id), requestor="alice", reason="not needed")
+
+
+def cancelling(job: JobSpec) -> JobCancelling:
+    return JobCancelling(**common(job), requestor="alice", reason="not needed")
 
 
 def lifecycle(job: JobSpec, run_id: str, end: str = "succeeded") -> list[JobEvent]:

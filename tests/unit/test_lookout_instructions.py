@@ -14,6 +14,7 @@ from flotilla.lookout import states
 from flotilla.lookout.instructions import JobCursor, failure_details, plan
 from tests.harness.lookout_events import (
     cancelled,
+    cancelling,
     common,
     failed,
     lease_expired,
@@ -27,18 +28,6 @@ from tests.harness.lookout_events import (
     succeeded,
 )
 
-FOLD_TO_LOOKOUT = {
-    fold.SUBMITTED: states.QUEUED,
-    fold.QUEUED: states.QUEUED,
-    fold.LEASED: states.LEASED,
-    fold.PENDING: states.PENDING,
-    fold.RUNNING: states.RUNNING,
-    fold.SUCCEEDED: states.SUCCEEDED,
-    fold.FAILED: states.FAILED,
-    fold.CANCELLED: states.CANCELLED,
-    fold.PREEMPTED: states.PREEMPTED,
-}
-
 J = spec("j1")
 
 
@@ -48,7 +37,7 @@ def folded(events: list[JobEvent]) -> tuple[int, str | None]:
         job = fold.apply(job, event) or job
     assert job is not None
     runs = [r.run_id for r in job.runs]
-    return FOLD_TO_LOOKOUT[job.state], (runs[-1] if runs else None)
+    return states.FROM_JOB_FOLD[job.state], (runs[-1] if runs else None)
 
 
 def planned(events: list[JobEvent], batch: int) -> tuple[int, str | None]:
@@ -97,6 +86,26 @@ HISTORIES = {
         leased(J, "r1"),
     ],
     "submitted twice": [submitted(J), queued(J), leased(J, "r1"), submitted(J)],
+    "failed, retried by its policy, then running again": [
+        *lifecycle(J, "r1", "failed"),
+        queued(J, 1),
+        leased(J, "r2"),
+        running(J, "r2"),
+    ],
+    "retried after a requeue, with the attempt counting the requeue": [
+        submitted(J),
+        queued(J),
+        leased(J, "r1"),
+        lease_expired(J, "r1"),
+        queued(J, 1),
+        leased(J, "r2"),
+        failed(J, "r2"),
+        queued(J, 1),
+        leased(J, "r3"),
+        queued(J, 2),
+        leased(J, "r4"),
+    ],
+    "leased after a cancel request": [submitted(J), queued(J), cancelling(J), leased(J, "r1")],
 }
 
 

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from flotilla.lookout import maintenance, states
-from flotilla.lookout.migrations import SCHEMA_VERSION, SchemaTooNew, migrate
+from flotilla.lookout.migrations import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew, migrate
 from flotilla.lookout.store import LogRecord, prepare, write_batch
 from tests.harness.lookout_events import (
     cancelled,
@@ -43,6 +43,31 @@ def test_migrations_are_recorded_in_the_database_and_applied_once(lookout_dsn: s
         assert migrate(connection) == SCHEMA_VERSION
         versions = connection.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
     assert [v for (v,) in versions] == list(range(1, SCHEMA_VERSION + 1))
+
+
+def test_a_database_of_version_1_migrates_with_each_jobs_requeues_as_its_attempt(lookout_dsn: str) -> None:
+    with psycopg.connect(lookout_dsn, autocommit=True) as connection:
+        name, sql = MIGRATIONS[0]
+        connection.execute(
+            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+            " applied timestamptz NOT NULL DEFAULT now())"
+        )
+        connection.execute(sql)
+        connection.execute("INSERT INTO schema_migrations (version, name) VALUES (1, %s)", (name,))
+        connection.execute(
+            "INSERT INTO job (job_id, queue, owner, jobset, cpu, memory, ephemeral_storage, gpu, priority,"
+            " submitted, state, last_transition_time) VALUES"
+            " ('requeued', 'q', 'o', 's', 0, 0, 0, 0, 1, now(), 1, now()),"
+            " ('fresh', 'q', 'o', 's', 0, 0, 0, 0, 1, now(), 1, now())"
+        )
+        connection.execute(
+            "INSERT INTO job_run (run_id, job_id, cluster, job_run_state) VALUES"
+            " ('r1', 'requeued', 'c', %s), ('r2', 'requeued', 'c', %s), ('r3', 'requeued', 'c', %s)",
+            (states.RUN_LEASE_EXPIRED, states.RUN_LEASE_RETURNED, states.RUN_RUNNING),
+        )
+        assert migrate(connection) == SCHEMA_VERSION
+        rows = connection.execute("SELECT job_id, attempt, cancel_requested FROM job ORDER BY job_id")
+        assert rows.fetchall() == [("fresh", 0, False), ("requeued", 2, False)]
 
 
 def test_a_database_newer_than_the_code_is_refused_with_both_versions_named(db: psycopg.Connection) -> None:
@@ -155,3 +180,12 @@ def test_repair_gives_a_job_left_live_after_its_run_ended_the_runs_outcome(
     assert db.execute("SELECT state FROM job").fetchone() == (states.SUCCEEDED,)
     assert counts_match_rows(lookout_dsn)
     assert maintenance.repair(db, ended_before_seconds=3600) == 0
+
+
+def test_repair_of_a_job_whose_run_lost_its_lease_counts_the_attempt(db: psycopg.Connection) -> None:
+    job = spec("zombie")
+    write(db, records(lifecycle(job, "r1", "running")))
+    # The job row missed the expiry of its run's lease.
+    db.execute("UPDATE job_run SET job_run_state = %s, finished = started", (states.RUN_LEASE_EXPIRED,))
+    assert maintenance.repair(db, ended_before_seconds=3600) == 1
+    assert db.execute("SELECT state, attempt FROM job").fetchone() == (states.QUEUED, 1)
