@@ -44,6 +44,9 @@ class KafkaSettings:
     session_timeout_ms: int = 10000
     heartbeat_interval_ms: int = 1000
     fetch_max_wait_ms: int = 50
+    request_timeout_ms: int = 40000
+    """How long a writer's record may wait for the broker before its write fails (aiokafka's
+    ``request_timeout_ms``). An executor writes a run's report again after such a failure."""
     """How long a consumer's fetch may wait for records. Short, because Tansu holds a fetch for
     much of this wait even when records are there; on Apache Kafka it only bounds idle polls."""
 

@@ -9,6 +9,11 @@ A run whose lease was lost (expired, returned, or the job leased anew) is killed
 without grace, while its record is being applied and before anything else, since the job
 may already be starting elsewhere; a cancelled or preempted run gets its grace period.
 
+A report the broker cannot take (it is down for longer than a write may wait) is written
+again until it is on the log or the run is no longer the job's: a report dropped would leave
+the job leased, pending or running on the log for good, since its executor goes on
+heartbeating and no lease of it ever expires.
+
 Heartbeats run on a thread of their own (``flotilla.executor.heartbeat_thread``), so that
 run handling on the main loop never delays them past the lease timeout.
 
@@ -27,6 +32,7 @@ from collections.abc import Callable
 
 import grpc
 from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from flotilla.executor.backend import FAILED, PENDING, RETURNED, RUNNING, SUCCEEDED, ClusterBackend, RunReport
 from flotilla.executor.binoculars import ExecutorBinoculars, serve_binoculars
@@ -54,6 +60,14 @@ from flotilla.log.writer import LogWriter
 from flotilla.settings import Settings
 
 log = logging.getLogger(__name__)
+
+REPORT_RETRY_SECONDS = 1.0
+"""How long the executor waits before writing again a report the broker did not take."""
+
+
+def _transient(exc: KafkaError) -> bool:
+    """A write that failed because the broker was away, not because the record was refused."""
+    return bool(exc.retriable) or isinstance(exc, KafkaTimeoutError)
 
 
 class ExecutorCore:
@@ -116,6 +130,30 @@ class ExecutorCore:
         current = self._jobs.get(job_id)
         return current is not None and current.run_id == run_id and current.has_active_run
 
+    async def _write_run_event(self, job: JobState, event: JobEvent) -> None:
+        """Write an event about the run ``job`` holds, again while the broker is away, until
+        it is on the log or the run is no longer the job's (an expiry read meanwhile)."""
+        while True:
+            try:
+                await self._writer.job_events([event])
+                return
+            except KafkaError as exc:
+                if not _transient(exc):
+                    raise
+                if not self._holds(job.spec.job_id, job.run_id):
+                    log.warning(
+                        "run %s is no longer held; its %s is dropped (%r)", job.run_id, event.type, exc
+                    )
+                    return
+                log.warning(
+                    "could not write %s of run %s (%r); again in %.0fs",
+                    event.type,
+                    job.run_id,
+                    exc,
+                    REPORT_RETRY_SECONDS,
+                )
+                await asyncio.sleep(REPORT_RETRY_SECONDS)
+
     # --- runs ------------------------------------------------------------------------
 
     def _start(self, job: JobState, adopt: bool) -> None:
@@ -160,8 +198,8 @@ class ExecutorCore:
         slots = self.slots.get(job.node)
         try:
             if self._stopping:
-                await self._writer.job_events(
-                    [self._event(job, JobLeaseReturned, reason="executor shut down")]
+                await self._write_run_event(
+                    job, self._event(job, JobLeaseReturned, reason="executor shut down")
                 )
                 return
             if slots is None or not slots.try_reserve(run_id, job.spec.requests):
@@ -170,7 +208,7 @@ class ExecutorCore:
                     if slots is None
                     else f"insufficient free capacity on {job.node}"
                 )
-                await self._writer.job_events([self._event(job, JobLeaseReturned, reason=reason)])
+                await self._write_run_event(job, self._event(job, JobLeaseReturned, reason=reason))
                 return
 
             ended = False
@@ -183,7 +221,7 @@ class ExecutorCore:
                 if self._stopping and progress.phase in (SUCCEEDED, FAILED):
                     # Ended by our own shutdown, not by the job: hand it back to run elsewhere.
                     progress = RunReport(RETURNED, reason="executor shut down")
-                await self._writer.job_events([self._report_event(job, progress)])
+                await self._write_run_event(job, self._report_event(job, progress))
 
             await self.backend.run(job, report, adopt=adopt)
             if not ended and self._holds(job.spec.job_id, run_id):

@@ -36,6 +36,7 @@ class LogWriter:
             enable_idempotence=False,  # the embedded broker has no idempotent producer
             linger_ms=2,
             max_request_size=8 * 1024 * 1024,
+            request_timeout_ms=settings.kafka.request_timeout_ms,
         )
 
     async def start(self) -> None:

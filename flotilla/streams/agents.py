@@ -29,7 +29,7 @@ from flotilla.log.schema import (
     decode_queues_record,
     now,
 )
-from flotilla.streams.reactions import reactions
+from flotilla.streams.reactions import reactions, replies_still_due
 from flotilla.streams.working_set import ActiveJobs
 
 log = logging.getLogger(__name__)
@@ -81,16 +81,22 @@ class JobEventIngest:
             # One bad record must not stop the scheduler: log it and go on.
             log.exception("cannot apply %s to job %s; skipping it", event.type, event.job_id)
             return
-        if after is None:
-            return
-        self._jobs[event.job_id] = after
-        self._active.update(after)
         policy = (
             self._retry_policies.for_queue(event.queue)
             if isinstance(event, JobFailed) and self._retry_policies is not None
             else None
         )
-        replies = reactions(before, after, event, self._clock(), policy)
+        if after is None:
+            if before is None:
+                return
+            # Refused, perhaps as a replay whose effect the table already has: its replies may
+            # still be due (flotilla.streams.reactions).
+            after = before
+            replies = replies_still_due(before, event, self._clock(), policy)
+        else:
+            self._jobs[event.job_id] = after
+            self._active.update(after)
+            replies = reactions(before, after, event, self._clock(), policy)
         # Faust flushes the producer before it commits a source offset, so an event's
         # replies are on the log before the event counts as processed (at-least-once
         # without transactions).

@@ -4,6 +4,12 @@ Requests from users (cancel, reprioritise, preempt) and new submissions become d
 here; the scheduling cycle itself (leases) lives in ``flotilla.scheduling``. The function is
 pure, and the events it returns have deterministic ids, so replaying an event after a crash
 produces the same replies, which every projection then drops as duplicates.
+
+A replayed event may find its own effect already in the jobs table: the worker died after the
+table's changelog had the new state and before the replies were on the log (two topics, no
+transaction). The fold then refuses the event as a duplicate, yet its replies are still due
+(a submit never answered with ``queued`` would stay submitted for good): ``replies_still_due``
+gives them again.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 from typing import TypedDict
 
 from flotilla.jobs.retry import retries_failure
-from flotilla.jobs.state import JobState
+from flotilla.jobs.state import FAILED, SUBMITTED, JobState, apply
 from flotilla.log.schema import (
     JobCancelled,
     JobCancelling,
@@ -66,3 +72,28 @@ def reactions(
     if isinstance(event, JobPreempting):
         return [JobPreempted(**common, run_id=after.run_id, executor=after.executor, reason=event.reason)]
     return []
+
+
+def _effect_already_in(job: JobState, event: JobEvent) -> bool:
+    """Whether ``job`` is the state ``event`` itself produced, its replies not folded in yet."""
+    if isinstance(event, JobSubmitted):
+        return job.state == SUBMITTED
+    if isinstance(event, JobFailed):
+        return job.state == FAILED and job.run_id == event.run_id
+    if isinstance(event, JobCancelling):
+        return job.cancel_requested and not job.terminal
+    if isinstance(event, JobReprioritizing):
+        return event.request_id in job.requested_reprioritizations
+    if isinstance(event, JobPreempting):
+        return job.preempt_requested and job.has_active_run and event.run_id in ("", job.run_id)
+    return False
+
+
+def replies_still_due(
+    job: JobState, event: JobEvent, now: float, retry_policy: RetryPolicy | None = None
+) -> list[JobEvent]:
+    """For an event the fold refused: the replies it was owed, if its effect is already in
+    ``job`` and they would still change the job (none reached it yet)."""
+    if not _effect_already_in(job, event):
+        return []
+    return [r for r in reactions(job, job, event, now, retry_policy) if apply(job, r) is not None]

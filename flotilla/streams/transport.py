@@ -10,6 +10,10 @@
   is there. Faust's own changelog topics are read as they are.
 - The end of a partition (where Faust's changelog recovery stops) is the high watermark of
   a fetch, not ListOffsets, which Tansu answers wrongly (``flotilla.log.end_offsets``).
+- A message fetched before the latest rebalance is not acknowledged. Faust's streams skip such
+  messages (the consumer reads them again from the committed offset) but ack them, and an ack
+  counts the offset as processed: the next commit passed records no agent had folded, and a
+  worker that died before reading them again never did (a submit left ``submitted`` for good).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any, cast
 import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP
+from faust.types import TP, Message
 
 from flotilla.log.end_offsets import fetched_end_offsets
 from flotilla.log.offset_gaps import OffsetGaps
@@ -73,6 +77,14 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class Consumer(faust_aiokafka.Consumer):
+    def ack(self, message: Message) -> bool:
+        generation = message.generation_id
+        if generation is not None and generation != self.app.consumer_generation_id:
+            message.acked = True  # done with here; read again, as a new message, from the commit
+            self._unacked_messages.discard(message)
+            return False
+        return super().ack(message)
+
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 

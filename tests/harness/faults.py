@@ -39,7 +39,13 @@ from tests.harness.faults_checks import (
     settle,
     table_differences,
 )
-from tests.harness.faults_evidence import Replay, read_process_records, recorded_command, replay
+from tests.harness.faults_evidence import (
+    ProcessWitness,
+    Replay,
+    read_process_records,
+    recorded_command,
+    replay,
+)
 from tests.harness.faults_stack import LEASE_TIMEOUT_SECONDS, PARTS, Deployment, KRaftDeployment
 
 RETRIED = {
@@ -264,6 +270,8 @@ def run_faults(
         deployment = KRaftDeployment(root / f"seed-{seed}")
     supervisor = _Supervisor(deployment, run, t0)
     records = root / f"seed-{seed}-processes.log"
+    witness = ProcessWitness(records)
+    witness.start()
     try:
         deployment.start()
         supervisor.note("stack started")
@@ -303,10 +311,12 @@ def run_faults(
         run.acknowledged = len(submitter.acknowledged)
         run.submit_errors.update(submitter.errors)
         log = _wait_until_finished(deployment, supervisor, submitter.acknowledged, settle_timeout)
+        witness.stop()
         check(deployment, log, submitter.acknowledged, records, run.findings, url)
         run.jobs = len(log.jobs)
         supervisor.note("checked")
     finally:
+        witness.stop()
         deployment.stop()
         run.seconds = time.monotonic() - t0
     print(f"faults: {run.summary()}", flush=True)

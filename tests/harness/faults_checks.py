@@ -98,9 +98,10 @@ def check_processes(
     findings: Findings,
 ) -> None:
     """From the jobs' own records: no two processes of one job alive at once. A process with no
-    end line was SIGKILLed; it was certainly dead by the next moment at which every process its
-    executor had started was (the harness saw none left after killing the executor, or the
-    executor's restart, which kills them, or a power loss)."""
+    end line was SIGKILLed; it was certainly dead when the harness's witness first saw it gone,
+    or by the next moment at which every process its executor had started was (the harness saw
+    none left after killing the executor, or the executor's restart, which kills them, or a
+    power loss), whichever came first."""
     run_job: dict[str, tuple[str, str]] = {}
     for job_id, events in replay.raw.items():
         for event in events:
@@ -119,7 +120,9 @@ def check_processes(
             if ends:
                 end = min(ends)
             else:
-                end = min((t for e, t in quiet if e == executor and t >= start), default=float("inf"))
+                bounds = [t for t in record.gone if t >= start]
+                bounds += [t for e, t in quiet if e == executor and t >= start]
+                end = min(bounds, default=float("inf"))
             spans.setdefault(job_id, []).append((start, end, run_id))
     for job_id, job_spans in spans.items():
         job_spans.sort()

@@ -4,18 +4,23 @@ as their changelog topics hold them, and the executors' own records of process s
 Nothing here trusts a view: the log is read with a plain consumer from offset zero to the ends
 the broker reports, folded with the one fold every projection uses
 (``flotilla.jobs.state.apply``), and the jobs' processes write their own start and end lines,
-outside the executor, so that a run the executor lost track of still shows.
+outside the executor, so that a run the executor lost track of still shows. A process killed
+with SIGKILL writes no end line; a :class:`ProcessWitness` in the harness watches every
+started process and writes when it first saw it gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 from kafka import KafkaConsumer, TopicPartition
 
 from flotilla.jobs.state import JobState, apply
@@ -34,9 +39,10 @@ from flotilla.log.schema import (
 from flotilla.settings import Settings
 
 # What a job's process appends to the records file: one line when it starts, one when it ends
-# (also when it is stopped with SIGTERM); the working directory names the run
+# (also when it is stopped with SIGTERM), with its pid; the working directory names the run
 # (``<work_root>/<run_id>/work``, see flotilla.executor.local_process).
-_RECORD = 'echo "{what} $EPOCHREALTIME $PWD" >> {path}'
+_RECORD = 'echo "{what} $EPOCHREALTIME $PWD $$" >> {path}'
+WITNESS_POLL_SECONDS = 0.1
 
 
 def recorded_command(records: Path, sleep_seconds: float) -> list[str]:
@@ -53,12 +59,14 @@ def recorded_command(records: Path, sleep_seconds: float) -> list[str]:
 
 @dataclass
 class ProcessRecord:
-    """One run's process as its own lines tell it: started, and ended (None: killed by SIGKILL)."""
+    """One run's process as its own lines tell it (started, ended; no end: killed by SIGKILL),
+    and when the harness's witness first saw it gone (``gone``)."""
 
     run_id: str
     starts: list[float] = field(default_factory=list)
     ends: list[float] = field(default_factory=list)
     terminated: bool = False  # ended by SIGTERM (the executor stopped it)
+    gone: list[float] = field(default_factory=list)
 
 
 def read_process_records(path: Path) -> dict[str, ProcessRecord]:
@@ -67,14 +75,76 @@ def read_process_records(path: Path) -> dict[str, ProcessRecord]:
         return records
     for line in path.read_text().splitlines():
         parts = line.split()
-        if len(parts) != 3:
+        if len(parts) not in (3, 4):
             continue  # a line torn by SIGKILL mid-write
-        what, at, pwd = parts
+        what, at, pwd = parts[:3]
         run_id = Path(pwd).parent.name
         record = records.setdefault(run_id, ProcessRecord(run_id))
-        (record.starts if what == "start" else record.ends).append(float(at.replace(",", ".")))
+        lines = {"start": record.starts, "gone": record.gone}.get(what, record.ends)
+        lines.append(float(at.replace(",", ".")))
         record.terminated = record.terminated or what == "end-term"
     return records
+
+
+def _alive_since(pid: int, started: float) -> bool:
+    """Whether the process ``pid`` that wrote a start line at ``started`` still lives (not a
+    later process that reused its pid, nor a zombie)."""
+    try:
+        process = psutil.Process(pid)
+        return process.create_time() <= started + 1.0 and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+class ProcessWitness(threading.Thread):
+    """Watches the processes the records file says started and have not ended, and appends a
+    ``gone`` line when it first sees one dead: an upper bound on when a SIGKILLed process
+    died, from outside the executor that killed it."""
+
+    def __init__(self, path: Path, poll_seconds: float = WITNESS_POLL_SECONDS) -> None:
+        super().__init__(name="faults-process-witness", daemon=True)
+        self.path, self.poll_seconds = path, poll_seconds
+        self._watched: dict[tuple[int, str], float] = {}  # (pid, pwd) -> its start
+        self._offset = 0
+        self._stopped = threading.Event()
+
+    def _read_new_lines(self) -> None:
+        if not self.path.exists():
+            return
+        with self.path.open("rb") as f:
+            f.seek(self._offset)
+            chunk = f.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        for line in complete.decode(errors="replace").splitlines():
+            parts = line.split()
+            if len(parts) != 4 or not parts[3].isdigit():
+                continue
+            what, at, pwd, pid = parts
+            if what == "start":
+                self._watched[(int(pid), pwd)] = float(at.replace(",", "."))
+            elif what != "gone":
+                self._watched.pop((int(pid), pwd), None)
+
+    def look(self) -> None:
+        """One look: new lines read, every watched process checked."""
+        self._read_new_lines()
+        for (pid, pwd), started in list(self._watched.items()):
+            if not _alive_since(pid, started):
+                del self._watched[(pid, pwd)]
+                with self.path.open("a") as f:
+                    f.write(f"gone {time.time():.6f} {pwd} {pid}\n")
+
+    def run(self) -> None:
+        while not self._stopped.wait(self.poll_seconds):
+            with contextlib.suppress(OSError):
+                self.look()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join(timeout=5)
+        with contextlib.suppress(OSError):
+            self.look()
 
 
 # --- the log ------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import pytest
 from flotilla.embedded.kafka_kraft import KRaftKafka
 from tests.harness.faults import armada_client, run_faults
 from tests.harness.faults_checks import Findings, check_processes
-from tests.harness.faults_evidence import read_process_records, recorded_command, replay
+from tests.harness.faults_evidence import ProcessWitness, read_process_records, recorded_command, replay
 from tests.harness.faults_stack import EXECUTORS, KRaftDeployment
 from tests.integration.jobs import all_terminal, job, new_queue, submit, watch
 
@@ -82,6 +82,8 @@ def test_the_processes_of_a_killed_executor_do_not_run_on_while_their_jobs_run_e
 ):
     deployment = KRaftDeployment(fault_dir / "outlive")
     records = fault_dir / "processes.log"
+    witness = ProcessWitness(records)
+    witness.start()
     try:
         deployment.start()
         client = armada_client(f"{deployment.settings.api.host}:{deployment.settings.api.port}")
@@ -94,6 +96,7 @@ def test_the_processes_of_a_killed_executor_do_not_run_on_while_their_jobs_run_e
         watch(client, queue, "long", all_terminal(job_ids), timeout=120)
         deployment.restart(f"executor:{victim}")
 
+        witness.stop()
         log = replay(deployment.settings)
         moved = [j for j in job_ids if log.jobs[j].runs[0].executor == victim]
         assert moved and all(len(log.jobs[j].runs) == 2 for j in moved)  # expired, then run elsewhere
@@ -101,4 +104,5 @@ def test_the_processes_of_a_killed_executor_do_not_run_on_while_their_jobs_run_e
         check_processes(log, read_process_records(records), deployment.quiet_moments(), findings)
         assert findings.doubled == {}
     finally:
+        witness.stop()
         deployment.stop()

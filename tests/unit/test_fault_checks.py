@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,7 +23,13 @@ from flotilla.log.schema import (
     SchedulingReport,
 )
 from tests.harness.faults_checks import Findings, check_jobs, check_processes, check_runs_on_the_log
-from tests.harness.faults_evidence import ProcessRecord, Replay, read_process_records, recorded_command
+from tests.harness.faults_evidence import (
+    ProcessRecord,
+    ProcessWitness,
+    Replay,
+    read_process_records,
+    recorded_command,
+)
 
 Q, S = "q", "s"
 
@@ -170,6 +180,45 @@ def test_a_killed_process_counts_as_alive_until_every_process_of_its_executor_wa
     quiet_after_r2 = Findings()
     check_processes(two_runs(), records, [("b", 5.0), ("a", 6.0)], quiet_after_r2)
     assert list(quiet_after_r2.doubled) == ["j1"]
+
+
+def test_a_killed_process_counts_as_alive_until_the_witness_saw_it_gone():
+    gone_before_r2 = {
+        "r1": ProcessRecord("r1", [3.5], [], gone=[5.2]),
+        "r2": ProcessRecord("r2", [5.5], [8.0]),
+    }
+    findings = Findings()
+    check_processes(two_runs(), gone_before_r2, [], findings)
+    assert findings.doubled == {}
+    gone_after_r2 = {
+        "r1": ProcessRecord("r1", [3.5], [], gone=[5.7]),
+        "r2": ProcessRecord("r2", [5.5], [8.0]),
+    }
+    check_processes(two_runs(), gone_after_r2, [], findings)
+    assert list(findings.doubled) == ["j1"]
+
+
+def test_the_witness_records_when_a_sigkilled_process_was_gone(tmp_path: Path):
+    records = tmp_path / "records"
+    run_dir = tmp_path / "run-8" / "work"
+    run_dir.mkdir(parents=True)
+    witness = ProcessWitness(records)
+    process = subprocess.Popen(recorded_command(records, 30), cwd=run_dir, start_new_session=True)
+    try:
+        while not records.exists() or not records.read_text():
+            time.sleep(0.01)
+        witness.look()
+        assert read_process_records(records)["run-8"].gone == []  # alive: nothing to witness
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        killed = time.time()
+        witness.look()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    [record] = read_process_records(records).values()
+    assert record.ends == []  # SIGKILL: the process wrote no end of its own
+    assert len(record.gone) == 1 and killed <= record.gone[0] < killed + 5
 
 
 def test_a_process_stays_alive_until_the_latest_end_of_the_processes_before_it():

@@ -4,10 +4,12 @@ plain dicts stand in for the tables' in-memory stores, which is what the agents 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from flotilla.jobs.state import QUEUED, SUBMITTED, JobState
 from flotilla.log.schema import (
     ExecutorHeartbeat,
+    JobCancelled,
     JobEvent,
     JobQueued,
     NodeReport,
@@ -17,7 +19,7 @@ from flotilla.log.schema import (
 )
 from flotilla.streams.agents import HeartbeatIngest, JobEventIngest, QueueIngest, RetryPolicies
 from flotilla.streams.working_set import ActiveJobs
-from tests.unit.test_job_state import JOB_ID, queued, submitted
+from tests.unit.test_job_state import JOB_ID, cancelling, job_in, queued, running_job, submitted
 
 
 class Ingest:
@@ -59,6 +61,27 @@ def test_an_event_the_fold_refuses_changes_nothing_and_gets_no_reply():
 
     assert ingest.jobs == before and ingest.sent == sent
     assert ingest.jobs[JOB_ID].state == QUEUED
+
+
+def test_a_replayed_submit_whose_state_the_table_already_has_is_answered_with_queued():
+    # The worker died after the jobs table's changelog had the submit, before its queued
+    # reply was on the log; the submit is read again after the restart.
+    ingest = Ingest()
+    ingest.jobs[JOB_ID] = job_in(submitted())
+
+    ingest.read(encode(submitted()))
+
+    assert [(type(e), e.job_id, getattr(e, "attempt", None)) for e in ingest.sent] == [(JobQueued, JOB_ID, 0)]
+    assert JOB_ID in ingest.active.queued
+
+
+def test_a_replayed_cancel_request_whose_state_the_table_already_has_is_answered_with_cancelled():
+    ingest = Ingest()
+    ingest.jobs[JOB_ID] = replace(running_job(), cancel_requested=True)
+
+    ingest.read(encode(cancelling()))
+
+    assert [type(e) for e in ingest.sent] == [JobCancelled]
 
 
 def test_a_record_that_is_not_a_job_event_is_dropped():
