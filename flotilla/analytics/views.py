@@ -29,32 +29,45 @@ an executor silent longer loses its runs)."""
 GIB = 2**30
 
 
-def _hours(start: str, end: str) -> str:
-    """A FROM clause's expansion of each row's [start, end) into the hours it overlaps, with
-    ``hour_start`` and the ``seconds`` of the span within it."""
-    return f"""(
-        SELECT *, h * 3600.0 AS hour_start,
-               least({end}, (h + 1) * 3600.0) - greatest({start}, h * 3600.0) AS seconds
-        FROM (SELECT *, unnest(range(floor({start} / 3600)::BIGINT,
-                                     floor({end} / 3600)::BIGINT + 1)) AS h FROM spans)
-    ) WHERE seconds > 0"""
+def _hour_sums(keys: str) -> str:
+    """Per ``keys`` and hour, the resource-seconds of the rows of ``spans`` (``keys``, ``cpu``,
+    ``memory``, ``gpu``, and the span [span_start, span_end)) within that hour. Summed per first
+    hour, per last hour and per hour between of each span, before the hours are joined up:
+    grouping the rows as they are costs less than expanding each into its hours first, and only
+    spans of three hours or more are unnested."""
+    first, last = "floor(span_start / 3600)", "floor(span_end / 3600)"
+
+    def sums(seconds: str) -> str:
+        return ", ".join(f"sum({r} * ({seconds})) AS {r}_seconds" for r in ("cpu", "memory", "gpu"))
+
+    return f"""
+        SELECT {keys}, h * 3600.0 AS hour_start, sum(cpu_seconds) AS cpu_seconds,
+               sum(memory_seconds) AS memory_seconds, sum(gpu_seconds) AS gpu_seconds
+        FROM (
+            SELECT {keys}, {first} AS h, {sums(f"least(span_end, ({first} + 1) * 3600.0) - span_start")}
+            FROM spans WHERE span_end > span_start GROUP BY ALL
+            UNION ALL
+            SELECT {keys}, {last} AS h, {sums(f"span_end - {last} * 3600.0")}
+            FROM spans WHERE {last} > {first} AND span_end > {last} * 3600.0 GROUP BY ALL
+            UNION ALL
+            SELECT {keys}, h, {sums("3600.0")}
+            FROM (SELECT *, unnest(range({first}::BIGINT + 1, {last}::BIGINT)) AS h
+                  FROM spans WHERE {last} > {first} + 1)
+            GROUP BY ALL
+        ) GROUP BY ALL"""
 
 
 VIEWS: dict[str, str] = {
     "store_clock": """
         SELECT greatest((SELECT coalesce(max(created), 0) FROM events),
                         (SELECT coalesce(max(created), 0) FROM capacity)) AS now""",
-    "run_hours": f"""
+    "run_usage": f"""
         WITH spans AS (
-            SELECT r.run_id, r.job_id, r.queue, r.priority_class, r.executor, r.pool,
-                   r.cpu, r.memory, r.gpu, r.leased_at AS span_start,
+            SELECT r.pool, r.executor, r.queue, r.cpu, r.memory, r.gpu, r.leased_at AS span_start,
                    CASE WHEN r.finished_at > 0 THEN r.finished_at ELSE c.now END AS span_end
             FROM runs r CROSS JOIN store_clock c WHERE r.leased_at > 0
         )
-        SELECT run_id, job_id, queue, priority_class, executor, pool, hour_start,
-               cpu * seconds AS cpu_seconds, memory * seconds AS memory_seconds,
-               gpu * seconds AS gpu_seconds
-        FROM {_hours("span_start", "span_end")}""",
+        {_hour_sums("pool, executor, queue")}""",
     "capacity_hours": f"""
         WITH spans AS (
             SELECT executor, pool, cpu, memory, gpu, created AS span_start,
@@ -63,15 +76,12 @@ VIEWS: dict[str, str] = {
                          created + {HEARTBEAT_SPAN_SECONDS}) AS span_end
             FROM capacity CROSS JOIN store_clock c
         )
-        SELECT executor, pool, hour_start, sum(cpu * seconds) AS cpu_seconds,
-               sum(memory * seconds) AS memory_seconds, sum(gpu * seconds) AS gpu_seconds
-        FROM {_hours("span_start", "span_end")}
-        GROUP BY ALL""",
+        {_hour_sums("executor, pool")}""",
     "queue_usage": f"""
-        WITH usage AS (
+        WITH usage AS MATERIALIZED (
             SELECT pool, queue, hour_start, sum(cpu_seconds) AS cpu_seconds,
                    sum(memory_seconds) AS memory_seconds, sum(gpu_seconds) AS gpu_seconds
-            FROM run_hours GROUP BY ALL
+            FROM run_usage GROUP BY ALL
         ),
         pool_capacity AS (
             SELECT pool, hour_start, sum(cpu_seconds) AS cpu, sum(memory_seconds) AS memory,
@@ -93,7 +103,14 @@ VIEWS: dict[str, str] = {
                        AS span_end
             FROM jobs j CROSS JOIN store_clock c WHERE j.submitted_at > 0
         ),
-        waiting AS (SELECT DISTINCT queue, hour_start FROM {_hours("span_start", "span_end")}),
+        wait_hours AS (
+            SELECT DISTINCT queue, floor(span_start / 3600)::BIGINT AS first,
+                   ceil(span_end / 3600)::BIGINT - 1 AS last
+            FROM spans WHERE span_end > span_start
+        ),
+        waiting AS (
+            SELECT DISTINCT queue, unnest(range(first, last + 1)) * 3600.0 AS hour_start FROM wait_hours
+        ),
         active AS (
             SELECT pool, hour_start, queue FROM usage
             UNION SELECT p.pool, p.hour_start, w.queue FROM waiting w JOIN pool_hours p USING (hour_start)
@@ -142,7 +159,7 @@ VIEWS: dict[str, str] = {
         WITH allocated AS (
             SELECT pool, executor, hour_start, sum(cpu_seconds) AS cpu_seconds,
                    sum(memory_seconds) AS memory_seconds, sum(gpu_seconds) AS gpu_seconds
-            FROM run_hours GROUP BY ALL
+            FROM run_usage GROUP BY ALL
         )
         SELECT pool, executor, to_timestamp(hour_start) AS hour,
                coalesce(a.cpu_seconds, 0) AS allocated_cpu_seconds,
