@@ -81,6 +81,44 @@ def cmd_lookout(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analytics(args: argparse.Namespace) -> int:
+    import logging
+
+    from flotilla.analytics.query import FORMATS, QueryRefused, format_result, query
+    from flotilla.analytics.service import rebuild, serve
+    from flotilla.analytics.store import StoreError, store_path
+
+    settings = _settings(args)
+    store = Path(args.store) if args.store else store_path(settings)
+    try:
+        if args.action == "sql":
+            if not args.sql:
+                print("flotilla analytics sql: a SELECT statement is required", file=sys.stderr)
+                return 2
+            if args.format not in FORMATS:
+                print(
+                    f"flotilla analytics sql: --format {args.format!r}: expected one of {FORMATS}",
+                    file=sys.stderr,
+                )
+                return 2
+            print(format_result(query(store, args.sql), args.format))
+            return 0
+        logging.basicConfig(
+            level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        if args.action == "rebuild":
+            records = rebuild(settings, store, Path(args.to) if args.to else None)
+            print(
+                f"flotilla analytics rebuild: replayed {records} records from the log into {args.to or store}"
+            )
+        else:
+            asyncio.run(serve(settings, store))
+    except (StoreError, QueryRefused) as exc:
+        print(f"flotilla analytics: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 # --- client commands -------------------------------------------------------------------------
 
 
@@ -179,6 +217,17 @@ def build_parser() -> argparse.ArgumentParser:
         "lookout", "run Lookout (ingester and HTTP API), or rebuild its database from the log", cmd_lookout
     )
     p.add_argument("action", nargs="?", choices=["serve", "rebuild"], default="serve")
+
+    p = part(
+        "analytics",
+        "run the analytics sink, rebuild its store from the log, or query it with SQL",
+        cmd_analytics,
+    )
+    p.add_argument("action", nargs="?", choices=["serve", "rebuild", "sql"], default="serve")
+    p.add_argument("sql", nargs="?", help="sql: one SELECT statement (views: queue_usage, wait_times, ...)")
+    p.add_argument("--format", default="table", help="sql: table (default), csv or json")
+    p.add_argument("--store", help="the store's file (default <data dir>/analytics/analytics.duckdb)")
+    p.add_argument("--to", help="rebuild: into this file instead of replacing the store")
 
     def client(name: str, help: str, func) -> argparse.ArgumentParser:
         p = part(name, help, func)

@@ -87,6 +87,14 @@ class LookoutSettings:
 
 
 @dataclass
+class AnalyticsSettings:
+    batch_size: int = 10000
+    """The analytics sink writes a batch once it has this many records..."""
+    batch_seconds: float = 0.5
+    """...or this long after the batch's first record."""
+
+
+@dataclass
 class SchedulerSettings:
     app_id: str = "flotilla-scheduler"
     interval_seconds: float = 1.0
@@ -164,6 +172,7 @@ class Settings:
     postgres: PostgresSettings = field(default_factory=PostgresSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     lookout: LookoutSettings = field(default_factory=LookoutSettings)
+    analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
 
@@ -263,7 +272,7 @@ def to_environment(settings: Settings) -> dict[str, str]:
         "FLOTILLA_LOG_LEVEL": settings.log_level,
         "FLOTILLA_MIN_FREE_MB": str(settings.min_free_mb),
     }
-    for section in ("kafka", "postgres", "api", "lookout", "scheduler", "executor"):
+    for section in ("kafka", "postgres", "api", "lookout", "analytics", "scheduler", "executor"):
         for f in dataclasses.fields(getattr(settings, section)):
             value = getattr(getattr(settings, section), f.name)
             if isinstance(value, tuple):

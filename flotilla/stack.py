@@ -49,6 +49,7 @@ READY_MARKERS = {
     "api": "flotilla api: listening",
     "executor": "flotilla executor:",
     "lookout": "flotilla lookout: listening",
+    "analytics": "flotilla analytics: ready",
 }
 
 
@@ -197,7 +198,7 @@ class Stack:
             raise ComponentFailed(
                 "lookout", f"port {settings.lookout.host}:{settings.lookout.port} is already in use"
             )
-        for part in ("worker", "api", "executor", "lookout"):
+        for part in ("worker", "api", "executor", "lookout", "analytics"):
             process = FlotillaProcess(part, settings, self.data / "logs")
             self.parts[part] = process
             process.start()
