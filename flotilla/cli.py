@@ -63,6 +63,13 @@ def cmd_executor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_events_bridge(args: argparse.Namespace) -> int:
+    from flotilla.events_bridge.bridge import run_events_bridge
+
+    asyncio.run(run_events_bridge(_settings(args)))
+    return 0
+
+
 def cmd_lookout(args: argparse.Namespace) -> int:
     import logging
 
@@ -213,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     part("api", "run the gRPC API", cmd_api)
     part("worker", "run a scheduler worker (Faust)", cmd_worker)
     part("executor", "run a local executor", cmd_executor)
+    part("events-bridge", "publish job events to the public job-events topic", cmd_events_bridge)
     p = part(
         "lookout", "run Lookout (ingester and HTTP API), or rebuild its database from the log", cmd_lookout
     )
@@ -268,7 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("api", "worker", "executor") or getattr(args, "action", None) == "serve":
+    if (
+        args.command in ("api", "worker", "executor", "events-bridge")
+        or getattr(args, "action", None) == "serve"
+    ):
         from flotilla.stack import die_with_parent
 
         die_with_parent()

@@ -163,6 +163,18 @@ class ExecutorSettings:
 
 
 @dataclass
+class EventsSettings:
+    public_topic: str = "job-events"
+    """The public job-events topic, after ``kafka.topic_prefix`` (``<prefix>job-events``): every
+    event users see, as Armada's ``api.EventStreamMessage``, written by ``flotilla events-bridge``."""
+    format: str = "protobuf"
+    """Values on the public topic: ``protobuf`` (the message's bytes) or ``json`` (protobuf's
+    canonical JSON); each record's ``content-type`` header says which."""
+    retention_hours: float = 0.0
+    """Retention of the public topic, set when the bridge creates it (0: the broker's default)."""
+
+
+@dataclass
 class Settings:
     data_dir: str = ".flotilla"
     log_level: str = "info"
@@ -175,6 +187,7 @@ class Settings:
     analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
+    events: EventsSettings = field(default_factory=EventsSettings)
 
     def topic(self, name: str) -> str:
         return f"{self.kafka.topic_prefix}{name}"
@@ -272,7 +285,10 @@ def to_environment(settings: Settings) -> dict[str, str]:
         "FLOTILLA_LOG_LEVEL": settings.log_level,
         "FLOTILLA_MIN_FREE_MB": str(settings.min_free_mb),
     }
-    for section in ("kafka", "postgres", "api", "lookout", "analytics", "scheduler", "executor"):
+    sections = [
+        f.name for f in dataclasses.fields(settings) if dataclasses.is_dataclass(getattr(settings, f.name))
+    ]
+    for section in sections:
         for f in dataclasses.fields(getattr(settings, section)):
             value = getattr(getattr(settings, section), f.name)
             if isinstance(value, tuple):

@@ -1,7 +1,7 @@
 """``flotilla up``: the whole system on one machine, started, supervised and stopped together.
 
 Parts start in dependency order (broker, Postgres, then the scheduler worker, the API, a
-local executor and Lookout as child processes); each must report ready before the next starts, and a
+local executor, Lookout and the public events topic's bridge as child processes); each must report ready before the next starts, and a
 part that fails to start stops everything already started and names itself in the error.
 Children run in process groups of their own and ask the kernel to stop them if this process
 dies (PR_SET_PDEATHSIG, see ``die_with_parent``), so nothing outlives the stack.
@@ -50,6 +50,7 @@ READY_MARKERS = {
     "executor": "flotilla executor:",
     "lookout": "flotilla lookout: listening",
     "analytics": "flotilla analytics: ready",
+    "events-bridge": "flotilla events-bridge: ready",
 }
 
 
@@ -198,7 +199,7 @@ class Stack:
             raise ComponentFailed(
                 "lookout", f"port {settings.lookout.host}:{settings.lookout.port} is already in use"
             )
-        for part in ("worker", "api", "executor", "lookout", "analytics"):
+        for part in ("worker", "api", "executor", "lookout", "analytics", "events-bridge"):
             process = FlotillaProcess(part, settings, self.data / "logs")
             self.parts[part] = process
             process.start()

@@ -2,15 +2,21 @@
 
 One log event is one message, except ``preempted``: Armada follows ``JobPreemptedEvent`` with
 the job-level ``JobFailedEvent`` (reason ``preempted``) that ends the job for watchers such as
-``armadactl watch --exit-if-inactive`` (``armada-docs/job-lifecycle-events.md``)."""
+``armadactl watch --exit-if-inactive`` (``armada-docs/job-lifecycle-events.md``).
+
+:func:`stream_messages_of` is the one conversion of an accepted log event into the
+``api.EventStreamMessage`` s users receive, ids included: ``GetJobSetEvents`` sends them and
+the public job-events topic (``flotilla.events_bridge``) carries them, so the two agree."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from armada_client.armada import event_pb2, submit_pb2
 
 from flotilla.api.job_message import api_job, timestamp
+from flotilla.jobs.state import FAILED, JobState
 from flotilla.log.schema import (
     JobCancelled,
     JobCancelling,
@@ -29,6 +35,44 @@ from flotilla.log.schema import (
     JobSubmitted,
     JobSucceeded,
 )
+
+# A message id is the log offset of the event it came from; an event that makes several
+# messages gives all but its last ``<offset>-<index>``, so a client resumes between them too.
+_MESSAGE_ID = re.compile(r"(\d+)(?:-(\d+))?")
+
+
+def parse_message_id(message_id: str) -> tuple[int, int] | None:
+    """``(offset, index)`` of a message id; index -1 means every message of that offset
+    was seen. None for an id this server never issues."""
+    if not message_id:
+        return (-1, -1)
+    match = _MESSAGE_ID.fullmatch(message_id)
+    if match is None:
+        return None
+    offset, index = match.groups()
+    return (int(offset), -1 if index is None else int(index))
+
+
+def retried(job: JobState | None, run_id: str) -> bool:
+    """Whether the job ran again after its run ``run_id`` failed (a retry policy retried it).
+    A watcher that receives the failure before the scheduler's decision sees it unflagged."""
+    return job is not None and (job.state != FAILED or job.run_id != run_id)
+
+
+def stream_messages_of(
+    offset: int, event: JobEvent, job: JobState | None
+) -> list[event_pb2.EventStreamMessage]:
+    """The stream messages of the accepted event at ``offset`` of its partition, with their ids.
+    ``job`` is the job's state as the reader holds it now: a failure it has since retried is
+    flagged ``retryable``."""
+    messages = to_event_messages(event)
+    if isinstance(event, JobFailed) and retried(job, event.run_id):
+        messages[0].failed.retryable = True
+    last = len(messages) - 1
+    return [
+        event_pb2.EventStreamMessage(id=str(offset) if index == last else f"{offset}-{index}", message=m)
+        for index, m in enumerate(messages)
+    ]
 
 
 def _job(event: JobSubmitted) -> submit_pb2.Job:

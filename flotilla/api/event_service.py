@@ -2,38 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 
 import grpc
 from armada_client.armada import event_pb2, event_pb2_grpc, health_pb2
 
-from flotilla.api.event_messages import to_event_messages
+from flotilla.api.event_messages import parse_message_id, stream_messages_of
 from flotilla.api.job_view import JobView
-from flotilla.jobs.state import FAILED, JobState
-from flotilla.log.schema import JobEvent, JobFailed
-
-# A message id is the log offset of the event it came from; an event that makes several
-# messages gives all but its last ``<offset>-<index>``, so a client resumes between them too.
-_MESSAGE_ID = re.compile(r"(\d+)(?:-(\d+))?")
-
-
-def parse_message_id(message_id: str) -> tuple[int, int] | None:
-    """``(offset, index)`` of a message id; index -1 means every message of that offset
-    was seen. None for an id this server never issues."""
-    if not message_id:
-        return (-1, -1)
-    match = _MESSAGE_ID.fullmatch(message_id)
-    if match is None:
-        return None
-    offset, index = match.groups()
-    return (int(offset), -1 if index is None else int(index))
-
-
-def retried(job: JobState | None, run_id: str) -> bool:
-    """Whether the job ran again after its run ``run_id`` failed (a retry policy retried it).
-    A watcher that receives the failure before the scheduler's decision sees it unflagged."""
-    return job is not None and (job.state != FAILED or job.run_id != run_id)
+from flotilla.log.schema import JobEvent
 
 
 async def stream_messages(
@@ -43,15 +19,11 @@ async def stream_messages(
     start_after = offset if seen_index < 0 else offset - 1
     events: AsyncIterator[tuple[str, JobEvent]] = view.events(queue, job_set, str(start_after), watch)
     async for event_offset, event in events:
-        messages = to_event_messages(event)
-        if isinstance(event, JobFailed) and retried(view.jobs.get(event.job_id), event.run_id):
-            messages[0].failed.retryable = True
+        messages = stream_messages_of(int(event_offset), event, view.jobs.get(event.job_id))
         for index, message in enumerate(messages):
             if int(event_offset) == offset and index <= seen_index:
                 continue
-            last = index == len(messages) - 1
-            message_id = event_offset if last else f"{event_offset}-{index}"
-            yield event_pb2.EventStreamMessage(id=message_id, message=message)
+            yield message
 
 
 class EventService(event_pb2_grpc.EventServicer):

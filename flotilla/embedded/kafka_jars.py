@@ -100,13 +100,15 @@ JARS: tuple[Jar, ...] = tuple(
 # fmt: on
 
 
-def installed(libs: Path, version: str = KAFKA_VERSION) -> bool:
-    """True when ``libs`` holds a complete, verified install of Kafka ``version``."""
-    marker = libs.parent / MARKER
+def installed(
+    libs: Path, version: str = KAFKA_VERSION, jars: tuple[Jar, ...] = JARS, marker_name: str = MARKER
+) -> bool:
+    """True when ``libs`` holds a complete, verified install of Kafka ``version``'s ``jars``."""
+    marker = libs.parent / marker_name
     return (
         marker.is_file()
         and marker.read_text().strip() == version
-        and all((libs / jar.file_name).is_file() for jar in JARS)
+        and all((libs / jar.file_name).is_file() for jar in jars)
     )
 
 
@@ -122,23 +124,26 @@ def install_kafka_jars(
     home: Path,
     say: Callable[[str], None] = print,
     repository: str = MAVEN_CENTRAL,
+    jars: tuple[Jar, ...] = JARS,
+    libs_name: str = "libs",
+    marker_name: str = MARKER,
 ) -> Path:
-    """Fetch and verify the jars into ``home/libs`` unless already there; returns ``home/libs``.
+    """Fetch and verify ``jars`` into ``home/<libs_name>`` unless already there; returns that dir.
 
     A jar whose sum differs from its pin stops the install (ComponentFailed naming the jar,
-    the sum expected and the sum found) and leaves nothing in ``home/libs``."""
-    libs = home / "libs"
-    if installed(libs):
+    the sum expected and the sum found) and leaves nothing in the dir."""
+    libs = home / libs_name
+    if installed(libs, jars=jars, marker_name=marker_name):
         return libs
     home.mkdir(parents=True, exist_ok=True)
-    total = sum(jar.size for jar in JARS)
+    total = sum(jar.size for jar in jars)
     say(
-        f"kafka     fetching Apache Kafka {KAFKA_VERSION} ({len(JARS)} jars, {total / 2**20:.0f} MiB) into {libs}"
+        f"kafka     fetching Apache Kafka {KAFKA_VERSION} ({len(jars)} jars, {total / 2**20:.0f} MiB) into {libs}"
     )
     work = Path(tempfile.mkdtemp(prefix=".install.", dir=home))
     try:
         done = 0
-        for number, jar in enumerate(JARS, 1):
+        for number, jar in enumerate(jars, 1):
             target = work / jar.file_name
             cached = libs / jar.file_name
             if cached.is_file() and sha256_of(cached) == jar.sha256:
@@ -152,14 +157,14 @@ def install_kafka_jars(
                     f"{jar.url(repository)}: SHA-256 {found}, expected {jar.sha256}; nothing installed",
                 )
             done += jar.size
-            say(f"kafka     {number}/{len(JARS)} {jar.file_name} ({done * 100 // total}%)")
-        old = home / ".libs.old"
+            say(f"kafka     {number}/{len(jars)} {jar.file_name} ({done * 100 // total}%)")
+        old = home / f".{libs_name}.old"
         shutil.rmtree(old, ignore_errors=True)
         if libs.exists():
             libs.rename(old)
         work.rename(libs)
         shutil.rmtree(old, ignore_errors=True)
-        (home / MARKER).write_text(KAFKA_VERSION + "\n")
+        (home / marker_name).write_text(KAFKA_VERSION + "\n")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return libs

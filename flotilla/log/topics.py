@@ -26,19 +26,21 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
     }
 
 
-async def ensure_topics(settings: Settings, timeout: float = 60.0) -> None:
-    """Create the log's topics if they are missing; safe to call from every process."""
+async def ensure_topics(
+    settings: Settings, timeout: float = 60.0, topics: list[NewTopic] | None = None
+) -> None:
+    """Create the log's topics (or ``topics``) if they are missing; safe to call from every process."""
+    wanted = topics or [
+        NewTopic(name, num_partitions=partitions, replication_factor=1)
+        for name, partitions in topic_partitions(settings).items()
+    ]
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
         try:
             await admin.start()
             existing = set(await admin.list_topics())
-            missing = [
-                NewTopic(name, num_partitions=partitions, replication_factor=1)
-                for name, partitions in topic_partitions(settings).items()
-                if name not in existing
-            ]
+            missing = [topic for topic in wanted if topic.name not in existing]
             if missing:
                 try:
                     await admin.create_topics(missing)

@@ -27,17 +27,22 @@ from flotilla.log.schema import (
 from flotilla.settings import Settings
 
 
+def acks_all_producer(settings: Settings, linger_ms: int = 2) -> AIOKafkaProducer:
+    """A producer (not started) whose sends complete once the broker has the records."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap,
+        acks="all",
+        enable_idempotence=False,  # the embedded broker has no idempotent producer
+        linger_ms=linger_ms,
+        max_request_size=8 * 1024 * 1024,
+        request_timeout_ms=settings.kafka.request_timeout_ms,
+    )
+
+
 class LogWriter:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka.bootstrap,
-            acks="all",
-            enable_idempotence=False,  # the embedded broker has no idempotent producer
-            linger_ms=2,
-            max_request_size=8 * 1024 * 1024,
-            request_timeout_ms=settings.kafka.request_timeout_ms,
-        )
+        self._producer = acks_all_producer(settings)
 
     async def start(self) -> None:
         await self._producer.start()

@@ -49,7 +49,7 @@ def left_running(processes: list[psutil.Process]) -> list[psutil.Process]:
 def test_up_then_sigterm_leaves_no_process_behind(tmp_path: Path):
     up = start_up(tmp_path, up_env(tmp_path))
     output = read_until(up, "flotilla up: ready")
-    for part in ("kafka", "postgres", "worker", "api", "executor", "lookout"):
+    for part in ("kafka", "postgres", "worker", "api", "executor", "lookout", "events-bridge"):
         assert part in output
     lookout_url = re.search(r"lookout +(http://\S+)", output)
     assert lookout_url is not None, output

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from flotilla.api.event_messages import to_event_message, to_event_messages
-from flotilla.api.event_service import parse_message_id
+from flotilla.api.event_messages import parse_message_id, to_event_message, to_event_messages
 from flotilla.log.schema import JobFailed, JobPreempted
 
 COMMON = {"job_id": "01job", "queue": "q", "job_set": "s", "created": 10.0, "run_id": "run-1"}
