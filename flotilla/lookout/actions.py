@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,32 +122,34 @@ async def next_batch(
     return [row[0] for row in await cursor.fetchall()]
 
 
+async def _batches(request: web.Request, parsed: ActionRequest) -> AsyncIterator[list[str]]:
+    """The jobs to act on, ``BATCH_SIZE`` at a time: the ids named, or the filter's active
+    jobs, each batch read from the database when the one before is done."""
+    if parsed.job_ids is not None:
+        for start in range(0, len(parsed.job_ids), BATCH_SIZE):
+            yield parsed.job_ids[start : start + BATCH_SIZE]
+        return
+    after = ""
+
+    async def batch(connection: AsyncConnection) -> list[str]:
+        return await next_batch(connection, parsed, after)
+
+    while ids := await _read(request, batch):
+        yield ids
+        after = ids[-1]
+
+
 def _handler(action: Action):
     async def handle(request: web.Request) -> web.Response:
         parsed = parse_action_request(await _body(request), action)
         api = request.app[GRPC_API]
         affected = batches = 0
         try:
-            if parsed.job_ids is not None:
-                for start in range(0, len(parsed.job_ids), BATCH_SIZE):
-                    ids = parsed.job_ids[start : start + BATCH_SIZE]
-                    reply = await api.call(action.method, {"job_ids": ids, **parsed.extra})
-                    affected += len(reply["job_ids"])
-                    batches += 1
-            else:
-                after = ""
-
-                async def batch(connection: AsyncConnection) -> list[str]:
-                    return await next_batch(connection, parsed, after)
-
-                while ids := await _read(request, batch):
-                    reply = await api.call(action.method, {"job_ids": ids, **parsed.extra})
-                    affected += len(reply["job_ids"])
-                    batches += 1
-                    after = ids[-1]
-                    log.info(
-                        "lookout %s: batch %d done, %d jobs affected so far", action.name, batches, affected
-                    )
+            async for ids in _batches(request, parsed):
+                reply = await api.call(action.method, {"job_ids": ids, **parsed.extra})
+                affected += len(reply["job_ids"])
+                batches += 1
+                log.info("lookout %s: batch %d done, %d jobs affected so far", action.name, batches, affected)
         except ApiCallFailed as exc:
             log.warning(
                 "lookout %s: stopped after %d batches (%d jobs affected): %s",
@@ -155,7 +158,8 @@ def _handler(action: Action):
                 affected,
                 exc,
             )
-            error = f"jobIds: {exc}" if exc.status == 404 else str(exc)
+            field = "jobIds" if parsed.job_ids is not None else "filters"
+            error = f"{field}: {exc}" if exc.status == 404 else str(exc)
             return web.json_response({"error": error, "jobsAffected": affected}, status=exc.status)
         log.info("lookout %s: %d jobs affected in %d batches", action.name, affected, batches)
         return web.json_response({"jobsAffected": affected})

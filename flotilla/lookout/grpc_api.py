@@ -4,8 +4,8 @@ acting on jobs, a job's events, a run's logs.
 
 Lookout never writes to the log itself: every action goes through the API's validation and
 writer, the one path ``api.Submit`` takes. A failed call becomes an :class:`ApiCallFailed`
-with the HTTP status that says the same thing (INVALID_ARGUMENT 400, NOT_FOUND 404, the API
-unreachable 503).
+with the HTTP status that says the same thing (INVALID_ARGUMENT 400, NOT_FOUND 404 and
+UNIMPLEMENTED 404, the API unreachable 503).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ CALL_TIMEOUT_SECONDS = 30.0
 _HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
     grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.UNIMPLEMENTED: 404,  # an executor that serves no logs (the simulated one)
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }

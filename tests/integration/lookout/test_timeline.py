@@ -5,7 +5,9 @@ API, so they answer for a job Lookout's database has not ingested yet, and while
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -73,6 +75,35 @@ async def test_the_logs_of_an_unknown_run_are_404_naming_the_field(lookout_url: 
     status, reply = await post(lookout_url, "/api/v1/jobRunLogs", {"runId": "no-such-run"})
 
     assert status == 404 and reply["error"].startswith("runId: ")
+
+
+async def test_the_logs_of_a_run_whose_executor_serves_none_are_404(
+    stack, lookout_url: str, tmp_path: Path
+) -> None:
+    client = stack.client()
+    label = f"sim-{uuid.uuid4().hex[:6]}"
+    cluster_file = tmp_path / "cluster.yaml"
+    cluster_file.write_text(
+        "name: one-node\nclusters:\n  - name: sim\n    pool: default\n    nodeTemplates:\n      - number: 1\n"
+        f"        labels: {{flotilla.test/executor: {label}}}\n"
+        "        totalResources: {resources: {cpu: '4', memory: 16Gi}}\n"
+    )
+    executor = stack.start_part(
+        "executor", label, executor={"id": label, "kind": "simulated", "cluster_file": str(cluster_file)}
+    )
+    try:
+        item = job(["true"], node_selector={"flotilla.test/executor": label})
+        item.annotations.update({"flotilla.io/runtime-seconds": "0.1"})
+        queue = new_queue(client)
+        (job_id,) = submit(client, queue, "sim", [item])
+        await asyncio.to_thread(watch, client, queue, "sim", all_terminal([job_id]))
+        run_id = await run_of(lookout_url, job_id)
+
+        status, reply = await post(lookout_url, "/api/v1/jobRunLogs", {"runId": run_id})
+    finally:
+        executor.stop()
+
+    assert status == 404 and reply["error"] == "runId: the simulated executor serves no logs", reply
 
 
 async def test_a_bad_tail_gets_400_naming_the_field(lookout_url: str) -> None:
