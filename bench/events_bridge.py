@@ -17,48 +17,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 import uuid
+from pathlib import Path
 
 from aiokafka import TopicPartition
 
-from flotilla.embedded.ports import free_port
-from flotilla.embedded.tansu import TansuBroker
-from flotilla.events_bridge.bridge import EventsBridge
-from flotilla.jobs.states import SUCCEEDED
-from flotilla.log.end_offsets import fetched_end_offsets
-from flotilla.log.schema import (
-    EVENTS_TOPIC,
-    JobEvent,
-    JobLeased,
-    JobPending,
-    JobQueued,
-    JobRunning,
-    JobSpec,
-    JobSubmitted,
-    JobSucceeded,
-)
-from flotilla.log.tail import follower_consumer
-from flotilla.log.topics import ensure_topics
-from flotilla.log.writer import LogWriter
-from flotilla.settings import Settings, load_settings
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-POD_SPEC = {"containers": [{"name": "main", "image": "busybox", "args": ["true"]}]}
-
-
-def lifecycle(number: int) -> list[JobEvent]:
-    job_id = f"job-{number:08d}"
-    common = {"job_id": job_id, "queue": "bench", "job_set": f"set-{number % 50}", "created": time.time()}
-    spec = JobSpec(job_id, "bench", common["job_set"], 0.0, POD_SPEC, {"cpu": 1000})
-    run = {"run_id": f"run-{number}", "executor": "e", "node": "n"}
-    return [
-        JobSubmitted(**common, job=spec),
-        JobQueued(**common),
-        JobLeased(**common, **run, pool="default"),
-        JobPending(**common, **run),
-        JobRunning(**common, **run),
-        JobSucceeded(**common, **run),
-    ]
+from flotilla.embedded.ports import free_port  # noqa: E402
+from flotilla.embedded.tansu import TansuBroker  # noqa: E402
+from flotilla.events_bridge.bridge import EventsBridge  # noqa: E402
+from flotilla.jobs.states import SUCCEEDED  # noqa: E402
+from flotilla.log.end_offsets import fetched_end_offsets  # noqa: E402
+from flotilla.log.schema import EVENTS_TOPIC  # noqa: E402
+from flotilla.log.tail import follower_consumer  # noqa: E402
+from flotilla.log.topics import ensure_topics  # noqa: E402
+from flotilla.log.writer import LogWriter  # noqa: E402
+from flotilla.settings import Settings, load_settings  # noqa: E402
+from tests.harness.lookout_events import lifecycle, spec  # noqa: E402
 
 
 async def raw_read_seconds(settings: Settings, records: int) -> float:
@@ -106,7 +84,14 @@ async def measure(bootstrap: str, jobs: int) -> None:
     await ensure_topics(settings)
     async with LogWriter(settings) as writer:
         for start in range(0, jobs, 500):
-            await writer.job_events([e for n in range(start, min(start + 500, jobs)) for e in lifecycle(n)])
+            numbers = range(start, min(start + 500, jobs))
+            await writer.job_events(
+                [
+                    e
+                    for n in numbers
+                    for e in lifecycle(spec(f"job-{n:08d}", "bench", f"set-{n % 50}"), f"run-{n}")
+                ]
+            )
     events = jobs * 6
     partitions = [TopicPartition(settings.topic(EVENTS_TOPIC), p) for p in range(settings.kafka.partitions)]
     assert sum((await fetched_end_offsets(bootstrap, partitions)).values()) == events
