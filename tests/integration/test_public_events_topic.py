@@ -17,9 +17,11 @@ import grpc
 import pytest
 from armada_client.armada import event_pb2
 from google.protobuf import json_format
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import NewTopic
 
 from flotilla.api.scheduling_reports import get_report
+from flotilla.embedded.errors import ComponentFailed
 from flotilla.embedded.kafka_tools import console_consumer_argv
 from flotilla.events_bridge.public_topic import CONTENT_TYPES, decode_value
 from flotilla.stack import FlotillaProcess
@@ -286,3 +288,18 @@ def test_the_example_consumers_started_at_a_time_print_the_events_from_then_on(
         json_format.MessageToDict(m) for m in expected
     ]
     assert not [line for line in lines if earlier in json.dumps(line)]
+
+
+def test_a_bridge_refuses_a_public_topic_with_other_partitions_than_the_events_topic(stack):
+    name = f"job-events-one-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=stack.settings.kafka.bootstrap)
+    try:
+        admin.create_topics([NewTopic(stack.settings.topic(name), num_partitions=1, replication_factor=1)])
+    finally:
+        admin.close()
+
+    with pytest.raises(ComponentFailed) as refused:
+        start_bridge(stack, name, public_topic=name)
+
+    assert "events.public_topic" in str(refused.value)
+    assert "has 1 partitions" in str(refused.value)
