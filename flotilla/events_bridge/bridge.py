@@ -133,6 +133,8 @@ class EventsBridge:
             return []
         self.jobs[event.job_id] = after
         position = self.positions[partition]
+        if record.offset < position[0]:
+            return []  # replaying what was published before a restart: no need to convert it
         sends = []
         for index, message in enumerate(stream_messages_of(record.offset, event, after)):
             if published_already(position, record.offset, index):

@@ -17,9 +17,11 @@ import grpc
 import pytest
 from armada_client.armada import event_pb2
 from google.protobuf import json_format
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import NewTopic
 
 from flotilla.api.scheduling_reports import get_report
+from flotilla.embedded.errors import ComponentFailed
 from flotilla.embedded.kafka_tools import console_consumer_argv
 from flotilla.events_bridge.public_topic import CONTENT_TYPES, decode_value
 from flotilla.stack import FlotillaProcess
@@ -257,14 +259,15 @@ def test_the_example_consumers_started_at_a_time_print_the_events_from_then_on(
     if request.node.callspec.params["broker"] == "tansu":
         pytest.skip("Tansu 0.6 answers offsets_for_times with offset 0 for every past time (README)")
     topic, _ = public_topic
-    earlier_queue, earlier_set, _ = finished_job_set(client, [job(["true"])])
-    topic.wait_for_messages(
-        earlier_queue, earlier_set, len(grpc_messages(client, earlier_queue, earlier_set))
-    )
+    # Both jobs in one job set, so in one partition: starting there at the time, not at the
+    # partition's beginning, is what leaves the earlier job out.
+    queue, job_set, [earlier] = finished_job_set(client, [job(["true"])])
+    topic.wait_for_messages(queue, job_set, len(grpc_messages(client, queue, job_set)))
     since = time.time()
-    queue, job_set, _ = finished_job_set(client, [job(["true"])])
-    expected = grpc_messages(client, queue, job_set)
-    topic.wait_for_messages(queue, job_set, len(expected))
+    [later] = submit(client, queue, job_set, [job(["true"])])
+    watch(client, queue, job_set, all_terminal([later]))
+    expected = [m for m in grpc_messages(client, queue, job_set) if later in str(m.message)]
+    topic.wait_for_messages(queue, job_set, len(grpc_messages(client, queue, job_set)))
     newer = [r for r in topic.raw if r.timestamp >= since * 1000]
 
     printed = subprocess.run(
@@ -284,4 +287,19 @@ def test_the_example_consumers_started_at_a_time_print_the_events_from_then_on(
     assert [line["message"] for line in lines if line["key"] == f"{queue}/{job_set}"] == [
         json_format.MessageToDict(m) for m in expected
     ]
-    assert not [line for line in lines if line["key"] == f"{earlier_queue}/{earlier_set}"]
+    assert not [line for line in lines if earlier in json.dumps(line)]
+
+
+def test_a_bridge_refuses_a_public_topic_with_other_partitions_than_the_events_topic(stack):
+    name = f"job-events-one-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=stack.settings.kafka.bootstrap)
+    try:
+        admin.create_topics([NewTopic(stack.settings.topic(name), num_partitions=1, replication_factor=1)])
+    finally:
+        admin.close()
+
+    with pytest.raises(ComponentFailed) as refused:
+        start_bridge(stack, name, public_topic=name)
+
+    assert "events.public_topic" in str(refused.value)
+    assert "has 1 partitions" in str(refused.value)
