@@ -26,14 +26,36 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
     }
 
 
+# The log is the source of truth (invariant 1): what every view is rebuilt from must never be
+# deleted by time, whatever the broker's default retention (Apache Kafka's is 7 days).
+# Heartbeats are only read for the executors' latest state, so they keep the broker's default.
+KEPT_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
+
+
+def durable_topics(settings: Settings) -> set[str]:
+    """The topics whose records are kept forever."""
+    return {settings.topic(name) for name in (EVENTS_TOPIC, SCHEDULING_REPORTS_TOPIC, QUEUES_TOPIC)}
+
+
+def log_topics(settings: Settings) -> list[NewTopic]:
+    """The log's topics as they are created: partitions, and retention for the durable ones."""
+    durable = durable_topics(settings)
+    return [
+        NewTopic(
+            name,
+            num_partitions=partitions,
+            replication_factor=1,
+            topic_configs=dict(KEPT_FOREVER) if name in durable else {},
+        )
+        for name, partitions in topic_partitions(settings).items()
+    ]
+
+
 async def ensure_topics(
     settings: Settings, timeout: float = 60.0, topics: list[NewTopic] | None = None
 ) -> None:
     """Create the log's topics (or ``topics``) if they are missing; safe to call from every process."""
-    wanted = topics or [
-        NewTopic(name, num_partitions=partitions, replication_factor=1)
-        for name, partitions in topic_partitions(settings).items()
-    ]
+    wanted = topics or log_topics(settings)
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
