@@ -139,6 +139,35 @@ async def test_filters_narrow_the_table_and_a_reload_keeps_them(
     await expect(page.get_by_label("Queue filter", exact=True)).to_have_value(known.queue)
 
 
+async def test_clicking_a_header_sorts_by_its_column(page: Page, lookout_url: str, known: KnownJobs) -> None:
+    await page.goto(f"{lookout_url}/")
+    await filter_column(page, "Queue", known.queue)
+    await expect(job_rows(page)).to_have_count(len(known.all))
+    newest_first = sorted(known.all, reverse=True)
+    assert await job_rows(page).evaluate_all("rows => rows.map(r => r.dataset.jobId)") == newest_first
+
+    await page.get_by_role("columnheader", name="Job id").click()
+
+    await expect(job_rows(page).first).to_have_attribute("data-job-id", newest_first[-1])
+    assert await job_rows(page).evaluate_all("rows => rows.map(r => r.dataset.jobId)") == newest_first[::-1]
+
+
+async def test_an_optional_column_shows_and_filters_on_the_exit_code(
+    page: Page, lookout_url: str, known: KnownJobs
+) -> None:
+    await page.goto(f"{lookout_url}/")
+    await filter_column(page, "Queue", known.queue)
+    await expect(job_rows(page)).to_have_count(len(known.all))
+
+    await page.get_by_text("Columns").click()
+    await page.get_by_label("Exit code", exact=True).check()
+    await filter_column(page, "Exit code", "3")
+
+    await expect(job_rows(page)).to_have_count(1)
+    failed = page.locator(f'tr[data-job-id="{known.failed}"]')
+    await expect(failed.locator("td").last).to_have_text("3")
+
+
 async def test_grouping_by_job_set_counts_each_sets_states_and_opens_a_group_lazily(
     page: Page, lookout_url: str, known: KnownJobs
 ) -> None:
@@ -258,6 +287,57 @@ async def test_cancelling_a_running_job_from_the_ui_ends_it_cancelled_in_the_eve
     )
     (cancelled,) = [e for k, e in events[running] if k == "cancelled"]
     assert cancelled.reason == "cancelled from the web UI"
+
+
+async def test_reprioritising_a_selected_group_reprioritises_every_job_in_it(
+    stack, page: Page, lookout_url: str
+) -> None:
+    client = stack.client()
+    queue = new_queue(client)
+    group = submit(client, queue, "ui-group", [job(["true"], node_selector=NOWHERE)] * 2)
+    submit(client, queue, "ui-not-selected", [job(["true"], node_selector=NOWHERE)])
+    await lookout_jobs(
+        lookout_url, in_queue(queue), lambda jobs: [j["state"] for j in jobs] == ["QUEUED"] * 3
+    )
+    await page.goto(f"{lookout_url}/")
+    await filter_column(page, "Queue", queue)
+    await page.get_by_label("Add a grouping").select_option("jobSet")
+
+    await page.locator('tr.group-row[data-group="ui-group"]').get_by_role("checkbox").check()
+    await page.locator(".toolbar").get_by_role("button", name="Reprioritise").click()
+    dialog = page.get_by_role("dialog")
+    await dialog.get_by_label("New priority").fill("7")
+    await dialog.get_by_role("button", name="Reprioritise").click()
+
+    await expect(dialog.locator(".result")).to_have_text("2 jobs affected.")
+    events = await asyncio.to_thread(
+        collect,
+        client,
+        queue,
+        "ui-group",
+        lambda ev: all("reprioritized" in [k for k, _ in ev.get(j, [])] for j in group),
+    )
+    assert [e.new_priority for j in group for k, e in events[j] if k == "reprioritized"] == [7, 7]
+    for job_set in ("ui-group", "ui-not-selected"):
+        client.cancel_jobs(queue=queue, job_set_id=job_set)
+
+
+async def test_auto_refresh_shows_a_jobs_new_state_without_a_reload(
+    stack, page: Page, lookout_url: str
+) -> None:
+    client = stack.client()
+    queue = new_queue(client)
+    (waiting,) = submit(client, queue, "ui-refresh", [job(["true"], node_selector=NOWHERE)])
+    await lookout_jobs(lookout_url, in_queue(queue), lambda jobs: [j["state"] for j in jobs] == ["QUEUED"])
+    await page.goto(f"{lookout_url}/")
+    await filter_column(page, "Queue", queue)
+    state = page.locator(f'tr[data-job-id="{waiting}"] [data-state]')
+    await expect(state).to_have_text("queued")
+
+    await page.get_by_label("Auto-refresh").select_option("5")
+    client.cancel_jobs(queue=queue, job_set_id="ui-refresh", job_id=waiting)
+
+    await expect(state).to_have_text("cancelled")
 
 
 async def test_the_readme_screenshot_shows_groups_and_a_failed_jobs_run(
