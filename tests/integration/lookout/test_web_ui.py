@@ -168,6 +168,27 @@ async def test_an_optional_column_shows_and_filters_on_the_exit_code(
     await expect(failed.locator("td").last).to_have_text("3")
 
 
+async def test_pages_step_through_the_jobs_a_page_size_at_a_time(stack, page: Page, lookout_url: str) -> None:
+    client = stack.client()
+    queue = new_queue(client)
+    waiting = submit(client, queue, "ui-pages", [job(["true"], node_selector=NOWHERE)] * 30)
+    await lookout_jobs(lookout_url, in_queue(queue), lambda jobs: len(jobs) == 30)
+    await page.goto(f"{lookout_url}/")
+    await filter_column(page, "Queue", queue)
+    await expect(job_rows(page)).to_have_count(30)
+
+    await page.get_by_label("Rows per page").select_option("25")
+    await expect(job_rows(page)).to_have_count(25)
+    first_page = await shown_job_ids(page)
+    await expect(page.locator(".pager")).to_contain_text("1–25 of more than 25")
+    await page.get_by_role("button", name="Next ›").click()
+
+    await expect(job_rows(page)).to_have_count(5)
+    assert first_page | await shown_job_ids(page) == set(waiting)
+    await expect(page.locator(".pager")).to_contain_text("26–30 of 30")
+    client.cancel_jobs(queue=queue, job_set_id="ui-pages")
+
+
 async def test_grouping_by_job_set_counts_each_sets_states_and_opens_a_group_lazily(
     page: Page, lookout_url: str, known: KnownJobs
 ) -> None:
