@@ -10,7 +10,7 @@ import {
 } from "@tanstack/react-table";
 import { useEffect, useState } from "react";
 import type { Filter } from "../api";
-import { COLUMN_BY_ID, type Column } from "../columns";
+import { COLUMN_BY_ID, type Column, groupingLabel } from "../columns";
 import { groupRowId, type TableRow } from "../jobTree";
 import { groupFilters, type JobsView, paramsFromView } from "../view";
 import { FilterCell } from "./FilterCell";
@@ -118,7 +118,7 @@ export function JobsTable({ view, rows, selection, onSelectionChange, onViewChan
         <td>{flexRender(row.getVisibleCells()[0].column.columnDef.cell, row.getVisibleCells()[0].getContext())}</td>
         <td colSpan={width} style={{ paddingLeft: `${0.5 + row.depth * 1.5}rem` }}>
           <button type="button" className="expander" aria-expanded={row.getIsExpanded()} onClick={() => toggleGroup(group.path)}>
-            {row.getIsExpanded() ? "▾" : "▸"} {COLUMN_BY_ID.get(group.field)?.header ?? group.field}:{" "}
+            {row.getIsExpanded() ? "▾" : "▸"} {groupingLabel(group.field)}:{" "}
             <b>{group.group.name || "(none)"}</b> ({group.group.count})
           </button>{" "}
           <StateCounts counts={group.group.aggregates.state} />

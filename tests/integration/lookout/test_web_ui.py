@@ -214,6 +214,36 @@ async def test_grouping_by_job_set_counts_each_sets_states_and_opens_a_group_laz
     assert await shown_job_ids(page) == {*known.succeeded, known.failed}
 
 
+def annotated(team: str | None):
+    item = job(["true"], node_selector=NOWHERE)
+    if team is not None:
+        item.annotations["example.com/team"] = team
+    return item
+
+
+async def test_grouping_by_an_annotation_groups_the_jobs_that_have_it_by_its_value(
+    stack, page: Page, lookout_url: str
+) -> None:
+    client = stack.client()
+    queue = new_queue(client)
+    *red, _, _ = submit(client, queue, "ui-teams", [annotated(t) for t in ("red", "red", "blue", None)])
+    await lookout_jobs(lookout_url, in_queue(queue), lambda jobs: len(jobs) == 4)
+    await page.goto(f"{lookout_url}/")
+    await filter_column(page, "Queue", queue)
+    await expect(job_rows(page)).to_have_count(4)
+
+    await page.get_by_label("Group by annotation").fill("example.com/team")
+    await page.get_by_label("Group by annotation").press("Enter")
+
+    await expect(page.locator("tr.group-row")).to_have_count(2)
+    await expect(page.locator('tr.group-row[data-group="red"]')).to_contain_text("(2)")
+    await expect(page.locator('tr.group-row[data-group="blue"]')).to_contain_text("(1)")
+    await page.locator('tr.group-row[data-group="red"]').get_by_role("button").click()
+    await expect(job_rows(page)).to_have_count(2)
+    assert await shown_job_ids(page) == set(red)
+    client.cancel_jobs(queue=queue, job_set_id="ui-teams")
+
+
 async def test_a_job_opens_from_its_deep_link_after_a_reload(
     page: Page, lookout_url: str, known: KnownJobs
 ) -> None:
