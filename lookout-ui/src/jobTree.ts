@@ -21,7 +21,7 @@ export type TableRow =
 const GROUPS_TAKE = 1000;
 
 export const groupRowId = (path: string[]) => `group:${JSON.stringify(path)}`;
-export const jobRowId = (jobId: string) => `job:${jobId}`;
+const jobRowId = (jobId: string) => `job:${jobId}`;
 
 type Reply = { jobs: Job[]; continuation: string | null } | { groups: Group[] };
 

@@ -47,14 +47,18 @@ export function JobsTable({ view, rows, selection, onSelectionChange, onViewChan
   const columns: ColumnDef<TableRow>[] = [
     {
       id: "select",
-      header: ({ table }) => (
-        <input
-          type="checkbox"
-          aria-label="Select all rows"
-          checked={table.getIsAllRowsSelected()}
-          onChange={table.getToggleAllRowsSelectedHandler()}
-        />
-      ),
+      // The top-level rows only: a selected group already stands for every job inside it.
+      header: () => {
+        const all = rows.length > 0 && rows.every((r) => selection[r.id]);
+        return (
+          <input
+            type="checkbox"
+            aria-label="Select all rows"
+            checked={all}
+            onChange={() => onSelectionChange(all ? {} : Object.fromEntries(rows.map((r) => [r.id, true])))}
+          />
+        );
+      },
       cell: ({ row }) => (
         <input
           type="checkbox"
