@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from tests.integration.jobs import NOWHERE, collect, job, new_queue, submit, watch
+from tests.integration.lookout.api import LookoutApi
 from tests.integration.lookout.running import lookout_jobs, lookout_part
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -107,6 +109,25 @@ async def filter_column(page: Page, column: str, text: str) -> None:
     box = page.get_by_label(f"{column} filter", exact=True)
     await box.fill(text)
     await box.press("Enter")
+
+
+async def test_the_ui_is_served_at_its_routes_and_its_hashed_assets_are_cached_for_good(
+    db, lookout_dsn: str
+) -> None:
+    async with LookoutApi(lookout_dsn) as api:
+        for path in ("/", "/jobs/01m8t2wk61ebmm3zaqvq9p0fvq", "/jobsets"):
+            async with api.session.get(f"{api.url}{path}") as response:
+                index = await response.text()
+                assert response.status == 200, path
+                assert '<div id="root">' in index and response.headers["Cache-Control"] == "no-cache"
+        match = re.search(r'src="(/assets/[^"]+[.]js)"', index)
+        assert match is not None, index
+        async with api.session.get(f"{api.url}{match.group(1)}") as response:
+            assert response.status == 200 and "javascript" in response.content_type
+            assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        async with api.session.get(f"{api.url}/assets/no-such-file.js") as response:
+            assert response.status == 404
+        assert (await api.post("/api/v1/jobs", {}))[0] == 200
 
 
 async def test_submitted_jobs_appear_in_the_table(page: Page, lookout_url: str, known: KnownJobs) -> None:
