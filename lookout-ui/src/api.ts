@@ -13,7 +13,6 @@ export const JOB_STATES = [
   "REJECTED",
 ] as const;
 export type JobState = (typeof JOB_STATES)[number];
-export const ACTIVE_STATES: JobState[] = ["QUEUED", "LEASED", "PENDING", "RUNNING"];
 
 export type Match =
   | "exact"
@@ -104,15 +103,6 @@ export interface JobEvent {
 /** Which jobs an action is for: listed ids, or every job that matches the filters. */
 export type Selection = { jobIds: string[] } | { filters: Filter[]; activeJobSets?: boolean };
 
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 async function post<T>(path: string, body: unknown): Promise<T> {
   const response = await fetch(path, {
     method: "POST",
@@ -121,7 +111,7 @@ async function post<T>(path: string, body: unknown): Promise<T> {
   });
   const reply = await response.json().catch(() => ({ error: `${response.status} ${response.statusText}` }));
   if (!response.ok) {
-    throw new ApiError(response.status, reply.error ?? `${response.status} ${response.statusText}`);
+    throw new Error(reply.error ?? `${response.status} ${response.statusText}`);
   }
   return reply as T;
 }
@@ -154,9 +144,6 @@ export const getGroups = (request: GroupsRequest) =>
 
 export const getJobSpec = (jobId: string) =>
   post<{ job: Record<string, unknown> }>("/api/v1/jobSpec", { jobId }).then((r) => r.job);
-
-export const getJobError = (jobId: string) =>
-  post<{ errorString: string }>("/api/v1/jobError", { jobId }).then((r) => r.errorString);
 
 export const getRunError = (runId: string) =>
   post<{ errorString: string }>("/api/v1/jobRunError", { runId }).then((r) => r.errorString);

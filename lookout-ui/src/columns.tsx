@@ -71,3 +71,8 @@ export const COLUMNS: Column[] = [
 export const COLUMN_BY_ID = new Map(COLUMNS.map((c) => [c.id, c]));
 export const DEFAULT_COLUMNS = ["queue", "jobSet", "jobId", "state", "timeInState", "submitted"];
 export const GROUPABLE = COLUMNS.filter((c) => c.groupable);
+
+/** How a grouping (a column id, or "annotation:<key>") is named on screen. */
+export function groupingLabel(grouping: string): string {
+  return COLUMN_BY_ID.get(grouping)?.header ?? grouping.replace(/^annotation:/, "annotation ");
+}

@@ -3,7 +3,7 @@
 // is opened (its path names every filter it needs, so all levels load at once from a link).
 import { keepPreviousData, useQueries } from "@tanstack/react-query";
 import { getGroups, getJobs, type Group, type Job } from "./api";
-import { groupFilters, type JobsView } from "./view";
+import { groupedField, groupFilters, type JobsView } from "./view";
 
 export type TableRow =
   | { kind: "job"; id: string; job: Job }
@@ -21,7 +21,7 @@ export type TableRow =
 const GROUPS_TAKE = 1000;
 
 export const groupRowId = (path: string[]) => `group:${JSON.stringify(path)}`;
-export const jobRowId = (jobId: string) => `job:${jobId}`;
+const jobRowId = (jobId: string) => `job:${jobId}`;
 
 type Reply = { jobs: Job[]; continuation: string | null } | { groups: Group[] };
 
@@ -31,7 +31,7 @@ function request(view: JobsView, path: string[]) {
   const skip = top ? view.page * view.pageSize : 0;
   if (path.length < view.groupBy.length) {
     const take = top ? view.pageSize + 1 : GROUPS_TAKE;
-    const body = { filters, groupedField: { field: view.groupBy[path.length] }, activeJobSets: view.activeJobSets, skip, take };
+    const body = { filters, groupedField: groupedField(view.groupBy[path.length]), activeJobSets: view.activeJobSets, skip, take };
     return { queryKey: ["groups", body], queryFn: (): Promise<Reply> => getGroups(body) };
   }
   const body = { filters, order: view.sort, activeJobSets: view.activeJobSets, skip, take: view.pageSize };

@@ -26,12 +26,11 @@ export function useLocation(): Location {
   return { path: url.pathname, params: url.searchParams };
 }
 
-/** Go to `path?params`; `replace` for changes not worth a Back step (typing in a filter). */
-export function navigate(path: string, params: URLSearchParams, replace = false): void {
+/** Go to `path?params`, one step of the browser's history (Back undoes it). */
+export function navigate(path: string, params: URLSearchParams): void {
   const query = params.toString();
   const href = query ? `${path}?${query}` : path;
   if (href === current()) return;
-  if (replace) window.history.replaceState(null, "", href);
-  else window.history.pushState(null, "", href);
+  window.history.pushState(null, "", href);
   window.dispatchEvent(new Event(CHANGE));
 }

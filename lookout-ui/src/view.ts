@@ -61,10 +61,21 @@ export function paramsFromView(view: JobsView): URLSearchParams {
   return params;
 }
 
+const ANNOTATION = "annotation:";
+
+/** A grouping of the view (`groupBy` holds a column id, or "annotation:<key>") as the API names it. */
+export function groupedField(grouping: string): { field: string; isAnnotation: boolean } {
+  return grouping.startsWith(ANNOTATION)
+    ? { field: grouping.slice(ANNOTATION.length), isAnnotation: true }
+    : { field: grouping, isAnnotation: false };
+}
+
+export const annotationGrouping = (key: string) => `${ANNOTATION}${key}`;
+
 /** The view's filters and, for a group, one exact filter per grouped field above it. */
 export function groupFilters(view: JobsView, path: string[]): Filter[] {
   return [
     ...view.filters,
-    ...path.map((value, depth) => ({ field: view.groupBy[depth], match: "exact" as const, value })),
+    ...path.map((value, depth) => ({ ...groupedField(view.groupBy[depth]), match: "exact" as const, value })),
   ];
 }

@@ -39,7 +39,7 @@ export function JobsPage({ location }: { location: Location }) {
     const next = { ...view, ...update };
     // A change of what is listed makes the old selection meaningless.
     if (update.filters || update.groupBy || update.activeJobSets !== undefined) setSelection({});
-    navigate(location.path, paramsFromView(next), update.filters !== undefined);
+    navigate(location.path, paramsFromView(next));
   };
   const openJob = (jobId: string) => navigate(`/jobs/${encodeURIComponent(jobId)}`, location.params);
   const { targets, what } = targetsOf(selection, view);

@@ -10,7 +10,7 @@ import {
 } from "@tanstack/react-table";
 import { useEffect, useState } from "react";
 import type { Filter } from "../api";
-import { COLUMN_BY_ID, type Column } from "../columns";
+import { COLUMN_BY_ID, type Column, groupingLabel } from "../columns";
 import { groupRowId, type TableRow } from "../jobTree";
 import { groupFilters, type JobsView, paramsFromView } from "../view";
 import { FilterCell } from "./FilterCell";
@@ -47,14 +47,18 @@ export function JobsTable({ view, rows, selection, onSelectionChange, onViewChan
   const columns: ColumnDef<TableRow>[] = [
     {
       id: "select",
-      header: ({ table }) => (
-        <input
-          type="checkbox"
-          aria-label="Select all rows"
-          checked={table.getIsAllRowsSelected()}
-          onChange={table.getToggleAllRowsSelectedHandler()}
-        />
-      ),
+      // The top-level rows only: a selected group already stands for every job inside it.
+      header: () => {
+        const all = rows.length > 0 && rows.every((r) => selection[r.id]);
+        return (
+          <input
+            type="checkbox"
+            aria-label="Select all rows"
+            checked={all}
+            onChange={() => onSelectionChange(all ? {} : Object.fromEntries(rows.map((r) => [r.id, true])))}
+          />
+        );
+      },
       cell: ({ row }) => (
         <input
           type="checkbox"
@@ -118,7 +122,7 @@ export function JobsTable({ view, rows, selection, onSelectionChange, onViewChan
         <td>{flexRender(row.getVisibleCells()[0].column.columnDef.cell, row.getVisibleCells()[0].getContext())}</td>
         <td colSpan={width} style={{ paddingLeft: `${0.5 + row.depth * 1.5}rem` }}>
           <button type="button" className="expander" aria-expanded={row.getIsExpanded()} onClick={() => toggleGroup(group.path)}>
-            {row.getIsExpanded() ? "▾" : "▸"} {COLUMN_BY_ID.get(group.field)?.header ?? group.field}:{" "}
+            {row.getIsExpanded() ? "▾" : "▸"} {groupingLabel(group.field)}:{" "}
             <b>{group.group.name || "(none)"}</b> ({group.group.count})
           </button>{" "}
           <StateCounts counts={group.group.aggregates.state} />

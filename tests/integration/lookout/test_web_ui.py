@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from tests.integration.jobs import NOWHERE, collect, job, new_queue, submit, watch
+from tests.integration.lookout.api import LookoutApi
 from tests.integration.lookout.running import lookout_jobs, lookout_part
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -109,6 +111,25 @@ async def filter_column(page: Page, column: str, text: str) -> None:
     await box.press("Enter")
 
 
+async def test_the_ui_is_served_at_its_routes_and_its_hashed_assets_are_cached_for_good(
+    db, lookout_dsn: str
+) -> None:
+    async with LookoutApi(lookout_dsn) as api:
+        for path in ("/", "/jobs/01m8t2wk61ebmm3zaqvq9p0fvq", "/jobsets"):
+            async with api.session.get(f"{api.url}{path}") as response:
+                index = await response.text()
+                assert response.status == 200, path
+                assert '<div id="root">' in index and response.headers["Cache-Control"] == "no-cache"
+        match = re.search(r'src="(/assets/[^"]+[.]js)"', index)
+        assert match is not None, index
+        async with api.session.get(f"{api.url}{match.group(1)}") as response:
+            assert response.status == 200 and "javascript" in response.content_type
+            assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        async with api.session.get(f"{api.url}/assets/no-such-file.js") as response:
+            assert response.status == 404
+        assert (await api.post("/api/v1/jobs", {}))[0] == 200
+
+
 async def test_submitted_jobs_appear_in_the_table(page: Page, lookout_url: str, known: KnownJobs) -> None:
     await page.goto(f"{lookout_url}/")
 
@@ -139,6 +160,56 @@ async def test_filters_narrow_the_table_and_a_reload_keeps_them(
     await expect(page.get_by_label("Queue filter", exact=True)).to_have_value(known.queue)
 
 
+async def test_clicking_a_header_sorts_by_its_column(page: Page, lookout_url: str, known: KnownJobs) -> None:
+    await page.goto(f"{lookout_url}/")
+    await filter_column(page, "Queue", known.queue)
+    await expect(job_rows(page)).to_have_count(len(known.all))
+    newest_first = sorted(known.all, reverse=True)
+    assert await job_rows(page).evaluate_all("rows => rows.map(r => r.dataset.jobId)") == newest_first
+
+    await page.get_by_role("columnheader", name="Job id").click()
+
+    await expect(job_rows(page).first).to_have_attribute("data-job-id", newest_first[-1])
+    assert await job_rows(page).evaluate_all("rows => rows.map(r => r.dataset.jobId)") == newest_first[::-1]
+
+
+async def test_an_optional_column_shows_and_filters_on_the_exit_code(
+    page: Page, lookout_url: str, known: KnownJobs
+) -> None:
+    await page.goto(f"{lookout_url}/")
+    await filter_column(page, "Queue", known.queue)
+    await expect(job_rows(page)).to_have_count(len(known.all))
+
+    await page.get_by_text("Columns").click()
+    await page.get_by_label("Exit code", exact=True).check()
+    await filter_column(page, "Exit code", "3")
+
+    await expect(job_rows(page)).to_have_count(1)
+    failed = page.locator(f'tr[data-job-id="{known.failed}"]')
+    await expect(failed.locator("td").last).to_have_text("3")
+
+
+async def test_pages_step_through_the_jobs_a_page_size_at_a_time(stack, page: Page, lookout_url: str) -> None:
+    client = stack.client()
+    queue = new_queue(client)
+    waiting = submit(client, queue, "ui-pages", [job(["true"], node_selector=NOWHERE)] * 30)
+    await lookout_jobs(lookout_url, in_queue(queue), lambda jobs: len(jobs) == 30)
+    await page.goto(f"{lookout_url}/")
+    await filter_column(page, "Queue", queue)
+    await expect(job_rows(page)).to_have_count(30)
+
+    await page.get_by_label("Rows per page").select_option("25")
+    await expect(job_rows(page)).to_have_count(25)
+    first_page = await shown_job_ids(page)
+    await expect(page.locator(".pager")).to_contain_text("1–25 of more than 25")
+    await page.get_by_role("button", name="Next ›").click()
+
+    await expect(job_rows(page)).to_have_count(5)
+    assert first_page | await shown_job_ids(page) == set(waiting)
+    await expect(page.locator(".pager")).to_contain_text("26–30 of 30")
+    client.cancel_jobs(queue=queue, job_set_id="ui-pages")
+
+
 async def test_grouping_by_job_set_counts_each_sets_states_and_opens_a_group_lazily(
     page: Page, lookout_url: str, known: KnownJobs
 ) -> None:
@@ -162,6 +233,36 @@ async def test_grouping_by_job_set_counts_each_sets_states_and_opens_a_group_laz
     await first.get_by_role("button", name="Job set: ui-a").click()
     await expect(job_rows(page)).to_have_count(3)
     assert await shown_job_ids(page) == {*known.succeeded, known.failed}
+
+
+def annotated(team: str | None):
+    item = job(["true"], node_selector=NOWHERE)
+    if team is not None:
+        item.annotations["example.com/team"] = team
+    return item
+
+
+async def test_grouping_by_an_annotation_groups_the_jobs_that_have_it_by_its_value(
+    stack, page: Page, lookout_url: str
+) -> None:
+    client = stack.client()
+    queue = new_queue(client)
+    *red, _, _ = submit(client, queue, "ui-teams", [annotated(t) for t in ("red", "red", "blue", None)])
+    await lookout_jobs(lookout_url, in_queue(queue), lambda jobs: len(jobs) == 4)
+    await page.goto(f"{lookout_url}/")
+    await filter_column(page, "Queue", queue)
+    await expect(job_rows(page)).to_have_count(4)
+
+    await page.get_by_label("Group by annotation").fill("example.com/team")
+    await page.get_by_label("Group by annotation").press("Enter")
+
+    await expect(page.locator("tr.group-row")).to_have_count(2)
+    await expect(page.locator('tr.group-row[data-group="red"]')).to_contain_text("(2)")
+    await expect(page.locator('tr.group-row[data-group="blue"]')).to_contain_text("(1)")
+    await page.locator('tr.group-row[data-group="red"]').get_by_role("button").click()
+    await expect(job_rows(page)).to_have_count(2)
+    assert await shown_job_ids(page) == set(red)
+    client.cancel_jobs(queue=queue, job_set_id="ui-teams")
 
 
 async def test_a_job_opens_from_its_deep_link_after_a_reload(
@@ -258,6 +359,57 @@ async def test_cancelling_a_running_job_from_the_ui_ends_it_cancelled_in_the_eve
     )
     (cancelled,) = [e for k, e in events[running] if k == "cancelled"]
     assert cancelled.reason == "cancelled from the web UI"
+
+
+async def test_reprioritising_a_selected_group_reprioritises_every_job_in_it(
+    stack, page: Page, lookout_url: str
+) -> None:
+    client = stack.client()
+    queue = new_queue(client)
+    group = submit(client, queue, "ui-group", [job(["true"], node_selector=NOWHERE)] * 2)
+    submit(client, queue, "ui-not-selected", [job(["true"], node_selector=NOWHERE)])
+    await lookout_jobs(
+        lookout_url, in_queue(queue), lambda jobs: [j["state"] for j in jobs] == ["QUEUED"] * 3
+    )
+    await page.goto(f"{lookout_url}/")
+    await filter_column(page, "Queue", queue)
+    await page.get_by_label("Add a grouping").select_option("jobSet")
+
+    await page.locator('tr.group-row[data-group="ui-group"]').get_by_role("checkbox").check()
+    await page.locator(".toolbar").get_by_role("button", name="Reprioritise").click()
+    dialog = page.get_by_role("dialog")
+    await dialog.get_by_label("New priority").fill("7")
+    await dialog.get_by_role("button", name="Reprioritise").click()
+
+    await expect(dialog.locator(".result")).to_have_text("2 jobs affected.")
+    events = await asyncio.to_thread(
+        collect,
+        client,
+        queue,
+        "ui-group",
+        lambda ev: all("reprioritized" in [k for k, _ in ev.get(j, [])] for j in group),
+    )
+    assert [e.new_priority for j in group for k, e in events[j] if k == "reprioritized"] == [7, 7]
+    for job_set in ("ui-group", "ui-not-selected"):
+        client.cancel_jobs(queue=queue, job_set_id=job_set)
+
+
+async def test_auto_refresh_shows_a_jobs_new_state_without_a_reload(
+    stack, page: Page, lookout_url: str
+) -> None:
+    client = stack.client()
+    queue = new_queue(client)
+    (waiting,) = submit(client, queue, "ui-refresh", [job(["true"], node_selector=NOWHERE)])
+    await lookout_jobs(lookout_url, in_queue(queue), lambda jobs: [j["state"] for j in jobs] == ["QUEUED"])
+    await page.goto(f"{lookout_url}/")
+    await filter_column(page, "Queue", queue)
+    state = page.locator(f'tr[data-job-id="{waiting}"] [data-state]')
+    await expect(state).to_have_text("queued")
+
+    await page.get_by_label("Auto-refresh").select_option("5")
+    client.cancel_jobs(queue=queue, job_set_id="ui-refresh", job_id=waiting)
+
+    await expect(state).to_have_text("cancelled")
 
 
 async def test_the_readme_screenshot_shows_groups_and_a_failed_jobs_run(
