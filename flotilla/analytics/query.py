@@ -27,7 +27,7 @@ from typing import Any
 
 import duckdb
 
-from flotilla.analytics.store import StoreError, connect
+from flotilla.analytics.store import StoreError, connect, store_path
 
 ADDRESS_FILE = "sql.address"
 FORMATS = ("table", "csv", "json")
@@ -177,3 +177,15 @@ def format_result(result: QueryResult, fmt: str) -> str:
 
 def _cell(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def select(sql: str, data_dir: str | Path | None = None) -> dict[str, list[Any]]:
+    """The notebooks' one way into the store: ``sql`` (one SELECT) over the analytics store of
+    ``data_dir`` (default: ``FLOTILLA_DATA_DIR``, else ``.flotilla``), through the sink when
+    one runs, as ``{column: [values]}`` (times as the views give them; ``epoch(hour)`` gives
+    Unix seconds)."""
+    from flotilla.settings import load_settings
+
+    settings = load_settings(overrides={"data_dir": str(data_dir)} if data_dir else None)
+    result = query(store_path(settings), sql)
+    return {name: [row[i] for row in result.rows] for i, name in enumerate(result.columns)}
