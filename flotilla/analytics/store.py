@@ -40,8 +40,11 @@ def store_path(settings: Settings) -> Path:
 
 
 def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """The store's file, with DuckDB's access to other files turned off: the SQL it serves
+    (to any local user of the sink's port) must not read the machine's files
+    (``read_text('/etc/...')``) or write any."""
     try:
-        return duckdb.connect(str(path), read_only=read_only)
+        return duckdb.connect(str(path), read_only=read_only, config={"enable_external_access": False})
     except duckdb.IOException as exc:
         raise StoreError(f"analytics store {path}: {exc}") from exc
 

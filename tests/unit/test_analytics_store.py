@@ -244,3 +244,8 @@ def test_results_print_as_a_table_csv_or_json(store):
     assert format_result(result, "csv") == "name,x\na,1.5\nbb,"
     assert format_result(result, "table") == "name  x\n----  ---\na     1.5\nbb"
     assert json.loads(format_result(result, "json")) == [{"name": "a", "x": 1.5}, {"name": "bb", "x": None}]
+
+
+def test_a_select_cannot_read_the_machines_files(store):
+    with pytest.raises(QueryRefused, match="disabled by config"):
+        run_read_only(store.connection, "SELECT * FROM read_text('/etc/hostname')")
