@@ -116,12 +116,17 @@ def test_sql_answers_read_only_while_the_sink_writes_and_a_rebuild_equals_the_li
             query(store, "SELECT 1; DELETE FROM events")
         assert applied_events(store, topic) == len(events)
 
-        rebuilt = tmp_path / "rebuilt.duckdb"
+        rebuilt = store.parent / "rebuilt.duckdb"  # beside the live store, whose sink answers only for it
         done = cli("rebuild", "--to", str(rebuilt))
         assert done.returncode == 0, done.stderr
         for table, order in ORDER.items():
             sql = f"SELECT * FROM {table} ORDER BY {order}"
             assert query(rebuilt, sql) == query(store, sql), table
+
+        more = interleaved(mixed_histories(5))
+        asyncio.run(write_events(settings, more))
+        wait_for(lambda: applied_events(store, topic) == len(events) + len(more), 60, 0.2, "the sink")
+        assert query(rebuilt, "SELECT count(*) FROM events").rows == [[len(events)]]
     finally:
         part.stop()
 
