@@ -27,7 +27,6 @@ import platform
 import sys
 import tempfile
 import time
-import timeit
 from pathlib import Path
 
 import duckdb
@@ -36,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.lookout import histories, write_log  # noqa: E402
+from bench.scheduler import machine_speed_ms  # noqa: E402
 from flotilla.analytics import views  # noqa: E402
 from flotilla.analytics.rows import LogRecord, fold_batch  # noqa: E402
 from flotilla.analytics.sink import sink_to_end  # noqa: E402
@@ -218,7 +218,7 @@ def main() -> int:
     parser.add_argument("--skip-sink", action="store_true")
     parser.add_argument("--skip-views", action="store_true")
     args = parser.parse_args()
-    speed = min(timeit.repeat("sum(range(10**6))", number=10, repeat=5)) / 10 * 1000
+    speed = machine_speed_ms()
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"sum(range(10**6)) {speed:.1f} ms, load average {os.getloadavg()[0]:.1f} (shared machine); "
