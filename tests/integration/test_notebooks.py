@@ -5,6 +5,7 @@ the analytics sink following the log; a cell that raises fails the test."""
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import nbformat
@@ -18,6 +19,8 @@ from tests.integration.jobs import NOWHERE, all_terminal, job, new_queue, submit
 pytestmark = pytest.mark.integration
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
+HTML_DIR = os.environ.get("FLOTILLA_NOTEBOOK_HTML_DIR", "")
+"""Where CI (``.ci/run``) keeps each executed notebook as HTML, an artefact of the run."""
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +66,9 @@ def test_the_notebook_executes_on_the_store_of_a_real_run(
     NotebookClient(executed, timeout=180, kernel_name="python3").execute()
     outputs = [output for cell in executed.cells if cell.cell_type == "code" for output in cell.outputs]
     assert any("image/png" in output.get("data", {}) for output in outputs)  # it drew its plots
+    if HTML_DIR:
+        from nbconvert import HTMLExporter
+
+        html, _ = HTMLExporter().from_notebook_node(executed)
+        Path(HTML_DIR).mkdir(parents=True, exist_ok=True)
+        (Path(HTML_DIR) / f"{notebook.stem}.html").write_text(html)
