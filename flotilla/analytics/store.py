@@ -21,7 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from flotilla.analytics import views
-from flotilla.analytics.rows import BatchRows, decode_state
+from flotilla.analytics.rows import BatchRows, decode_state, final_state_stand_in
 from flotilla.analytics.tables import KEYS, ORDER, TABLES, arrow_table, create_statement
 from flotilla.jobs.state import JobState
 from flotilla.log.batch_reader import Position
@@ -93,11 +93,15 @@ class AnalyticsStore:
         try:
             cursor.register("wanted_jobs", wanted)
             rows = cursor.execute(
-                "SELECT job_id, fold FROM jobs WHERE job_id IN (SELECT job_id FROM wanted_jobs)"
+                "SELECT job_id, fold, queue, job_set, state, updated FROM jobs "
+                "WHERE job_id IN (SELECT job_id FROM wanted_jobs)"
             ).fetchall()
         finally:
             cursor.close()
-        return {job_id: decode_state(fold) for job_id, fold in rows}
+        return {
+            job_id: decode_state(fold) if fold is not None else final_state_stand_in(job_id, *rest)
+            for job_id, fold, *rest in rows
+        }
 
     def write(self, rows: BatchRows, positions: Mapping[Position, int]) -> None:
         """The batch's rows and the positions it reached, in one transaction."""
