@@ -27,7 +27,6 @@ import platform
 import sys
 import tempfile
 import time
-import timeit
 from pathlib import Path
 
 import duckdb
@@ -36,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.lookout import histories, write_log  # noqa: E402
+from bench.scheduler import machine_speed_ms  # noqa: E402
 from flotilla.analytics import views  # noqa: E402
 from flotilla.analytics.rows import LogRecord, fold_batch  # noqa: E402
 from flotilla.analytics.sink import sink_to_end  # noqa: E402
@@ -184,20 +184,22 @@ def bench_views(workdir: Path, events: int, repeat: int) -> None:
 
     parquet = workdir / "parquet"
     parquet.mkdir()
+    store.close()
+    exporting = duckdb.connect(str(path))  # the store's own connection may touch no other file
     over_parquet = duckdb.connect()
     for table, columns in TABLES.items():
         names = ", ".join(f'"{name}"' for name, _ in columns)
         if table in ("queues", "positions"):
-            store.connection.execute(f"COPY {table} TO '{parquet / table}.parquet' (FORMAT parquet)")
+            exporting.execute(f"COPY {table} TO '{parquet / table}.parquet' (FORMAT parquet)")
             source = f"'{parquet / table}.parquet'"
         else:
             day = f"floor({_time_of(table)} / 86400)::BIGINT AS day"
-            store.connection.execute(
+            exporting.execute(
                 f"COPY (SELECT *, {day} FROM {table}) TO '{parquet / table}' (FORMAT parquet, PARTITION_BY (day))"
             )
             source = f"read_parquet('{parquet / table}/**/*.parquet', hive_partitioning = true)"
         over_parquet.execute(f"CREATE VIEW {table} AS SELECT {names} FROM {source}")
-    store.close()
+    exporting.close()
     for statement in views.create_statements():
         over_parquet.execute(statement)
     print("views over the same tables as Parquet partitioned by day:")
@@ -216,7 +218,7 @@ def main() -> int:
     parser.add_argument("--skip-sink", action="store_true")
     parser.add_argument("--skip-views", action="store_true")
     args = parser.parse_args()
-    speed = min(timeit.repeat("sum(range(10**6))", number=10, repeat=5)) / 10 * 1000
+    speed = machine_speed_ms()
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"sum(range(10**6)) {speed:.1f} ms, load average {os.getloadavg()[0]:.1f} (shared machine); "

@@ -27,7 +27,7 @@ from typing import Any
 
 import duckdb
 
-from flotilla.analytics.store import StoreError, connect
+from flotilla.analytics.store import StoreError, connect, store_path
 
 ADDRESS_FILE = "sql.address"
 FORMATS = ("table", "csv", "json")
@@ -83,8 +83,9 @@ def run_read_only(connection: duckdb.DuckDBPyConnection, sql: str) -> QueryResul
 # --- the sink's side -----------------------------------------------------------------------
 
 
-async def serve_queries(connection: duckdb.DuckDBPyConnection, directory: Path) -> asyncio.Server:
-    """Answer queries on cursors of ``connection`` until the server is closed."""
+async def serve_queries(connection: duckdb.DuckDBPyConnection, store: Path) -> asyncio.Server:
+    """Answer queries on cursors of ``connection`` (the store at ``store``) until the server is
+    closed; the address goes beside the store."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -103,9 +104,11 @@ async def serve_queries(connection: duckdb.DuckDBPyConnection, directory: Path) 
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0, limit=16 * 1024 * 1024)
     port = server.sockets[0].getsockname()[1]
-    address = directory / ADDRESS_FILE
+    address = store.parent / ADDRESS_FILE
     temporary = address.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"host": "127.0.0.1", "port": port, "pid": os.getpid()}))
+    temporary.write_text(
+        json.dumps({"host": "127.0.0.1", "port": port, "pid": os.getpid(), "store": str(store.resolve())})
+    )
     temporary.replace(address)
     return server
 
@@ -117,13 +120,14 @@ def forget_address(directory: Path) -> None:
 # --- the CLI's side ------------------------------------------------------------------------
 
 
-def _sink_address(directory: Path) -> tuple[str, int] | None:
-    """Where a live sink answers, or None (no address file, or its process is gone)."""
+def _sink_address(store: Path) -> tuple[str, int] | None:
+    """Where a live sink of ``store`` answers, or None (no address file, another store's
+    sink, or its process is gone)."""
     try:
-        address = json.loads((directory / ADDRESS_FILE).read_text())
+        address = json.loads((store.parent / ADDRESS_FILE).read_text())
     except (OSError, ValueError):
         return None
-    if not Path(f"/proc/{address['pid']}").exists():
+    if address.get("store") != str(store.resolve()) or not Path(f"/proc/{address['pid']}").exists():
         return None
     return str(address["host"]), int(address["port"])
 
@@ -140,7 +144,7 @@ def _ask_sink(address: tuple[str, int], sql: str, timeout: float) -> QueryResult
 def query(store: Path, sql: str, timeout: float = 300.0) -> QueryResult:
     """``sql`` over the store at ``store``: through the sink that holds it, else read-only."""
     check_read_only(sql)
-    address = _sink_address(store.parent)
+    address = _sink_address(store)
     if address is not None:
         try:
             return _ask_sink(address, sql, timeout)
@@ -177,3 +181,15 @@ def format_result(result: QueryResult, fmt: str) -> str:
 
 def _cell(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def select(sql: str, data_dir: str | Path | None = None) -> dict[str, list[Any]]:
+    """The notebooks' one way into the store: ``sql`` (one SELECT) over the analytics store of
+    ``data_dir`` (default: ``FLOTILLA_DATA_DIR``, else ``.flotilla``), through the sink when
+    one runs, as ``{column: [values]}`` (times as the views give them; ``epoch(hour)`` gives
+    Unix seconds)."""
+    from flotilla.settings import load_settings
+
+    settings = load_settings(overrides={"data_dir": str(data_dir)} if data_dir else None)
+    result = query(store_path(settings), sql)
+    return {name: [row[i] for row in result.rows] for i, name in enumerate(result.columns)}

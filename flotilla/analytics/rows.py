@@ -16,10 +16,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from flotilla.jobs.state import JobState, RunRecord, apply
-from flotilla.jobs.states import FAILED
+from flotilla.jobs.states import FAILED, TERMINAL_STATES
 from flotilla.log.schema import (
     ExecutorHeartbeat,
     JobEvent,
+    JobSpec,
     JobSubmitted,
     QueueDefinition,
     SchedulingReport,
@@ -63,12 +64,27 @@ def first_failing_exit_code(exit_codes: Mapping[str, int]) -> int | None:
     return next(iter(exit_codes.values()), None)
 
 
-def encode_state(state: JobState) -> str:
+FINAL_STATES = TERMINAL_STATES - {FAILED}
+"""States in which the fold takes no event at all (a failed job may still be retried)."""
+
+
+def encode_state(state: JobState) -> str | None:
+    """The fold's state as ``jobs.fold`` keeps it: None once the job is in a final state,
+    where any state of that name refuses every event as the whole one would
+    (:func:`final_state_stand_in`), so the job's spec is not stored twice."""
+    if state.state in FINAL_STATES:
+        return None
     return json.dumps(state.to_dict(), separators=(",", ":"))
 
 
 def decode_state(fold: str) -> JobState:
     return JobState.from_dict(json.loads(fold))
+
+
+def final_state_stand_in(job_id: str, queue: str, job_set: str, state: str, updated: float) -> JobState:
+    """What the fold is handed for a job in a final state whose ``jobs.fold`` is None."""
+    spec = JobSpec(job_id=job_id, queue=queue, job_set=job_set, priority=0.0, pod_spec={}, requests={})
+    return JobState(spec=spec, state=state, priority=0.0, updated=updated)
 
 
 def _resources(requests: Mapping[str, int]) -> tuple[float, float, float]:

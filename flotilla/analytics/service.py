@@ -21,7 +21,7 @@ async def serve(settings: Settings, path: Path) -> None:
     sink = AnalyticsSink(settings, path)
     await sink.start()
     assert sink.store is not None
-    server = await serve_queries(sink.store.connection, path.parent)
+    server = await serve_queries(sink.store.connection, path)
     print(f"{READY_MARKER}; store {path} (ready in {time.monotonic() - started:.1f}s)", flush=True)
     try:
         await sink.run()

@@ -21,7 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from flotilla.analytics import views
-from flotilla.analytics.rows import BatchRows, decode_state
+from flotilla.analytics.rows import BatchRows, decode_state, final_state_stand_in
 from flotilla.analytics.tables import KEYS, ORDER, TABLES, arrow_table, create_statement
 from flotilla.jobs.state import JobState
 from flotilla.log.batch_reader import Position
@@ -40,8 +40,11 @@ def store_path(settings: Settings) -> Path:
 
 
 def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """The store's file, with DuckDB's access to other files turned off: the SQL it serves
+    (to any local user of the sink's port) must not read the machine's files
+    (``read_text('/etc/...')``) or write any."""
     try:
-        return duckdb.connect(str(path), read_only=read_only)
+        return duckdb.connect(str(path), read_only=read_only, config={"enable_external_access": False})
     except duckdb.IOException as exc:
         raise StoreError(f"analytics store {path}: {exc}") from exc
 
@@ -90,11 +93,15 @@ class AnalyticsStore:
         try:
             cursor.register("wanted_jobs", wanted)
             rows = cursor.execute(
-                "SELECT job_id, fold FROM jobs WHERE job_id IN (SELECT job_id FROM wanted_jobs)"
+                "SELECT job_id, fold, queue, job_set, state, updated FROM jobs "
+                "WHERE job_id IN (SELECT job_id FROM wanted_jobs)"
             ).fetchall()
         finally:
             cursor.close()
-        return {job_id: decode_state(fold) for job_id, fold in rows}
+        return {
+            job_id: decode_state(fold) if fold is not None else final_state_stand_in(job_id, *rest)
+            for job_id, fold, *rest in rows
+        }
 
     def write(self, rows: BatchRows, positions: Mapping[Position, int]) -> None:
         """The batch's rows and the positions it reached, in one transaction."""

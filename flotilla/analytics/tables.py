@@ -3,7 +3,7 @@
 Times are Unix seconds (``DOUBLE``), as on the log; resources are in units (cores, bytes,
 GPUs), not the log's milli-units. ``jobs`` and ``runs`` hold each job's and run's latest state
 (as the one fold, ``flotilla.jobs.state``, makes it: ``jobs.fold`` is the fold's whole state,
-from which the sink carries on after a restart); ``events``, ``scheduling_reports`` and
+from which the sink carries on after a restart, while the job can still change); ``events``, ``scheduling_reports`` and
 ``capacity`` (one row per executor, pool and heartbeat) hold every record, keyed by the
 partition and offset they came from; ``queues`` each queue's latest definition;
 ``positions`` the next offset of every partition read, written in the same transaction as
@@ -55,7 +55,7 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("runs", "INTEGER"),
         ("first_leased_at", "DOUBLE"),  # NULL until the job's first lease
         ("first_running_at", "DOUBLE"),  # NULL until a run of it first ran
-        ("fold", "VARCHAR"),
+        ("fold", "VARCHAR"),  # NULL once the job is final (succeeded, cancelled, preempted)
     ),
     "runs": (
         ("run_id", "VARCHAR"),

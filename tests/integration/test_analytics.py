@@ -116,14 +116,24 @@ def test_sql_answers_read_only_while_the_sink_writes_and_a_rebuild_equals_the_li
             query(store, "SELECT 1; DELETE FROM events")
         assert applied_events(store, topic) == len(events)
 
-        rebuilt = tmp_path / "rebuilt.duckdb"
+        rebuilt = store.parent / "rebuilt.duckdb"  # beside the live store, whose sink answers only for it
         done = cli("rebuild", "--to", str(rebuilt))
         assert done.returncode == 0, done.stderr
         for table, order in ORDER.items():
             sql = f"SELECT * FROM {table} ORDER BY {order}"
             assert query(rebuilt, sql) == query(store, sql), table
+
+        more = interleaved(mixed_histories(5))
+        asyncio.run(write_events(settings, more))
+        wait_for(lambda: applied_events(store, topic) == len(events) + len(more), 60, 0.2, "the sink")
+        assert query(rebuilt, "SELECT count(*) FROM events").rows == [[len(events)]]
+        in_place = cli("rebuild")
+        assert in_place.returncode == 1 and "Could not set lock" in in_place.stderr  # the sink holds it
     finally:
         part.stop()
+    live = rows_of(store)
+    assert cli("rebuild").returncode == 0  # in place, now that no sink holds the store
+    assert rows_of(store) == live
 
 
 def test_a_run_through_the_stack_lands_in_the_store_with_the_states_the_api_reports(stack, tmp_path: Path):

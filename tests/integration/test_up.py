@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from flotilla.analytics.query import query
 from flotilla.embedded.data_dir import DataDir
 from tests.integration.up_process import postmaster_pid, read_until
 from tests.integration.up_process import start_up as start_up_in
@@ -49,15 +50,17 @@ def left_running(processes: list[psutil.Process]) -> list[psutil.Process]:
 def test_up_then_sigterm_leaves_no_process_behind(tmp_path: Path):
     up = start_up(tmp_path, up_env(tmp_path))
     output = read_until(up, "flotilla up: ready")
-    for part in ("kafka", "postgres", "worker", "api", "executor", "lookout", "events-bridge"):
+    for part in ("kafka", "postgres", "worker", "api", "executor", "lookout", "events-bridge", "analytics"):
         assert part in output
+    store = tmp_path / "data" / "analytics" / "analytics.duckdb"
+    assert query(store, "SELECT count(*) FROM jobs").rows == [[0]]  # answered by up's sink
     lookout_url = re.search(r"lookout +(http://\S+)", output)
     assert lookout_url is not None, output
     with urllib.request.urlopen(f"{lookout_url.group(1)}/health", timeout=10) as health:
         assert health.read() == b"OK"
     started = psutil.Process(up.pid).children(recursive=True)
     started.append(psutil.Process(postmaster_pid(tmp_path / "data")))
-    assert len(started) >= 6  # kafka, worker, api, executor, lookout, postgres
+    assert len(started) >= 8  # kafka, worker, api, executor, lookout, events bridge, analytics, postgres
 
     up.send_signal(signal.SIGTERM)
 

@@ -244,3 +244,19 @@ def test_results_print_as_a_table_csv_or_json(store):
     assert format_result(result, "csv") == "name,x\na,1.5\nbb,"
     assert format_result(result, "table") == "name  x\n----  ---\na     1.5\nbb"
     assert json.loads(format_result(result, "json")) == [{"name": "a", "x": 1.5}, {"name": "bb", "x": None}]
+
+
+def test_a_select_cannot_read_the_machines_files(store):
+    with pytest.raises(QueryRefused, match="disabled by config"):
+        run_read_only(store.connection, "SELECT * FROM read_text('/etc/hostname')")
+
+
+def test_a_finished_jobs_submit_read_again_in_a_later_batch_is_refused(store):
+    job = spec("a", "q", cpu=1)
+    first = history(job, "ra", leased=T0, running=T0 + 1, end=T0 + 2)
+    write(store, records(first))
+    again = LogRecord(0, len(first), first[0], encode(first[0]))  # the submit, delivered twice
+    write(store, [again])
+
+    assert select(store, "SELECT state, runs FROM jobs") == [{"state": "succeeded", "runs": 1}]
+    assert select(store, 'SELECT applied FROM events ORDER BY "offset" DESC LIMIT 1') == [{"applied": False}]
