@@ -25,17 +25,7 @@ from tests.harness.faults_evidence import ProcessWitness, read_process_records, 
 from tests.harness.faults_stack import EXECUTORS, KRaftDeployment
 from tests.integration.jobs import all_terminal, job, new_queue, submit, watch
 
-pytestmark = [
-    pytest.mark.integration,
-    # Seed 11 left one submit unanswered in 1 of 7 runs after its worker was replaced: the new
-    # worker's Faust consumer dropped re-fetched event records right after its post-recovery
-    # seek ("DROPPED MESSAGE ROFF", seen with DEVLOG=1), not yet fixed. Until it is, the suite
-    # runs where asked: FLOTILLA_FAULTS=1 (short) or FLOTILLA_FAULTS=long.
-    pytest.mark.skipif(
-        os.environ.get("FLOTILLA_FAULTS") not in ("1", "long"),
-        reason="the fault suite runs with FLOTILLA_FAULTS=1 or =long (a worker takeover can skip a submit)",
-    ),
-]
+pytestmark = pytest.mark.integration
 
 LONG = os.environ.get("FLOTILLA_FAULTS") == "long"
 SEEDS = [int(s) for s in os.environ.get("FLOTILLA_FAULT_SEEDS", "").split(",") if s] or [11, 12]
