@@ -10,6 +10,7 @@
   is there. Faust's own changelog topics are read as they are.
 - The end of a partition (where Faust's changelog recovery stops) is the high watermark of
   a fetch, not ListOffsets, which Tansu answers wrongly (``flotilla.log.end_offsets``).
+- Faust's seek to the committed offsets tells the gaps where reading starts, as a seek does.
 - A message fetched before the latest rebalance is not acknowledged. Faust's streams skip such
   messages (the consumer reads them again from the committed offset) but ack them, and an ack
   counts the offset as processed: the next commit passed records no agent had folded, and a
@@ -66,6 +67,21 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def seek(self, partition: TP, offset: int) -> None:
         self._gaps.expect(partition, offset)
         super().seek(partition, offset)
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        return await self.call_thread(self._seek_to_committed)
+
+    async def _seek_to_committed(self) -> Mapping[TP, int]:
+        """Faust's seek after table recovery (and after a rebalance) goes round ``seek``: the
+        gaps must know of it too. Otherwise a record fetched from the earlier position, beyond
+        the committed offset, is handed on first; Faust takes the jump for a gap, counts the
+        offsets in between as processed and drops them when they are fetched again ("DROPPED
+        MESSAGE ROFF"), so records no worker folded were committed past."""
+        committed = await self._ensure_consumer().seek_to_committed()
+        for tp, offset in committed.items():
+            if offset is not None and offset >= 0:
+                self._gaps.expect(tp, offset)
+        return committed
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self._gaps.forget(revoked)

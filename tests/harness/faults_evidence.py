@@ -40,8 +40,9 @@ from flotilla.settings import Settings
 
 # What a job's process appends to the records file: one line when it starts, one when it ends
 # (also when it is stopped with SIGTERM), with its pid; the working directory names the run
-# (``<work_root>/<run_id>/work``, see flotilla.executor.local_process).
-_RECORD = 'echo "{what} $EPOCHREALTIME $PWD $$" >> {path}'
+# (``<work_root>/<run_id>/work``, see flotilla.executor.local_process). The pid is $BASHPID, not
+# $$: the executor expands a command as Kubernetes does, where $$ stands for a literal $.
+_RECORD = 'echo "{what} $EPOCHREALTIME $PWD $BASHPID" >> {path}'
 WITNESS_POLL_SECONDS = 0.1
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from flotilla.executor.local_process import expand_references
 from flotilla.log.schema import (
     JobLeased,
     JobLeaseExpired,
@@ -203,7 +204,9 @@ def test_the_witness_records_when_a_sigkilled_process_was_gone(tmp_path: Path):
     run_dir = tmp_path / "run-8" / "work"
     run_dir.mkdir(parents=True)
     witness = ProcessWitness(records)
-    process = subprocess.Popen(recorded_command(records, 30), cwd=run_dir, start_new_session=True)
+    # The command as the executor runs it: expanded as Kubernetes expands a container's command.
+    command = [expand_references(arg, {}) for arg in recorded_command(records, 30)]
+    process = subprocess.Popen(command, cwd=run_dir, start_new_session=True)
     try:
         while not records.exists() or not records.read_text():
             time.sleep(0.01)
