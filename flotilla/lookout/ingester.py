@@ -6,9 +6,11 @@ apart from the rows and could disagree with them after a crash), gathers a batch
 one transaction with the offsets it reached (``flotilla.lookout.store``). So a crash loses
 nothing and doubles nothing: the next start reads from the last batch that committed.
 
-Reading is pulled at the database's pace (a batch is fetched and decoded while the one
-before it is written, and no further), so a replay of a long log holds two batches in
-memory, not the log. Like every
+Reading is pulled at the database's pace (a batch is fetched only after the last one is
+written), so a replay of a long log holds one batch in memory, not the log. Fetching and
+decoding the next batch while one is written was tried and made ingestion 2-3x slower: the
+writer's thread, which needs the GIL at every round trip to Postgres, waits out the decoding
+thread's switch interval each time. Like every
 reader of the log it holds at a gap in a partition's offsets (``flotilla.log.offset_gaps``).
 A record it cannot decode is logged, counted and passed over. While Postgres is down it
 keeps its batch and retries with backoff; the offsets in the database say where it is.
@@ -69,9 +71,6 @@ class Ingester:
         self._consumer: AIOKafkaConsumer | None = None
         self._gaps = OffsetGaps()
         self._expected: dict[TopicPartition, int] = {}
-        """Per partition, the next offset the database has (as of the last batch written)."""
-        self._read: dict[TopicPartition, int] = {}
-        """Per partition, the next offset to read (batches read may not be written yet)."""
         self._beginning: dict[TopicPartition, int] = {}
 
     # --- the database ------------------------------------------------------------------
@@ -111,7 +110,6 @@ class Ingester:
         self._consumer.seek(tp, offset)
         self._gaps.expect(tp, offset)
         self._expected[tp] = offset
-        self._read[tp] = offset
 
     async def start(self) -> None:
         await ensure_topics(self.settings)
@@ -158,15 +156,13 @@ class Ingester:
                 break
             if stop_when_caught_up and self.caught_up(batch):
                 break
-        for record in batch:
-            self._read[TopicPartition(record.topic, record.partition)] = record.offset + 1
         return batch
 
     def caught_up(self, pending: Sequence[ConsumerRecord] = ()) -> bool:
         """Every partition read up to the high watermark of its latest fetch (taken from fetch
         responses: the embedded broker answers ListOffsets(latest) wrongly)."""
         assert self._consumer is not None
-        reached = dict(self._read)
+        reached = dict(self._expected)
         for record in pending:
             reached[TopicPartition(record.topic, record.partition)] = record.offset + 1
         for tp, offset in reached.items():
@@ -183,84 +179,55 @@ class Ingester:
             else:
                 message = decode_scheduling_report(record.value)
         except SchemaError as exc:
+            self.counts.undecodable += 1
             log.warning(
-                "lookout ingester: passing over %s[%d]@%d, which does not decode: %s",
+                "lookout ingester: passing over %s[%d]@%d, which does not decode (%d so far): %s",
                 record.topic,
                 record.partition,
                 record.offset,
+                self.counts.undecodable,
                 exc,
             )
         return LogRecord(record.topic, record.partition, record.offset, message)
 
-    async def _decoded(self, batch: list[ConsumerRecord]) -> list[LogRecord]:
+    async def _write(self, batch: list[ConsumerRecord]) -> None:
+        expected = {(tp.topic, tp.partition): o for tp, o in self._expected.items()}
+        beginning = {(tp.topic, tp.partition): o for tp, o in self._beginning.items()}
+
+        undecodable_before = self.counts.undecodable
         records: list[LogRecord] = []
         for start in range(0, len(batch), DECODE_CHUNK):
             # Decoded here, in chunks between which the API's requests are served: in the
             # writer's thread, decoding fights the event loop for the GIL and takes 5x longer.
             records += [self._decode(r) for r in batch[start : start + DECODE_CHUNK]]
             await asyncio.sleep(0)
-        return records
-
-    async def _write(self, records: list[LogRecord]) -> dict[Partition, int]:
-        """Write a batch; returns where to read from again when the database is behind the
-        reader (and nothing was written), else an empty dict."""
-        expected = {(tp.topic, tp.partition): o for tp, o in self._expected.items()}
-        beginning = {(tp.topic, tp.partition): o for tp, o in self._beginning.items()}
 
         def work(connection: psycopg.Connection) -> BatchResult:
             return write_batch(connection, records, expected, beginning)
 
-        result = await self._with_database(f"writing a batch of {len(records)}", work)
+        result = await self._with_database(f"writing a batch of {len(batch)}", work)
         if result.reseek:
-            return result.reseek
-        for record in records:
+            self.counts.undecodable = undecodable_before
+            log.warning(
+                "lookout ingester: the database is behind the reader; reading again from %s", result.reseek
+            )
+            for tp in list(self._expected):
+                self._seek(tp, result.reseek.get((tp.topic, tp.partition), self._expected[tp]))
+            return
+        for record in batch:
             self._expected[TopicPartition(record.topic, record.partition)] = record.offset + 1
         self.counts.batches += 1
         self.counts.applied += result.applied
-        self.counts.undecodable += sum(1 for r in records if r.message is None)
         self.counts.last_batch_at = time.time()
-        return {}
-
-    async def _written(self, writing: asyncio.Task[dict[Partition, int]]) -> bool:
-        """Wait for a batch's write; False when the database sent the reader back (it then
-        reads again from where the database is)."""
-        reseek = await writing
-        if not reseek:
-            return True
-        log.warning("lookout ingester: the database is behind the reader; reading again from %s", reseek)
-        for tp in list(self._expected):
-            self._seek(tp, reseek.get((tp.topic, tp.partition), self._expected[tp]))
-        return False
 
     async def run(self, stop_when_caught_up: bool = False) -> None:
-        """Ingest until cancelled, or (``stop_when_caught_up``) until the log's end is applied.
-
-        While one batch is written (in a thread: Postgres's time, and the batch fold's), the
-        next is fetched and decoded; the next write starts when that one has committed, so
-        the writes and their offsets stay in log order. A batch read while the database sent
-        the reader back is dropped."""
-        writing: asyncio.Task[dict[Partition, int]] | None = None
-        try:
-            while True:
-                if stop_when_caught_up and self.caught_up():
-                    if writing is None:
-                        return
-                    done, writing = await self._written(writing), None
-                    if done:
-                        return
-                    continue
-                batch = await self._fetch_batch(stop_when_caught_up)
-                records = await self._decoded(batch)
-                if writing is not None:
-                    written, writing = await self._written(writing), None
-                    if not written:
-                        continue
-                if records:
-                    writing = asyncio.create_task(self._write(records))
-        finally:
-            if writing is not None:
-                # Not cancelled: its thread would go on using the connection being closed.
-                await asyncio.wait([writing])
+        """Ingest until cancelled, or (``stop_when_caught_up``) until the log's end is applied."""
+        while True:
+            batch = await self._fetch_batch(stop_when_caught_up)
+            if batch:
+                await self._write(batch)
+            if stop_when_caught_up and self.caught_up():
+                return
 
 
 async def ingest_to_end(settings: Settings, dsn: str) -> IngesterCounts:
