@@ -19,9 +19,11 @@ keeps its batch and retries with backoff; the offsets in the database say where 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -50,6 +52,21 @@ MAX_BACKOFF_SECONDS = 10.0
 DECODE_CHUNK = 1000
 
 T = TypeVar("T")
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector off while a chunk of records is decoded: decoding allocates
+    a few objects per field, which sets the collector off every few hundred records to scan
+    the whole batch held in memory, about half the time decoding takes. Decoded messages
+    hold no reference cycles, so reference counting frees them all the same."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @dataclass
@@ -199,7 +216,8 @@ class Ingester:
         for start in range(0, len(batch), DECODE_CHUNK):
             # Decoded here, in chunks between which the API's requests are served: in the
             # writer's thread, decoding fights the event loop for the GIL and takes 5x longer.
-            records += [self._decode(r) for r in batch[start : start + DECODE_CHUNK]]
+            with _collector_paused():
+                records += [self._decode(r) for r in batch[start : start + DECODE_CHUNK]]
             await asyncio.sleep(0)
 
         def work(connection: psycopg.Connection) -> BatchResult:
