@@ -134,9 +134,10 @@ def bench_ingest(server_dsn: str, workdir: Path, jobs: int) -> None:
         print(f"writing {len(events)} events of {jobs} jobs to the log ...", file=sys.stderr, flush=True)
         asyncio.run(write_log(settings, events))
         ingested = new_database(server_dsn, "bench_ingest")
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         counts = asyncio.run(ingest_to_end(settings, ingested))
         ingest_seconds = time.perf_counter() - started
+        ingest_cpu_seconds = time.process_time() - cpu_started
         assert counts.applied == len(events), (counts.applied, len(events))
         copy_seconds, rows = raw_copy_seconds(ingested, new_database(server_dsn, "bench_copy"))
     finally:
@@ -145,7 +146,8 @@ def bench_ingest(server_dsn: str, workdir: Path, jobs: int) -> None:
         f"ingester: {len(events)} events in {ingest_seconds:.2f}s = {len(events) / ingest_seconds:,.0f} events/s"
     )
     print(
-        f"  ({counts.batches} batches; from the log on Tansu: fetch, decode, fold, COPY and merge, offsets)"
+        f"  ({counts.batches} batches; from the log on Tansu: fetch, decode, fold, COPY and merge, offsets;"
+        f" {ingest_cpu_seconds:.2f}s of CPU in the ingester's process)"
     )
     print(
         f"raw COPY of the {rows} rows it produced (job, job_run, job_spec): {copy_seconds:.2f}s"

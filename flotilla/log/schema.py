@@ -23,6 +23,7 @@ consumer that sees a record twice, as at-least-once delivery allows, can drop th
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -422,13 +423,20 @@ def encode(
     return json.dumps(body, separators=(",", ":"), default=record_fields).encode()
 
 
+_LONG_NUMBER = re.compile(rb"[0-9]{20}")
+"""Twenty digits in a row: maybe an integer beyond 64 bits, which orjson reads as a float."""
+
+
 def _loads(raw: bytes) -> Any:
     """JSON as ``json.loads`` reads it. orjson parses the same records a few times faster;
-    what only ``json`` takes (NaN, integers beyond 64 bits, other encodings) goes to it."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return json.loads(raw)
+    what it refuses (NaN, other encodings) or reads otherwise (integers beyond 64 bits, as
+    floats) goes to ``json``."""
+    if isinstance(raw, bytes) and _LONG_NUMBER.search(raw) is None:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(raw)
 
 
 def _envelope(raw: bytes) -> dict[str, Any]:

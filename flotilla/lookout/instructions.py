@@ -157,6 +157,9 @@ class _Planner:
         self.cursors = cursors
         self.known_runs = known_runs
         self.out = InstructionSet()
+        self.counted_as: dict[str, tuple[str, str, int] | None] = {}
+        """The count each job the batch moves was in before it (None: created by the batch);
+        the counts move once per job at the end, not at each of its transitions."""
 
     def job(self, job_id: str, **values: Any) -> None:
         _conflate(self.out.job_creates, self.out.job_updates, job_id, values)
@@ -165,9 +168,8 @@ class _Planner:
         _conflate(self.out.run_creates, self.out.run_updates, run_id, values)
 
     def move(self, job_id: str, cursor: JobCursor, state: int, at: float) -> None:
-        deltas = self.out.count_deltas
-        deltas[(cursor.queue, cursor.jobset, cursor.state)] -= 1
-        deltas[(cursor.queue, cursor.jobset, state)] += 1
+        if job_id not in self.counted_as:
+            self.counted_as[job_id] = (cursor.queue, cursor.jobset, cursor.state)
         cursor.state = state
         self.job(job_id, state=state, last_transition_time=at)
 
@@ -182,7 +184,7 @@ class _Planner:
         self.out.job_creates[event.job_id] = job_row(spec, event.created)
         self.out.job_specs[event.job_id] = spec_bytes(spec)
         self.cursors[event.job_id] = JobCursor(spec.queue, spec.job_set, states.QUEUED, None)
-        self.out.count_deltas[(spec.queue, spec.job_set, states.QUEUED)] += 1
+        self.counted_as[event.job_id] = None
 
     def apply(self, event: JobEvent) -> None:
         if isinstance(event, JobSubmitted):
@@ -316,5 +318,11 @@ def plan(
         planner.apply(event)
     for report in reports:
         planner.report(report)
-    planner.out.count_deltas = Counter({k: v for k, v in planner.out.count_deltas.items() if v})
+    deltas: Counter[tuple[str, str, int]] = Counter()
+    for job_id, before in planner.counted_as.items():
+        cursor = cursors[job_id]
+        if before is not None:
+            deltas[before] -= 1
+        deltas[(cursor.queue, cursor.jobset, cursor.state)] += 1
+    planner.out.count_deltas = Counter({k: v for k, v in deltas.items() if v})
     return planner.out

@@ -143,6 +143,21 @@ def test_submitted_keeps_its_job_spec():
     assert decoded.job == SPEC
 
 
+def test_a_record_with_an_integer_beyond_64_bits_decodes_as_json_reads_it():
+    # orjson, the fast parser, would read it as a float; such records go to json.
+    spec = dataclasses.replace(SPEC, requests={"memory": 2**70 + 1})
+    decoded = decode_job_event(encode(JobSubmitted(**COMMON, job=spec)))
+
+    assert isinstance(decoded, JobSubmitted) and decoded.job is not None
+    assert decoded.job.requests["memory"] == 2**70 + 1
+
+
+def test_a_record_with_nan_decodes_as_json_reads_it():
+    decoded = decode_job_event(encode(JobReprioritized(**COMMON, new_priority=float("nan"))))
+
+    assert isinstance(decoded, JobReprioritized) and decoded.new_priority != decoded.new_priority
+
+
 def test_failed_keeps_its_containers_and_exit_codes():
     decoded = decode_job_event(encode(JobFailed(**COMMON, reason="OOMKilled", containers=CONTAINERS)))
 
