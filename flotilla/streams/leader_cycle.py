@@ -127,6 +127,7 @@ class LeaderCycle:
         """One cycle on the working set, the executors' latest heartbeats and the queues;
         the pure cycle's result, or None when there was nothing to schedule."""
         started = self.clock.monotonic()
+        cpu_started = time.process_time()
         if self._leading_since is None:
             self._leading_since = started
         self.in_flight.settle(self.active.jobs)
@@ -141,14 +142,20 @@ class LeaderCycle:
         if result is not None:
             await self.write_reports(result, wall)
             if result.leases or result.preemptions:
+                # The queued jobs whose leases are still on their way back through the log
+                # are not offered to the cycle: a large count says the worker's ingest is
+                # behind, not that the cycle placed too few.
                 log.info(
-                    "cycle: %d queued, %d running, %d nodes -> %d leases, %d preemptions in %.3fs",
+                    "cycle: %d queued (%d of them leased, in flight), %d running, %d nodes -> "
+                    "%d leases, %d preemptions in %.3fs (%.3fs CPU)",
                     len(self.active.queued),
+                    self.in_flight.queued_count(self.active.queued),
                     len(running),
                     len(cluster.nodes),
                     len(result.leases),
                     len(result.preemptions),
                     self.clock.monotonic() - started,
+                    time.process_time() - cpu_started,
                 )
         return result
 

@@ -52,6 +52,10 @@ class InFlight:
     def running(self) -> list[RunningJob]:
         return [job for _, job in self._runs.values()]
 
+    def queued_count(self, queued: Iterable[str]) -> int:
+        """How many of the ``queued`` job ids have a lease in flight."""
+        return sum(1 for job_id in queued if job_id in self._runs)
+
 
 class ActiveJobs:
     """The decoded state of every job not yet finished, and the cycle's form of the queued
