@@ -3,7 +3,8 @@ injected, so it runs the same under the Faust timer and in a unit test.
 
 Each cycle the leader
 
-1. expires the runs of executors silent for longer than the lease timeout (not during the
+1. expires the runs of executors silent for longer than the lease timeout: no new heartbeat
+   has reached the leader for that long, and the latest is that old (not during the
    grace period after it became leader: the heartbeats it holds may be older than the time
    it was away, so it first gives every executor one lease timeout to be heard from),
 2. fails runs that outlived their deadline,
@@ -102,7 +103,7 @@ class LeaderCycle:
         self.clock = clock or SystemClock()
         self.in_flight = in_flight or InFlight(self.clock.monotonic)
         self.reasons = reasons or ReportedReasons()
-        self.nodes = ExecutorNodes()
+        self.nodes = ExecutorNodes(self.clock.monotonic)
         self._leading_since: float | None = None
 
     # --- leadership ------------------------------------------------------------------
@@ -160,12 +161,21 @@ class LeaderCycle:
         return result
 
     def cluster(self, executors: Mapping[str, ExecutorHeartbeat], wall: float) -> Cluster:
+        """The executors heard from within the lease timeout: by their latest heartbeat's
+        timestamp, or by when that heartbeat reached this leader. A worker behind the log
+        reads heartbeats late; judging them by their timestamps alone would take every run
+        away from a healthy executor as soon as the worker fell a lease timeout behind (and
+        requeue thousands of running jobs, putting it further behind)."""
         cluster = Cluster()
+        timeout = self.settings.lease_timeout_seconds
         for executor_id, heartbeat in executors.items():
-            if wall - heartbeat.created > self.settings.lease_timeout_seconds:
+            nodes = self.nodes.of(executor_id, heartbeat)
+            if wall - heartbeat.created > timeout and not self.nodes.heard_within(
+                executor_id, heartbeat, timeout
+            ):
                 continue
             cluster.live_executors.add(executor_id)
-            cluster.nodes.extend(self.nodes.of(executor_id, heartbeat))
+            cluster.nodes.extend(nodes)
         return cluster
 
     def expire_silent_executors(

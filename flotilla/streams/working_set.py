@@ -119,14 +119,23 @@ class ActiveJobs:
 
 class ExecutorNodes:
     """Each executor's nodes in the cycle's form, rebuilt when its heartbeat changes, not
-    every cycle (a cluster of thousands of nodes is a large record)."""
+    every cycle (a cluster of thousands of nodes is a large record), and when the leader
+    first saw each executor's latest heartbeat."""
 
-    def __init__(self) -> None:
-        self._seen: dict[str, tuple[ExecutorHeartbeat, list[Node]]] = {}
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._seen: dict[str, tuple[ExecutorHeartbeat, list[Node], float]] = {}
 
     def of(self, executor_id: str, heartbeat: ExecutorHeartbeat) -> list[Node]:
         seen = self._seen.get(executor_id)
         if seen is None or seen[0] is not heartbeat:
-            seen = (heartbeat, nodes_of(executor_id, heartbeat))
+            seen = (heartbeat, nodes_of(executor_id, heartbeat), self._clock())
             self._seen[executor_id] = seen
         return seen[1]
+
+    def heard_within(self, executor_id: str, heartbeat: ExecutorHeartbeat, seconds: float) -> bool:
+        """Whether ``heartbeat`` reached the leader (was first passed to :meth:`of`) within
+        the last ``seconds``: a heartbeat read late, by a worker behind the log, is news
+        however old its timestamp."""
+        seen = self._seen.get(executor_id)
+        return seen is not None and seen[0] is heartbeat and self._clock() - seen[2] <= seconds

@@ -134,6 +134,35 @@ def test_an_executor_heard_from_within_the_lease_timeout_keeps_its_runs():
     assert leader.expired() == []
 
 
+def test_an_executor_whose_heartbeats_the_leader_reads_late_keeps_its_runs():
+    # The worker is behind the log: each heartbeat it reads was written more than a lease
+    # timeout ago, but they keep arriving, so the executor is not silent.
+    leader = Leader(leased("a"))
+    leader.cycle(heartbeat(at=leader.clock.now))
+    leader.clock.advance(LEASE_TIMEOUT + 1)  # the grace period is over
+
+    for _ in range(3):
+        leader.cycle(heartbeat(at=leader.clock.now - LEASE_TIMEOUT - 5))
+        leader.clock.advance(LEASE_TIMEOUT / 2)
+
+    assert leader.expired() == []
+
+
+def test_a_heartbeat_read_late_expires_its_executors_runs_a_lease_timeout_after_it_was_read():
+    leader = Leader(leased("a"))
+    leader.cycle(heartbeat(at=leader.clock.now))
+    leader.clock.advance(LEASE_TIMEOUT + 1)
+    last = heartbeat(at=leader.clock.now - LEASE_TIMEOUT - 5)  # read late, and then no more
+    leader.cycle(last)
+    leader.clock.advance(LEASE_TIMEOUT - 1)
+    leader.cycle(last)
+    assert leader.expired() == []
+
+    leader.clock.advance(2)
+    leader.cycle(last)
+    assert leader.expired() == ["run-1"]
+
+
 def test_no_run_expires_during_the_grace_period_after_becoming_leader():
     leader = Leader(leased("a"))
     stale = heartbeat(at=leader.clock.now - 10 * LEASE_TIMEOUT)  # held from before it led
