@@ -212,12 +212,17 @@ class LeaderCycle:
         result = schedule(queued, running, nodes, queues, self.config)
         by_id = {q.job_id: q for q in queued}
         decisions: list[JobEvent] = list(preemption_events(result, self.active.jobs, wall))
+        leased: list[RunningJob] = []
         for lease in result.leases:
             job = by_id[lease.job_id]
             run_id = uuid.uuid4().hex
             decisions.append(lease_event(job, lease, run_id, self.clock.wall()))
-            self.in_flight.add(RunningJob.from_lease(job, lease, run_id))
+            leased.append(RunningJob.from_lease(job, lease, run_id))
         await self.writer.events(decisions)
+        # Only leases the broker has are in flight: after a failed write the jobs stay
+        # leasable at once, rather than held until the in-flight timeout.
+        for run in leased:
+            self.in_flight.add(run)
         return result
 
     async def write_reports(self, result: CycleResult, wall: float) -> None:

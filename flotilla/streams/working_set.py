@@ -16,7 +16,11 @@ from flotilla.log.schema import ExecutorHeartbeat
 from flotilla.scheduling import Node, QueuedJob, RunningJob
 from flotilla.streams.cycle_bridge import nodes_of, queued_job
 
-IN_FLIGHT_SECONDS = 30.0
+# A lease stays in flight until the jobs table has folded it, however far behind the log the
+# worker is (a 100,000-job load run fell a minute behind: a shorter timeout gave the room of
+# leases still on their way to other jobs, and the executor returned those leases). The
+# timeout only frees a job whose lease the fold refused while the job stayed queued.
+IN_FLIGHT_SECONDS = 600.0
 
 
 class InFlight:

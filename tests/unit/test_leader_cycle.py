@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import pytest
+
 from flotilla.jobs.state import LEASED, QUEUED, JobState, RunRecord
 from flotilla.log.schema import (
     ExecutorHeartbeat,
@@ -213,6 +215,41 @@ def test_the_room_of_a_lease_in_flight_is_not_given_to_another_job():
     leader.clock.advance(1)
 
     leader.cycle(heartbeat(at=leader.clock.now, cpu=1000))
+
+    assert [e.job_id for e in leader.writer.of_type(JobLeased)] == ["a"]
+
+
+def test_the_room_of_a_lease_in_flight_is_kept_while_the_worker_is_minutes_behind_the_log():
+    leader = Leader(queued("a"))
+    leader.cycle(heartbeat(at=leader.clock.now, cpu=1000))  # room for one job
+    leader.active.update(queued("b"))
+    leader.clock.advance(120)  # the lease of "a" is still on its way back through the log
+
+    leader.cycle(heartbeat(at=leader.clock.now, cpu=1000))
+
+    assert [e.job_id for e in leader.writer.of_type(JobLeased)] == ["a"]
+
+
+class FailingOnceWriter(RecordingWriter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    async def events(self, events: Sequence[JobEvent]) -> None:
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("broker unreachable")
+        await super().events(events)
+
+
+def test_a_job_whose_lease_could_not_be_written_is_leased_again_by_the_next_cycle():
+    leader = Leader(queued("a"))
+    leader.leader_cycle.writer = leader.writer = FailingOnceWriter()
+    with pytest.raises(ConnectionError):
+        leader.cycle(heartbeat(at=leader.clock.now))
+    leader.clock.advance(1)
+
+    leader.cycle(heartbeat(at=leader.clock.now))
 
     assert [e.job_id for e in leader.writer.of_type(JobLeased)] == ["a"]
 
