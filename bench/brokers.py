@@ -35,13 +35,13 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.processes import cpu_seconds, rss_mb  # noqa: E402
 from flotilla.embedded.kafka_kraft import KRaftKafka, default_kafka_home  # noqa: E402
 from flotilla.embedded.ports import free_port  # noqa: E402
 from flotilla.embedded.tansu import (  # noqa: E402
@@ -205,38 +205,6 @@ class Figures:
     committed: int = 0
     committed_after: int | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def tree(pids: list[int]) -> list[psutil.Process]:
-    procs = []
-    for pid in pids:
-        try:
-            root = psutil.Process(pid)
-            procs += [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            pass
-    return procs
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0.0
-    for proc in tree(pids):
-        try:
-            times = proc.cpu_times()
-            total += times.user + times.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
-
-
-def rss_mb(pids: list[int]) -> float:
-    total = 0
-    for proc in tree(pids):
-        try:
-            total += proc.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total / 2**20
 
 
 async def produce(bootstrap: str, topic: str, records: int, size: int) -> float:

@@ -9,6 +9,12 @@ the gRPC API at ``--rate`` jobs a second, and follows the log until every job ha
 Prints jobs per second from first submit to last success, and the p50/p99 latency from
 submit (the API's reply) to leased and to running (the events' timestamps). Same machine,
 same clock: the figures include every hop (API, log, scheduler cycle, executor).
+
+Every part shares the machine's cores, so it also prints what each part cost while the jobs
+ran (``cpu_s_<part>``: CPU seconds from first submit to last success; ``cpu_ms_per_job_<part>``;
+``peak_mib_<part>``: peak resident memory), the machine's speed before the run
+(``sum_range_ms``, ``python3 -m timeit "sum(range(10**6))"``'s figure) and its load average
+before and after: a run that fell behind on a busy machine says so.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import statistics
 import sys
@@ -31,6 +38,7 @@ from armada_client.armada import submit_pb2, submit_pb2_grpc
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.processes import cpu_seconds, load_average, machine_speed_ms, peak_rss_mb  # noqa: E402
 from flotilla.embedded.kafka_kraft import KRaftKafka, default_kafka_home  # noqa: E402
 from flotilla.embedded.ports import free_port  # noqa: E402
 from flotilla.embedded.tansu import TansuBroker  # noqa: E402
@@ -152,12 +160,24 @@ async def follow(settings, jobs: int, times: dict[str, dict[str, float]], timeou
         await consumer.stop()
 
 
-async def measure(settings, url: str, args) -> dict:
+def client_cpu_seconds() -> float:
+    """This process's own CPU seconds (the submitting and following client), without the
+    parts it started."""
+    times = os.times()
+    return times.user + times.system
+
+
+async def measure(settings, url: str, args, parts: dict[str, list[int]]) -> dict:
     submitted: dict[str, float] = {}
     times: dict[str, dict[str, float]] = {}
     follower = asyncio.create_task(follow(settings, args.jobs, times, args.timeout))
+    cpu_before = {name: cpu_seconds(pids) for name, pids in parts.items()}
+    client_before = client_cpu_seconds()
     await submit_all(url, args.jobs, args.rate, args.runtime, submitted)
     await follower
+    cpu = {name: cpu_seconds(pids) - cpu_before[name] for name, pids in parts.items()}
+    cpu["client"] = client_cpu_seconds() - client_before
+    peaks = {name: peak_rss_mb(pids) for name, pids in parts.items()}
     first = min(submitted.values())
     finished = [t["succeeded"] for t in times.values() if "succeeded" in t]
 
@@ -180,9 +200,12 @@ async def measure(settings, url: str, args) -> dict:
         "submit_to_running_p50": percentile(running, 0.50),
         "submit_to_running_p99": percentile(running, 0.99),
         "submit_to_running_mean": statistics.fmean(running) if running else float("nan"),
+        **{f"cpu_s_{name}": seconds for name, seconds in cpu.items()},
+        **{f"cpu_ms_per_job_{name}": 1000 * seconds / max(1, len(finished)) for name, seconds in cpu.items()},
+        **{f"peak_mib_{name}": mib for name, mib in peaks.items()},
         "broker": args.broker,
         "partitions": args.partitions,
-        "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
     }
 
 
@@ -199,6 +222,7 @@ def main() -> int:
     parser.add_argument("--logs", type=Path, help="keep each part's log in this directory")
     args = parser.parse_args()
 
+    speed_ms, load_before = machine_speed_ms(), load_average()
     with tempfile.TemporaryDirectory(prefix="flotilla-load-") as tmp:
         directory = Path(tmp)
         if args.broker == "kafka":
@@ -226,11 +250,15 @@ def main() -> int:
             for part in parts:
                 part.start()
             url = f"{settings.api.host}:{settings.api.port}"
-            result = asyncio.run(measure(settings, url, args))
+            pids = {"broker": [broker.pid], **{part.part: [part.pid] for part in parts}}
+            result = asyncio.run(
+                measure(settings, url, args, {k: [p for p in v if p] for k, v in pids.items()})
+            )
         finally:
             for part in reversed(parts):
                 part.stop()
             broker.stop()
+    result.update(sum_range_ms=speed_ms, load_average_before=load_before, load_average_after=load_average())
     if args.json:
         print(json.dumps(result))
     else:

@@ -29,6 +29,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from aiokafka import TopicPartition
+
 from flotilla.embedded.data_dir import DataDir, DataDirRefused
 from flotilla.embedded.errors import ComponentFailed
 from flotilla.embedded.kafka_jars import KAFKA_VERSION, install_kafka_jars
@@ -36,6 +38,9 @@ from flotilla.embedded.kafka_kraft import KRaftKafka, default_kafka_home
 from flotilla.embedded.kafka_log_store import check_kafka_log_store
 from flotilla.embedded.postgres import EmbeddedPostgres
 from flotilla.embedded.tansu import TansuBroker, log_tail, port_in_use
+from flotilla.log.consumer_lag import group_lag, lag_summary
+from flotilla.log.schema import EVENTS_TOPIC, EXECUTORS_TOPIC, QUEUES_TOPIC
+from flotilla.log.topics import topic_partitions
 from flotilla.lookout.database import check_connection
 from flotilla.settings import Settings, SettingsError, to_environment
 
@@ -43,6 +48,7 @@ EMBEDDED_BROKERS = ("kafka", "tansu")
 
 MAX_CRASHES = 5
 CRASH_WINDOW_SECONDS = 60.0
+STATUS_SECONDS = 30.0
 
 READY_MARKERS = {
     "worker": "flotilla worker: ready",
@@ -254,6 +260,47 @@ def recovered_summary(settings: Settings) -> str:
     return asyncio.run(read())
 
 
+def worker_lag(settings: Settings, timeout: float = 10.0) -> dict[TopicPartition, int]:
+    """The scheduler worker's lag on each partition it reads (its consumer group's committed
+    offsets against the log's ends): how far the scheduler's tables are behind the log."""
+    read = {settings.topic(t) for t in (EVENTS_TOPIC, QUEUES_TOPIC, EXECUTORS_TOPIC)}
+    partitions = [
+        TopicPartition(topic, p)
+        for topic, count in topic_partitions(settings).items()
+        if topic in read
+        for p in range(count)
+    ]
+    return asyncio.run(group_lag(settings.kafka.bootstrap, settings.scheduler.app_id, partitions, timeout))
+
+
+class WorkerStatus:
+    """``flotilla up``'s status line about the worker: printed every ``STATUS_SECONDS`` while
+    the worker is behind the log, and once when it has caught up."""
+
+    def __init__(
+        self, settings: Settings, say: Callable[[str], None], interval: float = STATUS_SECONDS
+    ) -> None:
+        self._settings = settings
+        self._say = say
+        self._interval = interval
+        self._behind = False
+        self._next = time.monotonic()
+
+    def poll(self) -> None:
+        if time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + self._interval
+        try:
+            lag = worker_lag(self._settings)
+        except Exception as exc:  # the broker restarting, say: the status waits, the stack goes on
+            self._say(f"flotilla up: status: worker lag unknown ({exc.__class__.__name__}: {exc})")
+            return
+        behind = sum(lag.values()) > 0
+        if behind or self._behind:
+            self._say(f"flotilla up: status: worker {lag_summary(lag)}")
+        self._behind = behind
+
+
 def run_stack(settings: Settings) -> int:
     """Start the stack, supervise it until SIGINT/SIGTERM, stop it. Returns the exit code."""
     stopping = threading.Event()
@@ -275,7 +322,9 @@ def run_stack(settings: Settings) -> int:
     print("flotilla up: ready; Ctrl-C stops everything", flush=True)
     code = 0
     crashes: list[float] = []
+    status = WorkerStatus(stack.settings, lambda line: print(line, flush=True))
     while not stopping.wait(0.5) and code == 0:
+        status.poll()
         for name in stack.failed_parts():
             part = stack.parts[name]
             print(f"flotilla up: {name} exited:\n{log_tail(part.log_path)}", file=sys.stderr, flush=True)

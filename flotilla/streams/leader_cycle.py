@@ -3,7 +3,8 @@ injected, so it runs the same under the Faust timer and in a unit test.
 
 Each cycle the leader
 
-1. expires the runs of executors silent for longer than the lease timeout (not during the
+1. expires the runs of executors silent for longer than the lease timeout: no new heartbeat
+   has reached the leader for that long, and the latest is that old (not during the
    grace period after it became leader: the heartbeats it holds may be older than the time
    it was away, so it first gives every executor one lease timeout to be heard from),
 2. fails runs that outlived their deadline,
@@ -102,7 +103,7 @@ class LeaderCycle:
         self.clock = clock or SystemClock()
         self.in_flight = in_flight or InFlight(self.clock.monotonic)
         self.reasons = reasons or ReportedReasons()
-        self.nodes = ExecutorNodes()
+        self.nodes = ExecutorNodes(self.clock.monotonic)
         self._leading_since: float | None = None
 
     # --- leadership ------------------------------------------------------------------
@@ -127,6 +128,7 @@ class LeaderCycle:
         """One cycle on the working set, the executors' latest heartbeats and the queues;
         the pure cycle's result, or None when there was nothing to schedule."""
         started = self.clock.monotonic()
+        cpu_started = time.process_time()
         if self._leading_since is None:
             self._leading_since = started
         self.in_flight.settle(self.active.jobs)
@@ -141,24 +143,39 @@ class LeaderCycle:
         if result is not None:
             await self.write_reports(result, wall)
             if result.leases or result.preemptions:
+                # The queued jobs whose leases are still on their way back through the log
+                # are not offered to the cycle: a large count says the worker's ingest is
+                # behind, not that the cycle placed too few.
                 log.info(
-                    "cycle: %d queued, %d running, %d nodes -> %d leases, %d preemptions in %.3fs",
+                    "cycle: %d queued (%d of them leased, in flight), %d running, %d nodes -> "
+                    "%d leases, %d preemptions in %.3fs (%.3fs CPU)",
                     len(self.active.queued),
+                    self.in_flight.queued_count(self.active.queued),
                     len(running),
                     len(cluster.nodes),
                     len(result.leases),
                     len(result.preemptions),
                     self.clock.monotonic() - started,
+                    time.process_time() - cpu_started,
                 )
         return result
 
     def cluster(self, executors: Mapping[str, ExecutorHeartbeat], wall: float) -> Cluster:
+        """The executors heard from within the lease timeout: by their latest heartbeat's
+        timestamp, or by when that heartbeat reached this leader. A worker behind the log
+        reads heartbeats late; judging them by their timestamps alone would take every run
+        away from a healthy executor as soon as the worker fell a lease timeout behind (and
+        requeue thousands of running jobs, putting it further behind)."""
         cluster = Cluster()
+        timeout = self.settings.lease_timeout_seconds
         for executor_id, heartbeat in executors.items():
-            if wall - heartbeat.created > self.settings.lease_timeout_seconds:
+            nodes = self.nodes.of(executor_id, heartbeat)
+            if wall - heartbeat.created > timeout and not self.nodes.heard_within(
+                executor_id, heartbeat, timeout
+            ):
                 continue
             cluster.live_executors.add(executor_id)
-            cluster.nodes.extend(self.nodes.of(executor_id, heartbeat))
+            cluster.nodes.extend(nodes)
         return cluster
 
     def expire_silent_executors(
@@ -195,12 +212,17 @@ class LeaderCycle:
         result = schedule(queued, running, nodes, queues, self.config)
         by_id = {q.job_id: q for q in queued}
         decisions: list[JobEvent] = list(preemption_events(result, self.active.jobs, wall))
+        leased: list[RunningJob] = []
         for lease in result.leases:
             job = by_id[lease.job_id]
             run_id = uuid.uuid4().hex
             decisions.append(lease_event(job, lease, run_id, self.clock.wall()))
-            self.in_flight.add(RunningJob.from_lease(job, lease, run_id))
+            leased.append(RunningJob.from_lease(job, lease, run_id))
         await self.writer.events(decisions)
+        # Only leases the broker has are in flight: after a failed write the jobs stay
+        # leasable at once, rather than held until the in-flight timeout.
+        for run in leased:
+            self.in_flight.add(run)
         return result
 
     async def write_reports(self, result: CycleResult, wall: float) -> None:

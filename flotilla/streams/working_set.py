@@ -16,7 +16,11 @@ from flotilla.log.schema import ExecutorHeartbeat
 from flotilla.scheduling import Node, QueuedJob, RunningJob
 from flotilla.streams.cycle_bridge import nodes_of, queued_job
 
-IN_FLIGHT_SECONDS = 30.0
+# A lease stays in flight until the jobs table has folded it, however far behind the log the
+# worker is (a 100,000-job load run fell a minute behind: a shorter timeout gave the room of
+# leases still on their way to other jobs, and the executor returned those leases). The
+# timeout only frees a job whose lease the fold refused while the job stayed queued.
+IN_FLIGHT_SECONDS = 600.0
 
 
 class InFlight:
@@ -51,6 +55,10 @@ class InFlight:
 
     def running(self) -> list[RunningJob]:
         return [job for _, job in self._runs.values()]
+
+    def queued_count(self, queued: Iterable[str]) -> int:
+        """How many of the ``queued`` job ids have a lease in flight."""
+        return sum(1 for job_id in queued if job_id in self._runs)
 
 
 class ActiveJobs:
@@ -115,14 +123,23 @@ class ActiveJobs:
 
 class ExecutorNodes:
     """Each executor's nodes in the cycle's form, rebuilt when its heartbeat changes, not
-    every cycle (a cluster of thousands of nodes is a large record)."""
+    every cycle (a cluster of thousands of nodes is a large record), and when the leader
+    first saw each executor's latest heartbeat."""
 
-    def __init__(self) -> None:
-        self._seen: dict[str, tuple[ExecutorHeartbeat, list[Node]]] = {}
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._seen: dict[str, tuple[ExecutorHeartbeat, list[Node], float]] = {}
 
     def of(self, executor_id: str, heartbeat: ExecutorHeartbeat) -> list[Node]:
         seen = self._seen.get(executor_id)
         if seen is None or seen[0] is not heartbeat:
-            seen = (heartbeat, nodes_of(executor_id, heartbeat))
+            seen = (heartbeat, nodes_of(executor_id, heartbeat), self._clock())
             self._seen[executor_id] = seen
         return seen[1]
+
+    def heard_within(self, executor_id: str, heartbeat: ExecutorHeartbeat, seconds: float) -> bool:
+        """Whether ``heartbeat`` reached the leader (was first passed to :meth:`of`) within
+        the last ``seconds``: a heartbeat read late, by a worker behind the log, is news
+        however old its timestamp."""
+        seen = self._seen.get(executor_id)
+        return seen is not None and seen[0] is heartbeat and self._clock() - seen[2] <= seconds

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import pytest
+
 from flotilla.jobs.state import LEASED, QUEUED, JobState, RunRecord
 from flotilla.log.schema import (
     ExecutorHeartbeat,
@@ -134,6 +136,35 @@ def test_an_executor_heard_from_within_the_lease_timeout_keeps_its_runs():
     assert leader.expired() == []
 
 
+def test_an_executor_whose_heartbeats_the_leader_reads_late_keeps_its_runs():
+    # The worker is behind the log: each heartbeat it reads was written more than a lease
+    # timeout ago, but they keep arriving, so the executor is not silent.
+    leader = Leader(leased("a"))
+    leader.cycle(heartbeat(at=leader.clock.now))
+    leader.clock.advance(LEASE_TIMEOUT + 1)  # the grace period is over
+
+    for _ in range(3):
+        leader.cycle(heartbeat(at=leader.clock.now - LEASE_TIMEOUT - 5))
+        leader.clock.advance(LEASE_TIMEOUT / 2)
+
+    assert leader.expired() == []
+
+
+def test_a_heartbeat_read_late_expires_its_executors_runs_a_lease_timeout_after_it_was_read():
+    leader = Leader(leased("a"))
+    leader.cycle(heartbeat(at=leader.clock.now))
+    leader.clock.advance(LEASE_TIMEOUT + 1)
+    last = heartbeat(at=leader.clock.now - LEASE_TIMEOUT - 5)  # read late, and then no more
+    leader.cycle(last)
+    leader.clock.advance(LEASE_TIMEOUT - 1)
+    leader.cycle(last)
+    assert leader.expired() == []
+
+    leader.clock.advance(2)
+    leader.cycle(last)
+    assert leader.expired() == ["run-1"]
+
+
 def test_no_run_expires_during_the_grace_period_after_becoming_leader():
     leader = Leader(leased("a"))
     stale = heartbeat(at=leader.clock.now - 10 * LEASE_TIMEOUT)  # held from before it led
@@ -184,6 +215,41 @@ def test_the_room_of_a_lease_in_flight_is_not_given_to_another_job():
     leader.clock.advance(1)
 
     leader.cycle(heartbeat(at=leader.clock.now, cpu=1000))
+
+    assert [e.job_id for e in leader.writer.of_type(JobLeased)] == ["a"]
+
+
+def test_the_room_of_a_lease_in_flight_is_kept_while_the_worker_is_minutes_behind_the_log():
+    leader = Leader(queued("a"))
+    leader.cycle(heartbeat(at=leader.clock.now, cpu=1000))  # room for one job
+    leader.active.update(queued("b"))
+    leader.clock.advance(120)  # the lease of "a" is still on its way back through the log
+
+    leader.cycle(heartbeat(at=leader.clock.now, cpu=1000))
+
+    assert [e.job_id for e in leader.writer.of_type(JobLeased)] == ["a"]
+
+
+class FailingOnceWriter(RecordingWriter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    async def events(self, events: Sequence[JobEvent]) -> None:
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("broker unreachable")
+        await super().events(events)
+
+
+def test_a_job_whose_lease_could_not_be_written_is_leased_again_by_the_next_cycle():
+    leader = Leader(queued("a"))
+    leader.leader_cycle.writer = leader.writer = FailingOnceWriter()
+    with pytest.raises(ConnectionError):
+        leader.cycle(heartbeat(at=leader.clock.now))
+    leader.clock.advance(1)
+
+    leader.cycle(heartbeat(at=leader.clock.now))
 
     assert [e.job_id for e in leader.writer.of_type(JobLeased)] == ["a"]
 
