@@ -43,11 +43,18 @@ class InFlight:
     def settle(self, jobs: Mapping[str, JobState]) -> None:
         """Forget leases the jobs have caught up with (or that never arrived, after a while)."""
         horizon = self._clock() - self._timeout
-        for job_id, (at, _) in list(self._runs.items()):
+        for job_id, (at, run) in list(self._runs.items()):
             state = jobs.get(job_id)
             # A lease of a job whose own queued event is still on its way back (see
-            # ActiveJobs.anticipate) is as much in flight as one of a queued job.
-            if at < horizon or state is None or state.state not in (SUBMITTED, QUEUED):
+            # ActiveJobs.anticipate) is as much in flight as one of a queued job. A queued job
+            # that already holds the run was leased and returned (or expired) between two
+            # cycles: that lease is on the log and over, and the job is leasable again.
+            if (
+                at < horizon
+                or state is None
+                or state.state not in (SUBMITTED, QUEUED)
+                or any(r.run_id == run.run_id for r in state.runs)
+            ):
                 del self._runs[job_id]
 
     def __contains__(self, job_id: object) -> bool:

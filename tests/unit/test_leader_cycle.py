@@ -4,6 +4,7 @@ and a writer that records what the leader writes."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 
 import pytest
@@ -228,6 +229,21 @@ def test_the_room_of_a_lease_in_flight_is_kept_while_the_worker_is_minutes_behin
     leader.cycle(heartbeat(at=leader.clock.now, cpu=1000))
 
     assert [e.job_id for e in leader.writer.of_type(JobLeased)] == ["a"]
+
+
+def test_a_job_whose_lease_was_returned_before_the_next_cycle_is_leased_again():
+    leader = Leader(queued("a"))
+    leader.cycle(heartbeat(at=leader.clock.now))
+    [lease] = leader.writer.of_type(JobLeased)
+    run = RunRecord(run_id=lease.run_id, executor=EXECUTOR, node="node-1", leased_at=0.0)
+    # The jobs table folded the lease and then the executor's lease_returned before this
+    # leader's next cycle: the job is queued again, holding the returned run.
+    leader.active.update(dataclasses.replace(queued("a"), attempt=1, runs=(run,)))
+    leader.clock.advance(1)
+
+    leader.cycle(heartbeat(at=leader.clock.now))
+
+    assert [e.job_id for e in leader.writer.of_type(JobLeased)] == ["a", "a"]
 
 
 class FailingOnceWriter(RecordingWriter):
