@@ -140,7 +140,12 @@ class ExecutorNodes:
     def of(self, executor_id: str, heartbeat: ExecutorHeartbeat) -> list[Node]:
         seen = self._seen.get(executor_id)
         if seen is None or seen[0] is not heartbeat:
-            seen = (heartbeat, nodes_of(executor_id, heartbeat), self._clock())
+            # Only a heartbeat that replaces one this leader saw is news. The first one it
+            # sees of an executor may be any age (a new leader reads every executor's latest,
+            # the long dead ones' too), so that one is judged by its timestamp alone; the
+            # grace period after becoming leader covers live executors read late.
+            heard = self._clock() if seen is not None else float("-inf")
+            seen = (heartbeat, nodes_of(executor_id, heartbeat), heard)
             self._seen[executor_id] = seen
         return seen[1]
 

@@ -151,6 +151,16 @@ def test_an_executor_whose_heartbeats_the_leader_reads_late_keeps_its_runs():
     assert leader.expired() == []
 
 
+def test_a_new_leader_leases_nothing_onto_an_executor_whose_latest_heartbeat_is_old():
+    # A worker that starts (or restarts) reads every executor's latest heartbeat at once,
+    # those of executors long gone too: the first one seen is no news of the executor.
+    leader = Leader(queued("a"))
+
+    leader.cycle(heartbeat(at=leader.clock.now - 3 * LEASE_TIMEOUT))
+
+    assert leader.writer.of_type(JobLeased) == []
+
+
 def test_a_heartbeat_read_late_expires_its_executors_runs_a_lease_timeout_after_it_was_read():
     leader = Leader(leased("a"))
     leader.cycle(heartbeat(at=leader.clock.now))
