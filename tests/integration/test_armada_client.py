@@ -59,9 +59,13 @@ def process_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    # A zombie has ended; only its parent has not reaped it yet.
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split()[2] != "Z"
+    # A zombie has ended; only its parent has not reaped it yet. The parent may reap it
+    # between the signal and the read, and /proc then answers ESRCH or has no entry.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return False
 
 
 def test_seeds_sleep_job_emits_the_whole_lifecycle_in_order(client, tmp_path: Path):
