@@ -35,10 +35,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.processes import cpu_seconds, load_average, machine_speed_ms  # noqa: E402
-from flotilla.embedded.kafka_kraft import KRaftKafka, default_kafka_home  # noqa: E402
-from flotilla.embedded.ports import free_port  # noqa: E402
-from flotilla.embedded.tansu import TansuBroker  # noqa: E402
+from bench.processes import cpu_seconds, load_average, machine_speed_ms, start_broker  # noqa: E402
 from flotilla.log.end_offsets import fetched_end_offsets  # noqa: E402
 from flotilla.log.schema import (  # noqa: E402
     EVENTS_TOPIC,
@@ -177,14 +174,11 @@ def main() -> int:
     speed_ms, load_before = machine_speed_ms(), load_average()
     with tempfile.TemporaryDirectory(prefix="flotilla-ingest-") as tmp:
         directory = Path(tmp)
-        if args.broker == "kafka":
-            broker = KRaftKafka(default_kafka_home(), directory / "kafka", free_port())
-        else:
-            broker = TansuBroker(port=free_port(), log_path=directory / "tansu.log")
+        broker, bootstrap = start_broker(args.broker, directory)
         settings = load_settings(
             overrides={
                 "data_dir": str(directory),
-                "kafka": {"bootstrap": broker.start(), "partitions": args.partitions},
+                "kafka": {"bootstrap": bootstrap, "partitions": args.partitions},
                 "scheduler": {"interval_seconds": 0.5},
             },
             environ={},

@@ -38,10 +38,8 @@ from armada_client.armada import submit_pb2, submit_pb2_grpc
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.processes import cpu_seconds, load_average, machine_speed_ms, peak_rss_mb  # noqa: E402
-from flotilla.embedded.kafka_kraft import KRaftKafka, default_kafka_home  # noqa: E402
+from bench.processes import cpu_seconds, load_average, machine_speed_ms, peak_rss_mb, start_broker  # noqa: E402
 from flotilla.embedded.ports import free_port  # noqa: E402
-from flotilla.embedded.tansu import TansuBroker  # noqa: E402
 from flotilla.jobfile import job_item_from_dict  # noqa: E402
 from flotilla.jobs.state import apply  # noqa: E402
 from flotilla.log.schema import EVENTS_TOPIC, decode_job_event  # noqa: E402
@@ -225,14 +223,11 @@ def main() -> int:
     speed_ms, load_before = machine_speed_ms(), load_average()
     with tempfile.TemporaryDirectory(prefix="flotilla-load-") as tmp:
         directory = Path(tmp)
-        if args.broker == "kafka":
-            broker = KRaftKafka(default_kafka_home(), directory / "kafka", free_port())
-        else:
-            broker = TansuBroker(port=free_port(), log_path=directory / "tansu.log")
+        broker, bootstrap = start_broker(args.broker, directory)
         settings = load_settings(
             overrides={
                 "data_dir": str(directory),
-                "kafka": {"bootstrap": broker.start(), "partitions": args.partitions},
+                "kafka": {"bootstrap": bootstrap, "partitions": args.partitions},
                 "api": {"port": free_port()},
                 "scheduler": {"interval_seconds": 0.5, "lease_timeout_seconds": 60},
                 "executor": {

@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import os
 import timeit
+from pathlib import Path
 
 import psutil
+
+from flotilla.embedded.kafka_kraft import KRaftKafka, default_kafka_home
+from flotilla.embedded.ports import free_port
+from flotilla.embedded.tansu import TansuBroker
 
 
 def tree(pids: list[int]) -> list[psutil.Process]:
@@ -66,3 +71,13 @@ def machine_speed_ms() -> float:
 
 def load_average() -> float:
     return os.getloadavg()[0]
+
+
+def start_broker(kind: str, directory: Path) -> tuple[KRaftKafka | TansuBroker, str]:
+    """The broker a bench runs on (``kafka``: Apache Kafka in KRaft mode; ``tansu``), started
+    under ``directory``, and its bootstrap servers."""
+    if kind == "kafka":
+        broker: KRaftKafka | TansuBroker = KRaftKafka(default_kafka_home(), directory / "kafka", free_port())
+    else:
+        broker = TansuBroker(port=free_port(), log_path=directory / "tansu.log")
+    return broker, broker.start()
